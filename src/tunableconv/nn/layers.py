@@ -1,0 +1,383 @@
+"""Tunable layers: P·E weight sets in one tensor, mixed by aggregation weights from p.
+
+Every layer is called as ``layer(x, p)`` or, inside :func:`~tunableconv.nn.tunable_params`,
+as ``layer(x)``. p has shape ``(P,)`` (shared by the batch: weights are mixed once and one
+ordinary op runs) or ``(B, P)`` (per sample: batch-as-groups op). See
+:mod:`tunableconv.nn.functional` for the maths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from ..errors import InvalidParamsError
+from . import functional as TF
+from .mapping import MappingKind, ParamMap
+from .params import ParamsLike, check_params, current_params
+
+
+class _TunableMixin:
+    """Shared logic: resolving p and turning it into aggregation weights."""
+
+    param_map: ParamMap
+
+    @property
+    def num_params(self) -> int:
+        return self.param_map.num_params
+
+    @property
+    def expansion(self) -> int:
+        return self.param_map.expansion
+
+    @property
+    def num_weight_sets(self) -> int:
+        return self.param_map.num_weights
+
+    def aggregation_weights(self, p: ParamsLike | None = None, batch_size: int | None = None) -> Tensor:
+        """Aggregation weights ``(K,)`` or ``(B, K)`` for ``p`` (or the context's p)."""
+        if p is None:
+            p = current_params()
+            if p is None:
+                raise InvalidParamsError(
+                    f"{type(self).__name__} needs interactive parameters: call layer(x, p) "
+                    "or run it inside `with tunable_params(p):`"
+                )
+            if p.shape[-1] != self.num_params:
+                raise InvalidParamsError(
+                    f"{type(self).__name__} has {self.num_params} interactive parameter(s), p has {p.shape[-1]}"
+                )
+            if p.dim() == 2 and batch_size is not None and p.shape[0] != batch_size:
+                raise InvalidParamsError(f"per-sample p has {p.shape[0]} rows but the batch has {batch_size} samples")
+        else:
+            p = check_params(p, self.num_params, batch_size)
+        return self.param_map(p.to(device=self.weight.device))  # type: ignore[attr-defined]
+
+
+def _init_like_torch(weight_sets: Tensor, bias_sets: Tensor | None) -> None:
+    """Initialise each weight set as the matching torch layer initialises its weight.
+
+    torch uses kaiming_uniform(a=sqrt(5)) on the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    on the bias, with fan_in computed on one weight (not on the stacked tensor).
+    """
+    with torch.no_grad():
+        for k in range(weight_sets.shape[0]):
+            nn.init.kaiming_uniform_(weight_sets[k], a=math.sqrt(5))
+            if bias_sets is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight_sets[k])
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(bias_sets[k], -bound, bound)
+
+
+class TunableConv2d(_TunableMixin, nn.Module):
+    r"""2-D convolution whose kernel is a p-dependent mix of K = P·E kernels.
+
+    .. math::
+        y = \Big(\sum_k w_k(p)\, W_k\Big) \star x + \sum_k w_k(p)\, b_k,
+        \qquad w(p) = A p + c \;\text{(affine)} \;\text{or}\; p \;\text{(identity)}
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode: as :class:`torch.nn.Conv2d` (``padding="same"``, depthwise included).
+        num_params: P, the number of interactive parameters.
+        mapping: ``"affine"`` (learned, default) or ``"identity"``.
+        expansion: E weight sets per parameter (affine map only).
+
+    Shapes:
+        x ``(B, C_in, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H', W')``.
+        ``weight``: ``(K, C_out, C_in/groups, kh, kw)``; ``bias``: ``(K, C_out)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        num_params: int,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        mapping: MappingKind = "affine",
+        expansion: int = 1,
+    ) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"unknown padding_mode {padding_mode!r}")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in _pair(stride)):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.param_map = ParamMap(num_params, expansion, mapping)
+        k = self.param_map.num_weights
+        self.weight = nn.Parameter(torch.empty(k, out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(k, out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _init_like_torch(self.weight, self.bias)
+        self.param_map.reset_parameters()
+
+    def forward(self, x: Tensor, p: ParamsLike | None = None) -> Tensor:
+        agg = self.aggregation_weights(p, x.shape[0])
+        return TF.tunable_conv2d(
+            x, self.weight, self.bias, agg, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
+        )
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, num_params: int, mapping: MappingKind = "affine", expansion: int = 1) -> "TunableConv2d":
+        """A tunable layer whose every weight set is a copy of ``conv``'s weight."""
+        layer = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, num_params, conv.stride, conv.padding,
+            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, mapping, expansion,
+        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight.unsqueeze(0).expand_as(layer.weight))
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias.unsqueeze(0).expand_as(layer.bias))
+        return layer
+
+    def to_plain(self, p: ParamsLike) -> nn.Conv2d:
+        """A plain :class:`torch.nn.Conv2d` that computes this layer at a fixed shared p."""
+        agg = self.aggregation_weights(check_params(p, self.num_params))
+        if agg.dim() != 1:
+            raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
+        conv = nn.Conv2d(
+            self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
+            self.groups, self.bias is not None, self.padding_mode,
+        ).to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(TF.mix(self.weight, agg))
+            if self.bias is not None:
+                conv.bias.copy_(TF.mix(self.bias, agg))
+        return conv
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, num_params={self.num_params}"
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding not in ((0, 0), "valid"):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s + f", mapping={self.param_map.kind!r}, expansion={self.expansion}"
+
+
+class TunableConvTranspose2d(_TunableMixin, nn.Module):
+    r"""2-D transposed convolution with a p-dependent mix of K = P·E kernels.
+
+    Args: as :class:`torch.nn.ConvTranspose2d` plus ``num_params``, ``mapping``, ``expansion``.
+
+    Shapes:
+        x ``(B, C_in, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H', W')``.
+        ``weight``: ``(K, C_in, C_out/groups, kh, kw)``; ``bias``: ``(K, C_out)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        num_params: int,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation=1,
+        mapping: MappingKind = "affine",
+        expansion: int = 1,
+    ) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.output_padding = _pair(output_padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.param_map = ParamMap(num_params, expansion, mapping)
+        k = self.param_map.num_weights
+        self.weight = nn.Parameter(torch.empty(k, in_channels, out_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(k, out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _init_like_torch(self.weight, self.bias)
+        self.param_map.reset_parameters()
+
+    def forward(self, x: Tensor, p: ParamsLike | None = None) -> Tensor:
+        agg = self.aggregation_weights(p, x.shape[0])
+        return TF.tunable_conv_transpose2d(
+            x, self.weight, self.bias, agg, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+        )
+
+    @classmethod
+    def from_conv(
+        cls, conv: nn.ConvTranspose2d, num_params: int, mapping: MappingKind = "affine", expansion: int = 1
+    ) -> "TunableConvTranspose2d":
+        """A tunable layer whose every weight set is a copy of ``conv``'s weight."""
+        if conv.padding_mode != "zeros":
+            raise ValueError("ConvTranspose2d only supports padding_mode='zeros'")
+        layer = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, num_params, conv.stride, conv.padding,
+            conv.output_padding, conv.groups, conv.bias is not None, conv.dilation, mapping, expansion,
+        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight.unsqueeze(0).expand_as(layer.weight))
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias.unsqueeze(0).expand_as(layer.bias))
+        return layer
+
+    def to_plain(self, p: ParamsLike) -> nn.ConvTranspose2d:
+        """A plain :class:`torch.nn.ConvTranspose2d` at a fixed shared p."""
+        agg = self.aggregation_weights(check_params(p, self.num_params))
+        if agg.dim() != 1:
+            raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
+        conv = nn.ConvTranspose2d(
+            self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.output_padding,
+            self.groups, self.bias is not None, self.dilation,
+        ).to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(TF.mix(self.weight, agg))
+            if self.bias is not None:
+                conv.bias.copy_(TF.mix(self.bias, agg))
+        return conv
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, num_params={self.num_params}, "
+            f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}, groups={self.groups}, "
+            f"mapping={self.param_map.kind!r}, expansion={self.expansion}"
+        )
+
+
+class TunableLinear(_TunableMixin, nn.Module):
+    r"""Linear layer with a p-dependent mix of K = P·E weight matrices.
+
+    Shapes:
+        shared p ``(P,)``: x ``(*, in)`` -> ``(*, out)``;
+        per-sample p ``(B, P)``: x ``(B, *, in)`` -> ``(B, *, out)``.
+        ``weight``: ``(K, out, in)``; ``bias``: ``(K, out)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        num_params: int,
+        bias: bool = True,
+        mapping: MappingKind = "affine",
+        expansion: int = 1,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.param_map = ParamMap(num_params, expansion, mapping)
+        k = self.param_map.num_weights
+        self.weight = nn.Parameter(torch.empty(k, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(k, out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _init_like_torch(self.weight, self.bias)
+        self.param_map.reset_parameters()
+
+    def forward(self, x: Tensor, p: ParamsLike | None = None) -> Tensor:
+        agg = self.aggregation_weights(p, x.shape[0] if x.dim() > 1 else None)
+        return TF.tunable_linear(x, self.weight, self.bias, agg)
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, num_params: int, mapping: MappingKind = "affine", expansion: int = 1) -> "TunableLinear":
+        """A tunable layer whose every weight set is a copy of ``lin``'s weight."""
+        layer = cls(lin.in_features, lin.out_features, num_params, lin.bias is not None, mapping, expansion).to(
+            device=lin.weight.device, dtype=lin.weight.dtype
+        )
+        with torch.no_grad():
+            layer.weight.copy_(lin.weight.unsqueeze(0).expand_as(layer.weight))
+            if lin.bias is not None:
+                layer.bias.copy_(lin.bias.unsqueeze(0).expand_as(layer.bias))
+        return layer
+
+    def to_plain(self, p: ParamsLike) -> nn.Linear:
+        """A plain :class:`torch.nn.Linear` at a fixed shared p."""
+        agg = self.aggregation_weights(check_params(p, self.num_params))
+        if agg.dim() != 1:
+            raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
+        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None).to(
+            device=self.weight.device, dtype=self.weight.dtype
+        )
+        with torch.no_grad():
+            lin.weight.copy_(TF.mix(self.weight, agg))
+            if self.bias is not None:
+                lin.bias.copy_(TF.mix(self.bias, agg))
+        return lin
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, num_params={self.num_params}, "
+            f"bias={self.bias is not None}, mapping={self.param_map.kind!r}, expansion={self.expansion}"
+        )
+
+
+class TunableParameter(_TunableMixin, nn.Module):
+    r"""Any tensor made tunable: K = P·E copies mixed by p (layer scales, attention bias tables).
+
+    Args:
+        init: the initial value ``(*S)`` (copied into every set) or a shape.
+        num_params, mapping, expansion: as the other tunable layers.
+
+    Call ``param(p)`` (or ``param()`` inside :func:`tunable_params`): returns ``(*S)`` for a
+    shared p and ``(B, *S)`` for a per-sample p — the caller broadcasts the leading B.
+    """
+
+    def __init__(
+        self,
+        init: Tensor | tuple[int, ...] | list[int],
+        num_params: int,
+        mapping: MappingKind = "affine",
+        expansion: int = 1,
+    ) -> None:
+        super().__init__()
+        self.param_map = ParamMap(num_params, expansion, mapping)
+        k = self.param_map.num_weights
+        if isinstance(init, Tensor):
+            data = init.detach().clone().unsqueeze(0).repeat((k,) + (1,) * init.dim())
+        else:
+            data = torch.zeros((k,) + tuple(init))
+        self.weight = nn.Parameter(data)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.weight.shape[1:]
+
+    def forward(self, p: ParamsLike | None = None) -> Tensor:
+        return TF.mix(self.weight, self.aggregation_weights(p))
+
+    def extra_repr(self) -> str:
+        return f"shape={tuple(self.shape)}, num_params={self.num_params}, mapping={self.param_map.kind!r}, expansion={self.expansion}"
