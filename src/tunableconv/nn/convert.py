@@ -140,6 +140,9 @@ def make_tunable(
         raise ValueError(f"num_params must be >= 1, got {num_params}")
     if not inplace:
         model = copy.deepcopy(model)
+    root = _convert_one(model, num_params, mapping, expansion)
+    if root is not None:  # the model is itself a single layer
+        return TunableModel(root, num_params, knobs)
     names: dict[int, str] = {}
     skip: set[int] = set()
     for name, mod in model.named_modules():

@@ -7,8 +7,8 @@ p of shape ``(..., P)`` into aggregation weights w of shape ``(..., K)``:
 - ``"affine"``: w = A p + b with a learned A of shape (K, P) and b of shape (K,), no
   activation (the paper's choice).
 
-Initialisation of the affine map: A = M − colmean(M), b = 1/K, where M = I_P ⊗ 1_E / E plus a
-small per-expansion offset. Then Σ_k w_k = 1 for *every* p (so a layer whose weight sets are
+Initialisation of the affine map: A = M − colmean(M), b = 1/K, where M[iE+e, i] = 2(e+1)/(E(E+1))
+(distinct positive shares of parameter i over its E weight sets, summing to 1). Then Σ_k w_k = 1 for *every* p (so a layer whose weight sets are
 all equal computes the same function for every p, which is what :func:`make_tunable` needs to
 preserve a pretrained model), and for E = 1 the map equals the identity on the simplex.
 The rows of A differ, so weight sets that start equal do not stay equal by symmetry.
@@ -30,8 +30,8 @@ def affine_init(num_params: int, expansion: int = 1) -> tuple[Tensor, Tensor]:
     m = torch.zeros(k, num_params)
     for i in range(num_params):
         for e in range(expansion):
-            offset = (e - (expansion - 1) / 2) / expansion if expansion > 1 else 0.0
-            m[i * expansion + e, i] = 1.0 / expansion + offset
+            # distinct, positive, summing to 1 over the expansion (1 when E = 1)
+            m[i * expansion + e, i] = 2.0 * (e + 1) / (expansion * (expansion + 1))
     a = m - m.mean(dim=0, keepdim=True)
     b = torch.full((k,), 1.0 / k)
     return a, b
