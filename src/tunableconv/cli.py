@@ -21,6 +21,7 @@ from .errors import TunableconvError
 # (module under tunableconv.commands) in the order shown by --help
 COMMAND_MODULES: list[str] = [
     "demo",
+    "train",
 ]
 
 

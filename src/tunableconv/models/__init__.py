@@ -1,0 +1,13 @@
+"""Model architectures and model files.
+
+Architectures are listed explicitly in :data:`ARCHITECTURES` (name -> (class, config class)).
+"""
+
+from .files import load_model, read_metadata, save_model
+from .resnet import ResNet, ResNetConfig
+
+ARCHITECTURES = {
+    "resnet": (ResNet, ResNetConfig),
+}
+
+__all__ = ["ARCHITECTURES", "ResNet", "ResNetConfig", "load_model", "read_metadata", "save_model"]

@@ -1,0 +1,167 @@
+"""Recipes: dataclass configs, saved and loaded as YAML or JSON, overridable from the CLI.
+
+A recipe has four sections::
+
+    model:  architecture and its arguments
+    data:   training/validation data and patching
+    task:   what is learned (degradation, objectives, p sampler)
+    train:  optimisation and bookkeeping
+
+``--set train.lr=2e-4`` overrides one field (values are parsed as YAML: numbers, lists,
+booleans). Unknown sections or fields are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import InputError
+
+
+@dataclass
+class ModelSection:
+    arch: str = "resnet"
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    train: str = "train/bsds400"  # a folder, a name under the data root, or "default" (bundled, no download)
+    root: str | None = None  # data root; None: TUNABLECONV_DATA / ../shared/data
+    patch_size: int = 64
+    num_workers: int = 2
+    cache: bool = True
+    val: str = "cbsd68"
+    val_images: int = 4
+    val_crop: int = 128
+
+
+@dataclass
+class TaskSection:
+    name: str = "denoise"
+    sigma: list = field(default_factory=lambda: [5.0, 50.0])  # noise std on the 0..255 scale
+    val_sigma: float = 25.0
+    beta: float = 0.9  # noise preservation: target = clean + beta (noisy - clean)
+    loss: str = "l1"  # per-objective distance: l1, l2, charbonnier
+    fidelity_only: bool = False  # the fixed reference network: one objective, no knobs
+    sampler: str = "simplex"  # simplex, cube, mixture
+    vertex_share: float = 0.0
+    edge_share: float = 0.0
+    p_granularity: str = "sample"  # sample (per-sample p), batch (one p per step), or group:N
+    val_grid: list = field(default_factory=lambda: [0.0, 0.5, 1.0])  # strengths s, p = (s, 1 - s)
+
+
+@dataclass
+class TrainSection:
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-4
+    optimizer: str = "adam"  # adam, adamw
+    weight_decay: float = 0.0
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    schedule: str = "cosine"  # cosine, step, constant
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
+    milestones: list = field(default_factory=list)  # step schedule, in steps
+    gamma: float = 0.5
+    grad_clip: float = 0.0  # max grad norm; 0: off
+    ema: float = 0.0  # EMA decay of the weights; 0: off
+    seed: int = 0
+    threads: int = 0  # torch threads per process; 0: torch's default
+    device: str = "cpu"
+    log_every: int = 20
+    val_every: int = 500
+    ckpt_every: int = 100
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    task: TaskSection = field(default_factory=TaskSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown recipe section(s): {', '.join(sorted(unknown))}")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            if f.name == "name":
+                kwargs["name"] = str(d["name"])
+                continue
+            sec_cls = {"model": ModelSection, "data": DataSection, "task": TaskSection, "train": TrainSection}[f.name]
+            sec = d[f.name] or {}
+            bad = set(sec) - {sf.name for sf in fields(sec_cls)}
+            if bad:
+                raise InputError(f"unknown field(s) in recipe section {f.name!r}: {', '.join(sorted(bad))}")
+            kwargs[f.name] = sec_cls(**sec)
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2) if path.suffix == ".json" else yaml.safe_dump(self.to_dict(), sort_keys=False)
+        path.write_text(text)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read recipe {path}: {exc.strerror}") from None
+        try:
+            d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise InputError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        if not isinstance(d, dict):
+            raise InputError(f"{path} does not hold a recipe mapping")
+        return cls.from_dict(d)
+
+    def override(self, assignment: str) -> "Recipe":
+        """Apply ``section.field=value`` (value parsed as YAML); returns self."""
+        key, sep, value = assignment.partition("=")
+        if not sep or "." not in key:
+            raise InputError(f"--set expects section.field=value, got {assignment!r}")
+        section, _, name = key.strip().partition(".")
+        if section not in ("model", "data", "task", "train"):
+            raise InputError(f"unknown recipe section {section!r} in --set {assignment!r}")
+        sec = getattr(self, section)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        if section == "model" and name.startswith("args."):
+            sec.args[name[5:]] = parsed
+            return self
+        if name not in {f.name for f in fields(sec)}:
+            raise InputError(f"recipe section {section!r} has no field {name!r}")
+        current = getattr(sec, name)
+        if isinstance(current, bool) and not isinstance(parsed, bool):
+            raise InputError(f"{key} must be true or false, got {value!r}")
+        if isinstance(current, (int, float)) and not isinstance(current, bool):
+            if not isinstance(parsed, (int, float)) or isinstance(parsed, bool):
+                raise InputError(f"{key} must be a number, got {value!r}")
+            parsed = type(current)(parsed) if not (isinstance(current, int) and isinstance(parsed, float) and not parsed.is_integer()) else parsed
+        setattr(sec, name, parsed)
+        return self
+
+    def copy(self) -> "Recipe":
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, args=dict(self.model.args)),
+                                   data=dataclasses.replace(self.data), task=dataclasses.replace(self.task),
+                                   train=dataclasses.replace(self.train))

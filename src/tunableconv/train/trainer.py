@@ -1,0 +1,337 @@
+"""The training loop: parametric multi-loss optimisation, readable top to bottom.
+
+Every step:
+
+1. a batch of clean patches is cropped from the training images, degraded, and per-sample
+   interactive parameters p are drawn (all in the data workers);
+2. the model runs as ``model(input, p)`` and the *same* p mixes the objectives:
+   ``loss = mean_b Σ_i p_bi · w_i · L_i(output_b, batch_b)``;
+3. backward, optional gradient clipping, optimiser and LR-schedule step, optional EMA;
+   discriminators of adversarial objectives take their own step.
+
+Determinism and exact resume: every random choice of step s and global sample i (image,
+crop, flips, noise, p) comes from a generator seeded by (seed, s, i). The data stream
+therefore has no state to save, the same samples reach the same places whatever the number
+of workers or processes, and a run killed at any time and resumed from its last checkpoint
+ends with the same weights as an uninterrupted run (on the CPU, same thread count).
+
+Distributed data parallel: launched by ``torchrun``; process r of W takes samples
+[r·B/W, (r+1)·B/W) of every global batch of size B; gradients are averaged by DDP, so the
+update equals the single-process one on the same global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Recipe
+
+LATEST = "latest.safetensors"
+FINAL = "model.safetensors"
+
+
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """A well-mixed 63-bit seed for (run seed, step, global sample index)."""
+    x = (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB + 1) & (2**64 - 1)
+    x ^= x >> 31
+    x = (x * 0xD6E8FEB86659FD93) & (2**64 - 1)
+    x ^= x >> 32
+    return x & (2**63 - 1)
+
+
+# ----------------------------------------------------------------------------------------
+# data: one item = one step's (local) batch
+# ----------------------------------------------------------------------------------------
+class StepBatches(torch.utils.data.Dataset):
+    """Item s is this process's share of the global batch of step s, fully seeded."""
+
+    def __init__(self, images, task, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if batch_size % world:
+            raise InputError(f"batch size {batch_size} is not divisible by the {world} processes")
+        self.images, self.task, self.batch_size, self.seed = images, task, batch_size, seed
+        self.local = range(rank * batch_size // world, (rank + 1) * batch_size // world)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        items = []
+        step_gen = torch.Generator().manual_seed(sample_seed(self.seed, step, -1))
+        shared_p = self.task.sample_p(step_gen)  # used when p is per batch / per group
+        for i in self.local:
+            g = torch.Generator().manual_seed(sample_seed(self.seed, step, i))
+            idx = int(torch.randint(len(self.images), (1,), generator=g))
+            clean = self.images.sample(idx, g)["clean"]
+            item = self.task.degrade(clean, g)
+            item["p"] = self.task.choose_p(g, shared_p, step, i)
+            items.append(item)
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+# ----------------------------------------------------------------------------------------
+# schedule and EMA
+# ----------------------------------------------------------------------------------------
+def lr_factor(step: int, cfg) -> float:
+    """LR multiplier at ``step`` (0-based): linear warm-up, then cosine / step / constant."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "step":
+        return cfg.gamma ** sum(step >= m for m in cfg.milestones)
+    if cfg.schedule == "constant":
+        return 1.0
+    raise InputError(f"unknown schedule {cfg.schedule!r} (cosine, step, constant)")
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point tensors."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].lerp_(v, 1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+
+# ----------------------------------------------------------------------------------------
+# the trainer
+# ----------------------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the torchrun process group if launched by torchrun (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class Trainer:
+    """Train a recipe into a run folder; resumable.
+
+    Run folder layout: ``recipe.yaml``, ``log.jsonl`` (one JSON object per logged step and per
+    validation), ``latest.safetensors`` (checkpoint), ``model.safetensors`` (final weights
+    with metadata, EMA weights when EMA is on), ``summary.json``.
+    """
+
+    def __init__(self, recipe: Recipe, out: str | os.PathLike, *, progress: bool = True) -> None:
+        from ..tasks import build_task
+
+        self.recipe = recipe
+        self.out = Path(out)
+        self.progress = progress
+        cfg = recipe.train
+        self.dist = init_distributed(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = torch.device(cfg.device if not cfg.device.startswith("cuda") else f"cuda:{self.dist.local_rank}")
+        self.task = build_task(recipe)
+        torch.manual_seed(cfg.seed)  # model initialisation
+        self.model = self.task.build_model(recipe).to(self.device)
+        self.loss = self.task.build_loss().to(self.device)
+        self.ddp_model: nn.Module = self.model
+        if self.dist.world > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = self._make_optimizer(self.model.parameters())
+        self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
+        self.disc_optimizers = [self._make_optimizer(d.parameters()) for d in self.loss.discriminators()]
+        self.step = 0
+        self.elapsed = 0.0  # training wall time accumulated over sessions
+
+    def _make_optimizer(self, params) -> torch.optim.Optimizer:
+        cfg = self.recipe.train
+        kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+        if cfg.optimizer not in kinds:
+            raise InputError(f"unknown optimizer {cfg.optimizer!r} (adam, adamw)")
+        return kinds[cfg.optimizer](params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.shadow if self.ema else None,
+            "discriminators": [d.state_dict() for d in self.loss.discriminators()],
+            "disc_optimizers": [o.state_dict() for o in self.disc_optimizers],
+            "cpu_rng": torch.get_rng_state(),
+        }
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.state(), self.out / LATEST)
+
+    def load(self, path: str | os.PathLike) -> None:
+        st = load_checkpoint(path, device=str(self.device))
+        self.model.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.ema is not None and st.get("ema") is not None:
+            self.ema.shadow = {k: v.to(self.device) for k, v in st["ema"].items()}
+        for d, s in zip(self.loss.discriminators(), st.get("discriminators") or []):
+            d.load_state_dict(s)
+        for o, s in zip(self.disc_optimizers, st.get("disc_optimizers") or []):
+            o.load_state_dict(s)
+        torch.set_rng_state(st["cpu_rng"].cpu())
+        self.step = int(st["step"])
+        self.elapsed = float(st.get("elapsed", 0.0))
+
+    # --- logging -------------------------------------------------------------------------
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._tb.add_scalar(k, v, record.get("step", 0))
+
+    def _open_tensorboard(self):
+        if not self.dist.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: JSONL only
+            return None
+        return SummaryWriter(str(self.out / "tb"))
+
+    # --- validation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        model = self.model
+        backup = None
+        if self.ema is not None:
+            backup = {k: v.clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(self.ema.shadow)
+        model.eval()
+        try:
+            result = self.task.validate(model, self.val_images, self.device)
+        finally:
+            model.train()
+            if backup is not None:
+                model.load_state_dict(backup)
+        return result
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        cfg, rc = self.recipe.train, self.recipe
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            rc.save(self.out / "recipe.yaml")
+        if resume and (self.out / LATEST).is_file():
+            self.load(self.out / LATEST)
+        self._tb = self._open_tensorboard()
+        train_images = self.task.train_images(rc)
+        self.val_images = self.task.val_images(rc)
+        batches = StepBatches(train_images, self.task, cfg.batch_size, cfg.seed, self.dist.rank, self.dist.world)
+        loader = torch.utils.data.DataLoader(
+            batches, batch_size=None, sampler=range(self.step, cfg.steps), num_workers=rc.data.num_workers,
+            persistent_workers=False, prefetch_factor=4 if rc.data.num_workers else None,
+        )
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=rc.name, disable=not (self.progress and self.dist.is_main),
+                   dynamic_ncols=True, file=sys.stderr)
+        self.model.train()
+        t_start = time.perf_counter()
+        t_mark, elapsed0 = t_start, self.elapsed
+        last_val: dict[str, Any] | None = None
+        for batch in loader:
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            for g in self.optimizer.param_groups:
+                g["lr"] = cfg.lr * lr_factor(self.step, cfg)
+            out = self.task.forward(self.ddp_model, batch)
+            loss, terms = self.loss(out, batch, batch["p"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = None
+            if cfg.grad_clip > 0:
+                grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+            self.optimizer.step()
+            for disc, opt in zip(self.loss.discriminators(), self.disc_optimizers):
+                opt.zero_grad(set_to_none=True)
+                self.loss.discriminator_loss(disc, out.detach(), batch).backward()
+                opt.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.step += 1
+            self.elapsed = elapsed0 + time.perf_counter() - t_start
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"loss became {loss.item()} at step {self.step}; lower train.lr or set train.grad_clip")
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                now = time.perf_counter()
+                rec = {"step": self.step, "loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
+                       "sec_per_step": (now - t_mark) / cfg.log_every, "elapsed": self.elapsed}
+                rec.update({f"loss_{k}": v for k, v in terms.items()})
+                if grad_norm is not None:
+                    rec["grad_norm"] = grad_norm
+                t_mark = now
+                self.log(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}")
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                self.save()
+            if self.dist.is_main and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                last_val = self.validate()
+                self.log({"step": self.step, "val": last_val, "elapsed": self.elapsed})
+        bar.close()
+        summary = {"recipe": rc.name, "steps": self.step, "train_wall_seconds": round(self.elapsed, 1),
+                   "processes": self.dist.world, "threads": torch.get_num_threads(), "val": last_val}
+        if self.dist.is_main:
+            self.export_final(summary)
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self._tb is not None:
+            self._tb.close()
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return summary
+
+    def export_final(self, summary: dict[str, Any]) -> Path:
+        """Write ``model.safetensors`` (EMA weights if EMA is on) with metadata."""
+        from ..models import save_model
+
+        model = self.model
+        if self.ema is not None:
+            model = self.task.build_model(self.recipe)
+            model.load_state_dict(self.ema.shadow)
+        info = {"task": self.task.name, "recipe": self.recipe.to_dict(), "training": summary, **self.task.model_info()}
+        return save_model(model.cpu() if model is not self.model else model, self.out / FINAL,
+                          knobs=self.task.knobs(), info=info)
