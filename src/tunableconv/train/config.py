@@ -155,9 +155,15 @@ class Recipe:
         if isinstance(current, bool) and not isinstance(parsed, bool):
             raise InputError(f"{key} must be true or false, got {value!r}")
         if isinstance(current, (int, float)) and not isinstance(current, bool):
+            if isinstance(parsed, str):  # YAML 1.1 reads "2e-4" as a string
+                try:
+                    parsed = float(parsed)
+                except ValueError:
+                    pass
             if not isinstance(parsed, (int, float)) or isinstance(parsed, bool):
                 raise InputError(f"{key} must be a number, got {value!r}")
-            parsed = type(current)(parsed) if not (isinstance(current, int) and isinstance(parsed, float) and not parsed.is_integer()) else parsed
+            if isinstance(current, int) and float(parsed).is_integer():
+                parsed = int(parsed)
         setattr(sec, name, parsed)
         return self
 

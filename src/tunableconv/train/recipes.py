@@ -20,7 +20,7 @@ def denoise_small() -> Recipe:
         model=ModelSection("resnet", dict(channels=32, num_blocks=6, num_params=2, mapping="affine", expansion=1)),
         data=DataSection(train="train/bsds400", patch_size=48, num_workers=1, val="cbsd68", val_images=4, val_crop=128),
         task=TaskSection(name="denoise", sigma=[5.0, 50.0], beta=0.9, loss="l1", sampler="simplex"),
-        train=TrainSection(steps=6000, batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=100, grad_clip=1.0,
+        train=TrainSection(steps=8000, batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=100, grad_clip=1.0,
                            threads=1, log_every=20, val_every=1000, ckpt_every=200),
     )
 

@@ -287,6 +287,13 @@ class Trainer:
             for disc, opt in zip(self.loss.discriminators(), self.disc_optimizers):
                 opt.zero_grad(set_to_none=True)
                 self.loss.discriminator_loss(disc, out.detach(), batch).backward()
+                if self.dist.world > 1:  # keep the discriminators identical across processes
+                    import torch.distributed as dist
+
+                    for prm in disc.parameters():
+                        if prm.grad is not None:
+                            dist.all_reduce(prm.grad)
+                            prm.grad /= self.dist.world
                 opt.step()
             if self.ema is not None:
                 self.ema.update(self.model)
