@@ -22,6 +22,10 @@ from .errors import TunableconvError
 COMMAND_MODULES: list[str] = [
     "demo",
     "train",
+    "eval",
+    "restore",
+    "sweep",
+    "models",
 ]
 
 

@@ -1,0 +1,65 @@
+"""Copy a finished run's model into the package zoo and write its model card.
+
+    python scripts/ship_model.py runs/denoise-small denoise [--title "..."] [--results results/denoise/results.json]
+
+The card is generated from what the model file records (recipe, steps, wall time, final
+validation) plus, if given, evaluation results. Nothing in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from tunableconv.models import load_model, save_model
+
+ZOO = Path(__file__).resolve().parents[1] / "src" / "tunableconv" / "zoo"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--title", default=None)
+    ap.add_argument("--results", type=Path, default=None, help="results.json of `tunableconv eval` to quote")
+    args = ap.parse_args()
+    model, info = load_model(args.run / "model.safetensors")
+    meta = dict(info.info)
+    meta["name"] = args.name
+    dst = ZOO / f"{args.name}.safetensors"
+    save_model(model, dst, knobs=info.knobs, info=meta)
+    tr = meta.get("training", {})
+    rc = meta.get("recipe", {})
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"# {args.name}: {args.title or rc.get('name', '')}",
+        "",
+        f"- architecture: `{info.architecture}` {json.dumps(info.arguments)}",
+        f"- parameters: {n_params:,}; file: {dst.stat().st_size / 1e6:.2f} MB",
+        f"- knobs: " + (", ".join(f"`{k['name']}` ({k['description']})" for k in info.knobs) or "none (fixed network)"),
+        f"- task: {meta.get('task')}; {json.dumps({k: v for k, v in meta.items() if k in ('beta', 'sigma_range', 'strength')})}",
+        f"- recipe: `{rc.get('name')}` — data `{rc.get('data', {}).get('train')}`, patch {rc.get('data', {}).get('patch_size')}, "
+        f"batch {rc.get('train', {}).get('batch_size')}, lr {rc.get('train', {}).get('lr')} ({rc.get('train', {}).get('schedule')}), "
+        f"seed {rc.get('train', {}).get('seed')}",
+        f"- training: {tr.get('steps')} steps, {tr.get('train_wall_seconds')} s wall time, {tr.get('processes')} process(es) x "
+        f"{tr.get('threads')} thread(s), CPU",
+        f"- reproduce: `tunableconv train --recipe {rc.get('name')} --steps {tr.get('steps')} --out runs/{rc.get('name')}` then "
+        f"`python scripts/ship_model.py runs/{rc.get('name')} {args.name}`",
+        f"- final validation ({rc.get('data', {}).get('val')}, first {rc.get('data', {}).get('val_images')} images, "
+        f"centre {rc.get('data', {}).get('val_crop')} px, sigma {rc.get('task', {}).get('val_sigma')}): `{json.dumps(tr.get('val'))}`",
+    ]
+    if args.results and args.results.is_file():
+        res = json.loads(args.results.read_text())
+        lines += ["", "## Evaluation", "", f"From `{res.get('command', 'tunableconv eval')}`; see `results/` for the full tables.", ""]
+        md = args.results.with_name("results.md")
+        if md.is_file():
+            lines += [md.read_text()]
+    (ZOO / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print(f"shipped {dst} ({dst.stat().st_size / 1e6:.2f} MB) and {ZOO / (args.name + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

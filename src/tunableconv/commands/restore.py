@@ -1,0 +1,289 @@
+"""``tunableconv restore``: run a tunable model on an image or on every image of a folder.
+
+Examples::
+
+    tunableconv restore noisy.png clean.png --model denoise                 # strength 1
+    tunableconv restore noisy.png clean.png --model denoise --strength 0.7
+    tunableconv restore noisy.png clean.png --model denoise --strength 0.7 --raw
+    tunableconv restore noisy.png clean.png --model denoise --p 0.7,0.3
+    tunableconv restore noisy.png clean.png --model denoise --knob fidelity=0.7 --knob noise_preservation=0.3
+    tunableconv restore photos/ restored/ --model my_model.safetensors --tile 512
+    tunableconv restore big.tif big_out.png --model denoise --tile 512 --overlap 32
+
+Knob values (one way at a time):
+
+- ``--strength S``: the slider in [0, 1] of models that have one (the denoiser: p = (s, 1 - s)),
+  passed through the model's calibration; with ``--raw`` it is used uncalibrated. Default 1.
+- ``--p V1,V2,...``: one raw value in [0, 1] per knob, in the model's knob order.
+- ``--knob NAME=VALUE`` (repeatable): every knob by the name in the model's metadata.
+
+IN and OUT: a file and a file (OUT's extension chooses the format; an existing folder as OUT
+receives IN's file name), or a folder and a folder (every image in IN, written under the same
+file names into OUT, which is created). OUT must not be IN.
+
+Folder input: every image is decoded once *before anything is written*; if any cannot be
+used (unreadable, truncated, not an image, too many pixels, unsupported mode) the command
+stops with the first error, a count of the others, and writes nothing. With ``--skip-bad``
+the bad files are listed as warnings, the others are restored, and the exit status is 1.
+Outputs are written atomically: there is never a partial output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ..errors import InputError, InvalidParamsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+    from ..restore import Restorer
+
+
+# ----------------------------------------------------------------------------------------
+# option parsing shared with ``tunableconv sweep``
+# ----------------------------------------------------------------------------------------
+def parse_number(text: str, option: str) -> float:
+    """A finite number from an option value, or a one-line error naming the option."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise InvalidParamsError(f"{option} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise InvalidParamsError(f"{option} must be a finite number in [0, 1], got {text!r}")
+    return value
+
+
+def parse_values(text: str, option: str = "--p") -> list[float]:
+    """``'0.7,0.3'`` -> ``[0.7, 0.3]`` (the count and range are checked against the model later)."""
+    items = [t.strip() for t in text.split(",")]
+    try:
+        return [float(t) for t in items]
+    except ValueError:
+        raise InvalidParamsError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def parse_knobs(items: Sequence[str], names: Sequence[str]) -> list[float]:
+    """``['fidelity=0.7', 'noise_preservation=0.3']`` -> values in the model's knob order.
+
+    Every knob must be given exactly once; names are those of the model file's metadata.
+    """
+    if not names:
+        raise InvalidParamsError("this model has no knobs: drop --knob")
+    known = ", ".join(names)
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidParamsError(f"--knob expects NAME=VALUE, got {item!r} (knobs: {known})")
+        if name not in names:
+            raise InvalidParamsError(f"unknown knob {name!r}; this model's knobs are: {known}")
+        if name in values:
+            raise InvalidParamsError(f"knob {name!r} given twice")
+        value = parse_number(text.strip(), f"--knob {name}")
+        if not 0.0 <= value <= 1.0:
+            raise InvalidParamsError(f"knob {name} must be in [0, 1], got {value:g}")
+        values[name] = value
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise InvalidParamsError(f"missing knob value(s) for {', '.join(missing)}: give every knob ({known})")
+    return [values[n] for n in names]
+
+
+def knob_values(
+    restorer: "Restorer",
+    *,
+    strength: str | None = None,
+    p: str | None = None,
+    knobs: Sequence[str] | None = None,
+    raw: bool = False,
+) -> "Tensor | None":
+    """The p tensor selected by ``--strength`` / ``--p`` / ``--knob`` (None for a plain model).
+
+    Raises:
+        InvalidParamsError: more than one way given, non-numbers, values outside [0, 1],
+            wrong count or unknown knob names, knobs given to a plain model.
+    """
+    given = [name for name, v in (("--strength", strength), ("--p", p), ("--knob", knobs)) if v is not None and v != []]
+    if len(given) > 1:
+        raise InvalidParamsError(f"give the knob values one way: {' or '.join(given)}, not both")
+    n = restorer.num_params
+    if n == 0 and given:
+        raise InvalidParamsError(f"this model has no knobs: drop {given[0]}")
+    if knobs:
+        return restorer.params(p=parse_knobs(knobs, restorer.info.knob_names))
+    if p is not None:
+        return restorer.params(p=parse_values(p, "--p"))
+    if strength is not None:
+        if not restorer.has_strength:
+            names = ", ".join(restorer.info.knob_names)
+            raise InvalidParamsError(f"this model has no strength slider: give its knobs ({names}) with --p or --knob")
+        value = parse_number(strength, "--strength")
+        if not 0.0 <= value <= 1.0:
+            raise InvalidParamsError(f"--strength must be in [0, 1], got {value:g}")
+        return restorer.params(strength=value, calibrated=not raw)
+    if n and not restorer.has_strength:
+        names = ", ".join(restorer.info.knob_names)
+        raise InvalidParamsError(f"this model has {n} knob(s) ({names}): give their values with --p or --knob")
+    return restorer.params(calibrated=not raw)
+
+
+def describe_p(p: "Tensor | None") -> str:
+    """``'p = (0.700, 0.300)'``, or ``'no knobs'``."""
+    if p is None:
+        return "no knobs"
+    return "p = (" + ", ".join(f"{v:.3f}" for v in p.tolist()) + ")"
+
+
+def check_tiling(tile: int | None, overlap: int) -> tuple[int | None, int]:
+    """Validated (tile or None, overlap)."""
+    if tile is None or tile == 0:
+        return None, overlap
+    if tile < 0:
+        raise InputError(f"--tile must be a positive number of pixels, got {tile}")
+    if not 0 <= overlap < tile:
+        raise InputError(f"--overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
+    return tile, overlap
+
+
+def check_max_pixels(value: int | None) -> int | None:
+    """``--max-pixels``: None/default kept, 0 means no limit, negative is an error."""
+    if value is None:
+        from ..io import DEFAULT_MAX_PIXELS
+
+        return DEFAULT_MAX_PIXELS
+    if value < 0:
+        raise InputError(f"--max-pixels must be >= 0 (0: no limit), got {value}")
+    return value or None
+
+
+def check_output_file(path: Path) -> None:
+    """OUT's extension must be one :func:`tunableconv.io.write_image` writes."""
+    from ..io import WRITE_FORMATS
+
+    if path.suffix.lower() not in WRITE_FORMATS:
+        raise InputError(f"cannot write {path}: unknown image extension {path.suffix!r} (use one of {', '.join(WRITE_FORMATS)})")
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or folder (also if neither exists yet)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------
+# the command
+# ----------------------------------------------------------------------------------------
+def register(sub: argparse._SubParsersAction) -> None:
+    ap = sub.add_parser("restore", help="restore an image or a folder of images", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", metavar="IN", help="an image file or a folder of images")
+    ap.add_argument("output", metavar="OUT", help="output image file (its extension sets the format) or folder")
+    ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
+    ap.add_argument("--strength", metavar="S", help="strength slider in [0, 1] (models that have one; default 1)")
+    ap.add_argument("--p", metavar="V1,V2,...", help="raw knob values in [0, 1], one per knob")
+    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                    help="a knob value by name (repeat for every knob)")
+    ap.add_argument("--raw", action="store_true", help="use --strength uncalibrated (p = (s, 1 - s) exactly)")
+    ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE pixels (large images)")
+    ap.add_argument("--overlap", type=int, default=32, help="tile overlap and context in pixels (default 32)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
+    ap.add_argument("--max-pixels", type=int, metavar="N",
+                    help="refuse images with more pixels (default 64,000,000; 0: no limit, trusted files only)")
+    ap.add_argument("--skip-bad", action="store_true",
+                    help="folder input: skip unusable images with a warning (exit status 1) instead of stopping")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.set_defaults(func=run)
+
+
+def plan_jobs(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs and whether IN is a folder; checks paths only (nothing written)."""
+    from ..io import list_images
+
+    if not src.exists():
+        raise InputError(f"input not found: {src}")
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise InputError(f"{dst} is a file: a folder IN needs a folder OUT")
+        if same_path(src, dst):
+            raise InputError(f"OUT must be another folder than IN ({src}): the inputs would be overwritten")
+        return [(f, dst / f.name) for f in list_images(src)], True
+    target = dst / src.name if dst.is_dir() else dst
+    check_output_file(target)
+    if same_path(src, target):
+        raise InputError(f"OUT is the input file {src}: choose another output path")
+    return [(src, target)], False
+
+
+def check_inputs(files: Sequence[Path], max_pixels: int | None) -> list[tuple[Path, str]]:
+    """Decode every file once; returns (file, one-line reason) for those that cannot be used."""
+    from ..io import read_image
+
+    bad = []
+    for f in files:
+        try:
+            read_image(f, max_pixels=max_pixels)
+        except InputError as exc:
+            bad.append((f, str(exc)))
+    return bad
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..io import read_image, write_image
+    from ..restore import Restorer
+
+    tile, overlap = check_tiling(args.tile, args.overlap)
+    max_pixels = check_max_pixels(args.max_pixels)
+    jobs, folder = plan_jobs(Path(args.input), Path(args.output))
+    restorer = Restorer.load(args.model, args.device)
+    p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, raw=args.raw)
+    setting = describe_p(p)
+    if args.strength is not None:
+        setting = f"strength {float(args.strength):g}{' (raw)' if args.raw else ''}, {setting}"
+
+    if not folder:
+        (src, dst), = jobs
+        image = read_image(src, max_pixels=max_pixels)
+        out = restorer(image, p, tile=tile, overlap=overlap,
+                       progress=bool(tile) and not args.no_progress and sys.stderr.isatty())
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write_image(out, dst)
+        print(f"{src} -> {dst} ({out.shape[-1]}x{out.shape[-2]}, {setting})")
+        return 0
+
+    bad = check_inputs([s for s, _ in jobs], max_pixels)
+    if bad and not args.skip_bad:
+        more = f" (and {len(bad) - 1} more unusable file(s))" if len(bad) > 1 else ""
+        raise InputError(f"{bad[0][1]}{more}; nothing was written (use --skip-bad to restore the others)")
+    for _, reason in bad:
+        print(f"tunableconv restore: warning: skipped {reason}", file=sys.stderr)
+    skipped = {s for s, _ in bad}
+    todo = [(s, d) for s, d in jobs if s not in skipped]
+    if not todo:
+        raise InputError("no usable image in the input folder; nothing was written")
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    bar = tqdm(todo, desc="restore", unit="image", disable=True if args.no_progress else None)
+    for src, dst in bar:
+        try:
+            out = restorer(read_image(src, max_pixels=max_pixels), p, tile=tile, overlap=overlap)
+            write_image(out, dst)
+        except InputError as exc:
+            if not args.skip_bad:
+                raise
+            failed += 1
+            tqdm.write(f"tunableconv restore: warning: skipped {src}: {exc}", file=sys.stderr)
+    done = len(todo) - failed
+    print(f"restored {done} image(s) into {args.output} ({setting})"
+          + (f"; skipped {len(bad) + failed}" if bad or failed else ""))
+    return 1 if bad or failed else 0

@@ -1,0 +1,127 @@
+"""``tunableconv sweep``: a model's outputs over a knob's range, side by side and as a GIF.
+
+Examples::
+
+    tunableconv sweep photo.png --model denoise --steps 5 -o strip.png
+    tunableconv sweep clean.png --model denoise --add-noise 25 --with-input --crop 256 -o strip.png --gif anim.gif
+    tunableconv sweep photo.png --model denoise --raw -o raw_strip.png
+    tunableconv sweep photo.png --model three_knobs.safetensors --knob-index 2 --base 0.2,0.3,0 -o strip.png
+
+What is swept: for a model with a strength slider (the denoiser) the strength s from 0 to 1
+(calibrated; ``--raw``: uncalibrated, p = (s, 1 - s)); otherwise, or with ``--knob-index I``,
+knob I from 0 to 1 with the other knobs at ``--base`` (a full p vector whose entry I is
+ignored) or, without ``--base``, sharing 1 - v equally. Each panel is labelled with its value.
+
+``--add-noise SIGMA`` adds seeded Gaussian noise of SIGMA/255 (no clipping, as in training)
+to the input first: a demonstration of the denoiser on a clean photo. ``--with-input`` puts
+the (noisy) input as the first panel. ``--crop SIZE`` takes a centred SIZE x SIZE crop first.
+The strip is ``panels x crop + 4 px gaps`` wide; the GIF goes there and back and loops forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ap = sub.add_parser("sweep", help="outputs over a knob's range: labelled strip and GIF", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", metavar="IN", help="an image file")
+    ap.add_argument("-o", "--output", metavar="STRIP", help="the strip image (.png, .jpg, ...)")
+    ap.add_argument("--gif", metavar="ANIM.gif", help="also write an animated GIF (there and back, looping)")
+    ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
+    ap.add_argument("--steps", type=int, default=5, help="number of values from 0 to 1 (default 5)")
+    ap.add_argument("--crop", type=int, metavar="SIZE", help="centred SIZE x SIZE crop of the input first")
+    ap.add_argument("--raw", action="store_true", help="sweep the strength uncalibrated")
+    ap.add_argument("--knob-index", type=int, metavar="I", help="the knob to sweep (multi-knob models)")
+    ap.add_argument("--base", metavar="V1,V2,...", help="values of the other knobs with --knob-index")
+    ap.add_argument("--add-noise", type=float, metavar="SIGMA", help="add Gaussian noise of SIGMA/255 first (demo)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
+    ap.add_argument("--with-input", action="store_true", help="the input as the first panel")
+    ap.add_argument("--duration", type=int, default=300, help="GIF frame duration in ms (default 300)")
+    ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE pixels")
+    ap.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    ap.add_argument("--max-pixels", type=int, metavar="N", help="refuse larger images (default 64,000,000; 0: no limit)")
+    ap.set_defaults(func=run)
+
+
+def center_crop(image, size: int):
+    """The centred ``size x size`` crop of ``(C, H, W)`` (smaller sides are kept whole)."""
+    h, w = image.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[..., top : top + ch, left : left + cw]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..io import read_image, write_image
+    from ..restore import Restorer
+    from ..sweep import make_gif, make_strip, save_gif, sweep_labels, sweep_outputs, sweep_values
+    from .restore import check_max_pixels, check_output_file, check_tiling, parse_values, same_path
+
+    src = Path(args.input)
+    if not args.output and not args.gif:
+        raise InputError("give -o STRIP.png and/or --gif ANIM.gif")
+    strip_path = Path(args.output) if args.output else None
+    gif_path = Path(args.gif) if args.gif else None
+    if strip_path is not None:
+        check_output_file(strip_path)
+    if gif_path is not None and gif_path.suffix.lower() != ".gif":
+        raise InputError(f"cannot write {gif_path}: --gif needs a .gif file name")
+    for out in (strip_path, gif_path):
+        if out is not None and same_path(src, out):
+            raise InputError(f"{out} is the input file: choose another output path")
+    if strip_path is not None and gif_path is not None and same_path(strip_path, gif_path):
+        raise InputError("the strip and the GIF need different file names")
+    if args.crop is not None and args.crop < 1:
+        raise InputError(f"--crop must be a positive size in pixels, got {args.crop}")
+    if args.add_noise is not None and not 0 <= args.add_noise <= 255:
+        raise InputError(f"--add-noise must be a sigma in 0..255 (8-bit units), got {args.add_noise:g}")
+    if args.duration < 10:
+        raise InputError(f"--duration must be at least 10 ms, got {args.duration}")
+    tile, overlap = check_tiling(args.tile, args.overlap)
+    max_pixels = check_max_pixels(args.max_pixels)
+    values = sweep_values(args.steps)
+    base = parse_values(args.base, "--base") if args.base is not None else None
+
+    restorer = Restorer.load(args.model, args.device)
+    labels = sweep_labels(restorer, values, knob_index=args.knob_index, calibrated=not args.raw)
+    image = read_image(src, max_pixels=max_pixels)
+    if args.crop:
+        image = center_crop(image, args.crop)
+    first_label = "input"
+    if args.add_noise:
+        g = torch.Generator().manual_seed(args.seed)
+        image = image + (args.add_noise / 255.0) * torch.randn(image.shape, generator=g)
+        first_label = f"noisy, sigma {args.add_noise:g}"
+    outputs = sweep_outputs(restorer, image, values, knob_index=args.knob_index, base=base,
+                            calibrated=not args.raw, tile=tile, overlap=overlap)
+    panels, names = list(outputs), list(labels)
+    if args.with_input:
+        shown = image.clamp(0, 1)
+        if shown.shape[-2:] != outputs[0].shape[-2:]:  # upscaling models: show the input at output size
+            shown = torch.nn.functional.interpolate(shown[None], size=tuple(outputs[0].shape[-2:]), mode="nearest")[0]
+        panels.insert(0, shown)
+        names.insert(0, first_label)
+
+    if strip_path is not None:
+        import numpy as np
+
+        from ..io import from_uint8_array
+
+        strip = make_strip(panels, names)
+        strip_path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(from_uint8_array(np.asarray(strip)), strip_path)
+        print(f"wrote {strip_path} ({len(panels)} panels, {strip.width}x{strip.height})")
+    if gif_path is not None:
+        frames = make_gif(outputs, labels)
+        gif_path.parent.mkdir(parents=True, exist_ok=True)
+        save_gif(frames, gif_path, duration_ms=args.duration)
+        print(f"wrote {gif_path} ({len(frames)} frames, looping)")
+    return 0
