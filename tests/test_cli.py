@@ -18,7 +18,7 @@ def test_help_and_version():
 
 
 def test_demo_runs():
-    r = _run("demo", "--steps", "5", "--p", "0.2,0.8")
+    r = _run("demo", "--layers", "--steps", "5", "--p", "0.2,0.8")
     assert r.returncode == 0, r.stderr
     assert "0.20,0.80" in r.stdout
 
@@ -28,7 +28,7 @@ def test_demo_runs():
     [("0.5", "expected 2"), ("0.5,0.2,0.3", "expected 2"), ("1.5,0", "[0, 1]"), ("nan,0.5", "NaN"), ("a,b", "numbers")],
 )
 def test_bad_p_gives_one_line_error(p, msg):
-    r = _run("demo", "--steps", "1", "--p", p)
+    r = _run("demo", "--layers", "--steps", "1", "--p", p)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
