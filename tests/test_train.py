@@ -231,3 +231,29 @@ def test_cli_smoke_20_steps(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     bad = _cli("train", "--recipe", "denoise-small", "--set", "train.nope=1", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def _baseline_recipe(tmp_path: Path, arch: str, steps: int) -> Recipe:
+    r = tiny_recipe(tmp_path, steps=steps)
+    r.model.arch, r.model.args = arch, dict(channels=8, num_blocks=2)
+    return r
+
+
+@pytest.mark.parametrize("arch", ["dni", "adafm", "cresmd"])
+def test_staged_training_and_resume_across_the_stage_boundary(tmp_path, arch):
+    full = Trainer(_baseline_recipe(tmp_path, arch, 10), tmp_path / "full", progress=False)
+    full.fit()
+    stages = full.stages
+    assert sum(s.steps for s in stages) == 10
+    logs = [json.loads(l) for l in (tmp_path / "full" / "log.jsonl").read_text().splitlines() if '"loss"' in l]
+    if len(stages) == 2:  # stage 1 trains objective 1 only, stage 2 objective 2 only
+        assert [l["stage"] for l in logs] == [0] * stages[0].steps + [1] * stages[1].steps
+        assert "loss_noise" not in logs[0] and "loss_fidelity" not in logs[-1]
+    for stop in sorted({3, stages[0].steps} - {10}):  # mid-stage, and exactly at the stage boundary
+        out = tmp_path / f"stop{stop}"
+        Trainer(_baseline_recipe(tmp_path, arch, 10), out, progress=False).fit(stop_at=stop)
+        assert not (out / "model.safetensors").exists()
+        Trainer(_baseline_recipe(tmp_path, arch, 10), out, progress=False).fit(resume=True)
+        a, b = _weights(tmp_path / "full" / "model.safetensors"), _weights(out / "model.safetensors")
+        for k in a:
+            assert torch.equal(a[k], b[k]), (stop, k)

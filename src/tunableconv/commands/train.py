@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--steps", type=int, help="total number of steps (overrides the recipe; with --resume, extends it)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a recipe field, e.g. train.lr=2e-4 (repeatable)")
+    ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                    help="stop after this step with a checkpoint (continue later with --resume)")
     ap.add_argument("--data-root", help="data root (default: TUNABLECONV_DATA or ../shared/data)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--list", action="store_true", help="list the named recipes and exit")
@@ -71,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.resume and out is not None and (out / "latest.safetensors").exists():
         raise InputError(f"{out} already holds a run: use --resume {out} or another --out")
-    summary = Trainer(recipe, out, progress=not args.no_progress).fit(resume=bool(args.resume))
+    summary = Trainer(recipe, out, progress=not args.no_progress).fit(resume=bool(args.resume), stop_at=args.stop_at)
+    if summary.get("stopped"):
+        print(f"stopped at step {summary['steps']}; continue with: tunableconv train --resume {out}")
+        return 0
     if summary.get("val"):
         print(f"final validation: {summary['val']}")
     print(f"trained {summary['steps']} steps in {summary['train_wall_seconds']:.0f} s; model: {out / 'model.safetensors'}")

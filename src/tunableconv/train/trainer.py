@@ -22,6 +22,7 @@ update equals the single-process one on the same global batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -167,11 +168,57 @@ class Trainer:
         if self.dist.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = self._make_optimizer(self.model.parameters())
+        # staged methods (the rival baselines) train different parts with a fixed p per stage
+        self.stages = self.model.training_stages(cfg.steps) if hasattr(self.model, "training_stages") else None
+        self.stage_index = 0
+        self.optimizer = self._make_optimizer(self._trainable(0))
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         self.disc_optimizers = [self._make_optimizer(d.parameters()) for d in self.loss.discriminators()]
         self.step = 0
         self.elapsed = 0.0  # training wall time accumulated over sessions
+
+    # --- stages --------------------------------------------------------------------------
+    def stage_bounds(self) -> list[tuple[int, int]]:
+        """[start, end) step range of each stage (one stage spanning the run if not staged)."""
+        if not self.stages:
+            return [(0, self.recipe.train.steps)]
+        bounds, start = [], 0
+        for st in self.stages:
+            bounds.append((start, start + st.steps))
+            start += st.steps
+        return bounds
+
+    def stage_at(self, step: int) -> int:
+        for i, (a, b) in enumerate(self.stage_bounds()):
+            if a <= step < b:
+                return i
+        return len(self.stage_bounds()) - 1
+
+    def _trainable(self, index: int) -> list[nn.Parameter]:
+        """Parameters stage ``index`` trains; all others get requires_grad=False."""
+        if not self.stages:
+            return list(self.model.parameters())
+        params = list(self.stages[index].trainable(self.model))
+        keep = {id(p) for p in params}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in keep)
+        return params
+
+    def _enter_stage(self, index: int, run_hook: bool) -> None:
+        self.stage_index = index
+        # begin(): the stage's on_start hook, then requires_grad only on what it trains
+        params = self.stages[index].begin(self.model) if run_hook else self._trainable(index)
+        self.optimizer = self._make_optimizer(params)
+        if self.dist.world > 1:  # DDP registers hooks for the parameters that need grad: wrap again
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _stage_lr_factor(self) -> float:
+        cfg = self.recipe.train
+        if not self.stages:
+            return lr_factor(self.step, cfg)
+        start, end = self.stage_bounds()[self.stage_index]
+        return lr_factor(self.step - start, dataclasses.replace(cfg, steps=end - start))
 
     def _make_optimizer(self, params) -> torch.optim.Optimizer:
         cfg = self.recipe.train
@@ -184,6 +231,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "step": self.step,
+            "stage": self.stage_index,
             "elapsed": self.elapsed,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -200,6 +248,8 @@ class Trainer:
     def load(self, path: str | os.PathLike) -> None:
         st = load_checkpoint(path, device=str(self.device))
         self.model.load_state_dict(st["model"])
+        if self.stages:  # the optimiser of the stage the run stopped in (its hook already ran)
+            self._enter_stage(int(st.get("stage", 0)), run_hook=False)
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ema is not None and st.get("ema") is not None:
             self.ema.shadow = {k: v.to(self.device) for k, v in st["ema"].items()}
@@ -249,7 +299,12 @@ class Trainer:
         return result
 
     # --- the loop ------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to ``train.steps`` (continuing the checkpoint in the run folder with ``resume``).
+
+        ``stop_at``: stop after this step with a checkpoint, as if killed there, and return
+        (a later ``fit(resume=True)`` continues).
+        """
         cfg, rc = self.recipe.train, self.recipe
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -272,17 +327,26 @@ class Trainer:
         t_start = time.perf_counter()
         t_mark, elapsed0 = t_start, self.elapsed
         last_val: dict[str, Any] | None = None
+        if self.stages and self.step == 0:
+            self._enter_stage(0, run_hook=True)
         for batch in loader:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            if self.stages:
+                index = self.stage_at(self.step)
+                if index != self.stage_index:
+                    self._enter_stage(index, run_hook=True)
+                fixed_p = self.stages[index].p
+                if fixed_p is not None:  # the same fixed p reaches the model and the loss
+                    batch["p"] = torch.tensor(fixed_p, device=self.device, dtype=torch.float32).expand(batch["p"].shape[0], -1)
             for g in self.optimizer.param_groups:
-                g["lr"] = cfg.lr * lr_factor(self.step, cfg)
+                g["lr"] = cfg.lr * self._stage_lr_factor()
             out = self.task.forward(self.ddp_model, batch)
             loss, terms = self.loss(out, batch, batch["p"])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = None
             if cfg.grad_clip > 0:
-                grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                grad_norm = float(nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], cfg.grad_clip))
             self.optimizer.step()
             for disc, opt in zip(self.loss.discriminators(), self.disc_optimizers):
                 opt.zero_grad(set_to_none=True)
@@ -304,7 +368,7 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 now = time.perf_counter()
-                rec = {"step": self.step, "loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
+                rec = {"step": self.step, "stage": self.stage_index, "loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
                        "sec_per_step": (now - t_mark) / cfg.log_every, "elapsed": self.elapsed}
                 rec.update({f"loss_{k}": v for k, v in terms.items()})
                 if grad_norm is not None:
@@ -312,8 +376,11 @@ class Trainer:
                 t_mark = now
                 self.log(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}")
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or self.step == stop_at:
                 self.save()
+            if self.step == stop_at and stop_at < cfg.steps:
+                bar.close()
+                return {"recipe": rc.name, "steps": self.step, "stopped": True, "train_wall_seconds": round(self.elapsed, 1)}
             if self.dist.is_main and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 last_val = self.validate()
                 self.log({"step": self.step, "val": last_val, "elapsed": self.elapsed})

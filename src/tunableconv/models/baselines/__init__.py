@@ -1,0 +1,52 @@
+"""Rival controllable networks, for comparisons trained and evaluated like tunable models.
+
+Every class here follows one contract (see :class:`~._backbone.Baseline`):
+
+- constructed from its config dataclass (backbone fields ``in_channels``, ``out_channels``,
+  ``channels``, ``num_blocks``, ``kernel_size``, ``input_residual`` as in
+  :class:`~tunableconv.models.ResNetConfig`, plus method-specific ones); the main network
+  is a plain :class:`~tunableconv.models.ResNet` of that size;
+- ``num_params = 2``; ``model(x, p)`` with p ``(2,)`` or ``(B, 2)`` on the simplex,
+  p = (p_obj1, p_obj2); the method's own control value is α = p[..., 1] (0: the objective-1
+  network, 1: the objective-2 end). CResMD uses the whole p;
+- ``architecture`` and ``arguments()`` for model files;
+- ``training_stages(total_steps) -> list[Stage]``: how the trainer must train it.
+
+=============  ===========================================  ===========================
+architecture   class                                        stages
+=============  ===========================================  ===========================
+``dni``        :class:`DNI` (weight interpolation)           A at (1,0); B at (0,1)
+``adafm``      :class:`AdaFM` (feature modification)         basic; AdaFM layers
+``cfsnet``     :class:`CFSNet` (coupled branches)            main; tuning + control
+``dynamicnet`` :class:`DynamicNet` (tuning blocks)           main; tuning blocks
+``cresmd``     :class:`CResMD` (conditional residuals)       one stage, p sampled
+``ftn``        :class:`FTN` (filter transition)              main; FTNs
+=============  ===========================================  ===========================
+
+:class:`Stage` (defined in ``_backbone`` and exported here) is the training contract;
+:func:`count_parameters` is for cost tables.
+"""
+
+from ._backbone import Baseline, BaselineConfig, Stage, count_parameters
+from .adafm import AdaFM, AdaFMConfig
+from .cfsnet import CFSNet, CFSNetConfig
+from .cresmd import CResMD, CResMDConfig
+from .dni import DNI, DNIConfig
+from .dynamicnet import DynamicNet, DynamicNetConfig
+from .ftn import FTN, FTNConfig
+
+#: name -> (class, config class), in the form of :data:`tunableconv.models.ARCHITECTURES`.
+BASELINES = {
+    "dni": (DNI, DNIConfig),
+    "adafm": (AdaFM, AdaFMConfig),
+    "cfsnet": (CFSNet, CFSNetConfig),
+    "dynamicnet": (DynamicNet, DynamicNetConfig),
+    "cresmd": (CResMD, CResMDConfig),
+    "ftn": (FTN, FTNConfig),
+}
+
+__all__ = [
+    "BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters",
+    "DNI", "DNIConfig", "AdaFM", "AdaFMConfig", "CFSNet", "CFSNetConfig",
+    "DynamicNet", "DynamicNetConfig", "CResMD", "CResMDConfig", "FTN", "FTNConfig",
+]
