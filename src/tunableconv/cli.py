@@ -27,6 +27,8 @@ COMMAND_MODULES: list[str] = [
     "sweep",
     "models",
     "calibrate",
+    "compare",
+    "serve",
 ]
 
 

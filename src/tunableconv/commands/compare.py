@@ -1,0 +1,147 @@
+"""``tunableconv compare``: train and evaluate every controllable method on the same work.
+
+Example (resumable: stop it at any time and run the same command again)::
+
+    tunableconv compare --task denoise --budget small --out results/compare-denoise
+    tunableconv compare --task denoise --budget small --out results/compare-denoise --methods tunable,fixed,dni
+
+Writes ``compare.json``, ``compare.md`` (the paper's Table 1 layout plus parameter counts and
+inference-time ratios), ``compare.png`` (both PSNR curves of every method) and
+``strips/METHOD.png`` (each method's outputs over the knob on the same crop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ap = sub.add_parser("compare", help="train and compare every controllable method (Table 1)", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="denoise", choices=["denoise"])
+    ap.add_argument("--budget", default="small", help="small (this CPU) or paper (GPU)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--methods", default=None, help="comma-separated subset (default: all)")
+    ap.add_argument("--steps", type=int, default=None, help="gradient steps of every method (default: the budget's)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="recipe override applied to every method (repeatable)")
+    ap.add_argument("--data", default="cbsd68,kodak24")
+    ap.add_argument("--sigma", default="15,25,50")
+    ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1")
+    ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--crop", type=int, default=None)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--train-only", action="store_true", help="train (or continue) the runs, do not evaluate")
+    ap.add_argument("--eval-only", action="store_true", help="evaluate the finished runs only")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import compare as C
+    from ..data import ImageFolderEval
+    from ..errors import InputError
+    from ..evaluate import add_noise, parse_numbers
+    from ..models import ResNet, ResNetConfig
+    from ..restore import Restorer
+    from ..sweep import make_strip, sweep_labels, sweep_params
+
+    methods = C.METHODS if not args.methods else [m.strip() for m in args.methods.split(",")]
+    for m in methods:
+        if m not in C.METHODS:
+            raise InputError(f"unknown method {m!r}; methods: {', '.join(C.METHODS)}")
+    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps else [])
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    files = {}
+    for m in methods:
+        if args.eval_only:
+            files[m] = out / "runs" / m / "model.safetensors"
+            if not files[m].is_file():
+                raise InputError(f"{m} has no finished run in {out / 'runs' / m}")
+        else:
+            print(f"== {m}", file=sys.stderr)
+            files[m] = C.train_method(m, out, args.budget, overrides, progress=not args.no_progress)
+    if args.train_only:
+        print(f"trained: {', '.join(methods)}")
+        return 0
+    datasets = [d.strip() for d in args.data.split(",")]
+    sigmas = parse_numbers(args.sigma, "--sigma")
+    from ..evaluate import evaluate
+
+    results, params, models = {}, {}, {}
+    for m in methods:
+        restorer = Restorer.load(str(files[m]))
+        models[m], params[m] = restorer.model, C.count_parameters(restorer.model)
+        results[m] = evaluate(restorer, datasets, sigmas, args.p_grid, raw=True, max_images=args.max_images, crop=args.crop,
+                              data_root=args.data_root, progress=not args.no_progress, model_name=m)
+        (out / "eval").mkdir(parents=True, exist_ok=True)
+        (out / "eval" / f"{m}.json").write_text(json.dumps(results[m], indent=1, default=str))
+    recipe = C.recipe_for("tunable", args.budget, overrides)
+    backbone = {k: v for k, v in recipe.model.args.items() if k in C.BACKBONE_KEYS}
+    plain = ResNet(ResNetConfig(**backbone, num_params=0)).eval()
+    cost = C.inference_cost(models, plain)
+    labels = list(next(iter(results.values()))["datasets"])  # names as evaluate() reports them
+    table = C.table1(results, labels)
+    # one strip per method on the same noisy crop (first image of the first dataset, sigma 25)
+    ds = ImageFolderEval(datasets[0], max_images=1, crop=args.crop or 192, data_root=args.data_root)
+    clean = ds[0]["clean"]
+    noisy = add_noise(clean, 25.0, 0, datasets[0], 0)
+    grid = parse_numbers(args.p_grid, "--p-grid")
+    (out / "strips").mkdir(parents=True, exist_ok=True)
+    for m in methods:
+        restorer = Restorer.load(str(files[m]))
+        if restorer.num_params == 0:
+            imgs, panel_labels = [restorer(noisy, None)], ["fixed"]
+        else:
+            ps = sweep_params(restorer, grid, calibrated=False)
+            imgs, panel_labels = [restorer(noisy, p) for p in ps], sweep_labels(restorer, grid, calibrated=False)
+        make_strip([noisy.clamp(0, 1), *imgs], [f"{m}: noisy", *panel_labels]).save(out / "strips" / f"{m}.png")
+    _plot(table, labels, out / "compare.png")
+    steps = recipe.train.steps
+    md = C.table1_markdown(table, cost, params, labels, steps)
+    summary = {"command": "tunableconv " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tunableconv compare",
+               "budget": args.budget, "steps": steps, "methods": methods, "datasets": labels, "sigmas": sigmas,
+               "table1": table, "parameters": params, "inference_cost": cost,
+               "train_wall_seconds": {m: json.loads((out / "runs" / m / "summary.json").read_text()).get("train_wall_seconds")
+                                      for m in methods if (out / "runs" / m / "summary.json").is_file()},
+               "wall_seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(summary, indent=2))
+    (out / "compare.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _plot(table: dict, datasets: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for i, (method, per_ds) in enumerate(table.items()):
+            t = per_ds[ds]
+            color = f"C{i}"
+            if t["s"] == [None]:
+                ax.axhline(t["psnr_gt"][0], color=color, ls="--", label=f"{method} (vs GT)")
+                continue
+            ax.plot(t["s"], t["psnr_gt"], "-o", color=color, label=f"{method} vs GT")
+            ax.plot(t["s"], t["psnr_target"], ":s", color=color, label=f"{method} vs noise target")
+        ax.set_title(f"{ds} (mean over sigma)")
+        ax.set_xlabel("strength s  (p = (s, 1 - s))")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

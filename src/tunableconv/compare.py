@@ -1,0 +1,134 @@
+"""The comparison of controllable networks on the same work (the paper's Table 1).
+
+Every method is trained from the same recipe — backbone size, data, objectives, number of
+gradient steps, seed — differing only in ``model.arch`` (two-stage methods split the steps
+between their stages, see :mod:`tunableconv.models.baselines`), then evaluated on the same
+seeded noisy images. The knob is the strength s with p = (s, 1 − s); every method is
+evaluated at its *raw* knob (no calibration), so none gets a remapping the others lack.
+
+Runs live in ``OUT/runs/METHOD`` and are resumable: a finished run is reused, a stopped one
+continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InputError
+from .train import Recipe, Trainer, get_recipe
+
+METHODS = ["tunable", "fixed", "dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn"]
+BUDGETS = {"small": "denoise-small", "paper": "denoise-paper"}
+BACKBONE_KEYS = ("channels", "num_blocks", "kernel_size", "input_residual", "in_channels", "out_channels")
+
+
+def recipe_for(method: str, budget: str, overrides: list[str] = ()) -> Recipe:
+    """The denoising recipe of ``budget`` turned into ``method`` (same size, data, steps, seed)."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
+    if budget not in BUDGETS:
+        raise InputError(f"unknown budget {budget!r}; budgets: {', '.join(BUDGETS)}")
+    r = get_recipe(BUDGETS[budget])
+    for o in overrides:
+        r.override(o)
+    r.name = f"compare-{method}"
+    if method == "fixed":
+        r.model.args["num_params"] = 0
+        r.task.fidelity_only = True
+    elif method != "tunable":
+        r.model.arch = method
+        r.model.args = {k: v for k, v in r.model.args.items() if k in BACKBONE_KEYS}
+    return r
+
+
+def train_method(method: str, out: Path, budget: str, overrides: list[str] = (), progress: bool = True,
+                 stop_at: int | None = None) -> Path:
+    """Train (or continue, or reuse) one method's run; returns its model file."""
+    run = out / "runs" / method
+    final = run / "model.safetensors"
+    recipe = recipe_for(method, budget, overrides)
+    if final.is_file():
+        done = json.loads((run / "summary.json").read_text())
+        if done.get("steps") == recipe.train.steps:
+            return final
+        raise InputError(f"{run} was trained for {done.get('steps')} steps, not {recipe.train.steps}: remove it or match --steps")
+    resume = (run / "latest.safetensors").is_file()
+    if resume:
+        saved = Recipe.load(run / "recipe.yaml")
+        if saved.to_dict() != recipe.to_dict():
+            raise InputError(f"{run} holds a run of a different recipe: remove it or use the same settings")
+    Trainer(recipe, run, progress=progress).fit(resume=resume, stop_at=stop_at)
+    return final
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def inference_cost(models: dict[str, torch.nn.Module], plain: torch.nn.Module, size: int = 256, repeats: int = 10) -> dict:
+    """Inference time of each model relative to the plain backbone, timed in alternation
+    (plain, model, plain, model, ...) in one process; shared p = (0.5, 0.5), batch 1."""
+    x = torch.rand(1, 3, size, size)
+    p = torch.tensor([0.5, 0.5])
+    out = {}
+    for name, model in models.items():
+        fn = (lambda: model(x)) if getattr(model, "num_params", 2) == 0 else (lambda: model(x, p))
+        for _ in range(2):
+            plain(x), fn()
+        tp, tm = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter(); plain(x); tp.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); fn(); tm.append(time.perf_counter() - t0)
+        out[name] = {"ms": 1e3 * statistics.median(tm), "plain_ms": 1e3 * statistics.median(tp),
+                     "ratio": statistics.median(tm) / statistics.median(tp)}
+    return out
+
+
+def table1(results: dict[str, dict], datasets: list[str]) -> dict[str, Any]:
+    """Per method and dataset: PSNR vs noise target and vs ground truth at each s, averaged over sigma."""
+    table: dict[str, Any] = {}
+    for method, res in results.items():
+        for ds in datasets:
+            sig = res["datasets"][ds]["sigma"]
+            rows = [v["model"] for v in sig.values()]
+            s = rows[0]["s"]
+            table.setdefault(method, {})[ds] = {
+                "s": s,
+                "psnr_target": [statistics.mean(r["psnr_target"][i] for r in rows) for i in range(len(s))],
+                "psnr_gt": [statistics.mean(r["psnr_gt"][i] for r in rows) for i in range(len(s))],
+                "evenness": statistics.mean(r["evenness"] for r in rows) if rows[0].get("evenness") is not None else None,
+            }
+    return table
+
+
+def table1_markdown(table: dict[str, Any], cost: dict[str, Any], params: dict[str, int], datasets: list[str],
+                    steps: int) -> str:
+    lines = [f"All methods: same backbone size, data, objectives, seed and {steps} gradient steps; raw knob s, "
+             "p = (s, 1 - s); PSNR (dB) averaged over sigma 15, 25, 50.", ""]
+    for ds in datasets:
+        some = next(iter(table.values()))[ds]["s"]
+        grid = [x for x in some if x is not None] or [1.0]
+        head = " | ".join(f"s={x:g}" for x in grid)
+        lines += [f"### {ds}: PSNR vs noise-preservation target / vs ground truth", "",
+                  f"| method | {head} | evenness |", "|---|" + "---|" * len(grid) + "---|"]
+        for method, per_ds in table.items():
+            t = per_ds[ds]
+            if t["s"] == [None]:
+                cells = [f"— / {t['psnr_gt'][0]:.2f}"] * len(grid)
+            else:
+                cells = [f"{a:.2f} / {b:.2f}" for a, b in zip(t["psnr_target"], t["psnr_gt"])]
+            ev = "—" if t["evenness"] is None else f"{t['evenness']:.3f}"
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {ev} |")
+        lines.append("")
+    lines += ["### Cost", "", "| method | parameters | inference time vs plain backbone |", "|---|---|---|"]
+    for method in table:
+        c = cost.get(method, {})
+        lines.append(f"| {method} | {params[method]:,} | {c.get('ratio', float('nan')):.2f}x |")
+    return "\n".join(lines) + "\n"
