@@ -41,6 +41,7 @@ import secrets
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -414,6 +415,43 @@ def from_uint8_array(array: np.ndarray) -> torch.Tensor:
     return _dequantize(torch.from_numpy(array), 255).permute(2, 0, 1).contiguous()
 
 
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file atomically: ``write(file)`` fills a temporary file in the destination
+    folder, which is flushed to disk and renamed over ``path``. On any failure (including
+    KeyboardInterrupt) the temporary file is removed and ``path`` is untouched, so a crash
+    never leaves a partial or broken output. OS errors become one-line :class:`InputError`.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(temp, flags, 0o666)  # 0o666 & ~umask: the usual permissions
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise InputError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(err, OSError):
+            raise InputError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
+        raise
+    return path
+
+
 def write_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 95) -> Path:
     """Write a float image tensor (``(3, H, W)``, ``(1, 3, H, W)`` or grey ``(1, H, W)``,
     values in [0, 1]) as an 8-bit image, atomically.
@@ -450,33 +488,7 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 
     elif fmt == "TIFF" and features.check("libtiff"):
         options = {"compression": "tiff_deflate"}
 
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a folder")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(temp, flags, 0o666)  # 0o666 & ~umask: the usual permissions
-            break
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise InputError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            pil.save(file, format=fmt, **options)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(err, OSError):
-            raise InputError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
-        raise
+    atomic_write(path, lambda file: pil.save(file, format=fmt, **options))
     return path
 
 

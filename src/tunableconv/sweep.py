@@ -22,9 +22,7 @@ What is swept:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from .io import atomic_write
 
 from .errors import InputError, InvalidParamsError
 from .restore import Restorer
@@ -265,21 +265,7 @@ def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms
         raise InputError("no frames to write")
     if duration_ms < 10:
         raise InputError(f"frame duration must be at least 10 ms, got {duration_ms}")
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
-    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        first, *rest = [f.convert("RGB") for f in frames]
-        with open(temp, "xb") as file:
-            first.save(file, format="GIF", save_all=True, append_images=rest, loop=0,
-                       duration=int(duration_ms), disposal=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(err, OSError):
-            raise InputError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
+    first, *rest = [f.convert("RGB") for f in frames]
+    atomic_write(path, lambda file: first.save(file, format="GIF", save_all=True, append_images=rest, loop=0,
+                                               duration=int(duration_ms), disposal=1))
     return path

@@ -79,7 +79,9 @@ def save_model(
 
     The write is atomic (temporary file, then rename).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..io import atomic_write
 
     arch = getattr(model, "architecture", None)
     if arch is None or not hasattr(model, "arguments"):
@@ -100,13 +102,8 @@ def save_model(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = save(tensors, metadata=meta)
+    atomic_write(path, lambda file: file.write(data))
     return path
 
 

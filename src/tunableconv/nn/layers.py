@@ -72,6 +72,27 @@ def _init_like_torch(weight_sets: Tensor, bias_sets: Tensor | None) -> None:
                 nn.init.uniform_(bias_sets[k], -bound, bound)
 
 
+def _fill_from(layer: nn.Module, plain: nn.Module) -> nn.Module:
+    """Copy a plain layer's weight and bias into every weight set of ``layer``."""
+    with torch.no_grad():
+        layer.weight.copy_(plain.weight.unsqueeze(0).expand_as(layer.weight))
+        if plain.bias is not None:
+            layer.bias.copy_(plain.bias.unsqueeze(0).expand_as(layer.bias))
+    return layer
+
+
+def _bake_into(layer: "_TunableMixin", plain: nn.Module, p: ParamsLike) -> nn.Module:
+    """Set ``plain``'s weight and bias to ``layer``'s mix at one shared setting ``p``."""
+    agg = layer.aggregation_weights(check_params(p, layer.num_params))
+    if agg.dim() != 1:
+        raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
+    with torch.no_grad():
+        plain.weight.copy_(TF.mix(layer.weight, agg))
+        if layer.bias is not None:
+            plain.bias.copy_(TF.mix(layer.bias, agg))
+    return plain
+
+
 class TunableConv2d(_TunableMixin, nn.Module):
     r"""2-D convolution whose kernel is a p-dependent mix of K = P·E kernels.
 
@@ -147,26 +168,15 @@ class TunableConv2d(_TunableMixin, nn.Module):
             conv.in_channels, conv.out_channels, conv.kernel_size, num_params, conv.stride, conv.padding,
             conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, mapping, expansion,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight.unsqueeze(0).expand_as(layer.weight))
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias.unsqueeze(0).expand_as(layer.bias))
-        return layer
+        return _fill_from(layer, conv)
 
     def to_plain(self, p: ParamsLike) -> nn.Conv2d:
         """A plain :class:`torch.nn.Conv2d` that computes this layer at a fixed shared p."""
-        agg = self.aggregation_weights(check_params(p, self.num_params))
-        if agg.dim() != 1:
-            raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
         conv = nn.Conv2d(
             self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
             self.groups, self.bias is not None, self.padding_mode,
         ).to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(TF.mix(self.weight, agg))
-            if self.bias is not None:
-                conv.bias.copy_(TF.mix(self.bias, agg))
-        return conv
+        return _bake_into(self, conv, p)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, num_params={self.num_params}"
@@ -248,26 +258,15 @@ class TunableConvTranspose2d(_TunableMixin, nn.Module):
             conv.in_channels, conv.out_channels, conv.kernel_size, num_params, conv.stride, conv.padding,
             conv.output_padding, conv.groups, conv.bias is not None, conv.dilation, mapping, expansion,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight.unsqueeze(0).expand_as(layer.weight))
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias.unsqueeze(0).expand_as(layer.bias))
-        return layer
+        return _fill_from(layer, conv)
 
     def to_plain(self, p: ParamsLike) -> nn.ConvTranspose2d:
         """A plain :class:`torch.nn.ConvTranspose2d` at a fixed shared p."""
-        agg = self.aggregation_weights(check_params(p, self.num_params))
-        if agg.dim() != 1:
-            raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
         conv = nn.ConvTranspose2d(
             self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.output_padding,
             self.groups, self.bias is not None, self.dilation,
         ).to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(TF.mix(self.weight, agg))
-            if self.bias is not None:
-                conv.bias.copy_(TF.mix(self.bias, agg))
-        return conv
+        return _bake_into(self, conv, p)
 
     def extra_repr(self) -> str:
         return (
@@ -318,25 +317,14 @@ class TunableLinear(_TunableMixin, nn.Module):
         layer = cls(lin.in_features, lin.out_features, num_params, lin.bias is not None, mapping, expansion).to(
             device=lin.weight.device, dtype=lin.weight.dtype
         )
-        with torch.no_grad():
-            layer.weight.copy_(lin.weight.unsqueeze(0).expand_as(layer.weight))
-            if lin.bias is not None:
-                layer.bias.copy_(lin.bias.unsqueeze(0).expand_as(layer.bias))
-        return layer
+        return _fill_from(layer, lin)
 
     def to_plain(self, p: ParamsLike) -> nn.Linear:
         """A plain :class:`torch.nn.Linear` at a fixed shared p."""
-        agg = self.aggregation_weights(check_params(p, self.num_params))
-        if agg.dim() != 1:
-            raise InvalidParamsError("to_plain needs one shared setting p of shape (P,)")
         lin = nn.Linear(self.in_features, self.out_features, self.bias is not None).to(
             device=self.weight.device, dtype=self.weight.dtype
         )
-        with torch.no_grad():
-            lin.weight.copy_(TF.mix(self.weight, agg))
-            if self.bias is not None:
-                lin.bias.copy_(TF.mix(self.bias, agg))
-        return lin
+        return _bake_into(self, lin, p)
 
     def extra_repr(self) -> str:
         return (

@@ -4,8 +4,8 @@ Nested state (model, EMA, optimiser, scheduler, step, ...) is flattened: every t
 stored under a dotted key, and the rest of the structure (numbers, strings, lists, dicts)
 is kept as JSON in the header metadata with placeholders for the tensors. The file is
 written to a temporary name in the same folder, flushed to disk, then renamed over
-``latest.safetensors``: a crash or SIGKILL at any point leaves either the previous or the
-new checkpoint, never a broken one.
+``latest.safetensors`` (:func:`tunableconv.io.atomic_write`): a crash or SIGKILL at any point
+leaves either the previous or the new checkpoint, never a broken one.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Atomically write a nested state dict (tensors + plain values) to ``path``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..io import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,20 +70,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             tensors[k] = t.clone()
         elif ptr is not None:
             seen[ptr] = k
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata={"skeleton": json.dumps(skeleton)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = save(tensors, metadata={"skeleton": json.dumps(skeleton)})
+    atomic_write(path, lambda file: file.write(data))
     return path
 
 
