@@ -1,0 +1,1010 @@
+"""The web app's server: a FastAPI application around loaded :class:`~tunableconv.restore.Restorer`\\ s.
+
+:func:`create_app` builds the ASGI app from an :class:`AppConfig`; ``tunableconv serve`` runs it
+with uvicorn. The page (``static/index.html``) uses only the JSON/multipart API below, which
+is documented at ``/docs`` (a page served from the package, no CDN) and ``/openapi.json``.
+
+HTTP API (all under ``/api``; errors are JSON ``{"detail": "one line"}`` with a 4xx status):
+
+=======  ==============================  ==================================================
+GET      /api/health                     ``{"status": "ok", "version": ...}``
+GET      /api/config                     the server's limits (upload size, pixels, ...)
+GET      /api/models                     the loaded models, their knobs and strength slider
+GET      /api/samples                    the bundled sample photos (by name)
+POST     /api/images                     multipart upload (field ``file``) -> image info
+POST     /api/images/from-sample         ``{"name": "astronaut"}`` -> image info
+POST     /api/images/{id}/degrade        ``{"noise_sigma", "blur_sigma", "seed"}`` -> new image
+GET      /api/images/{id}                image info
+GET      /api/images/{id}/image.png      the stored image (``?region=preview|full``)
+DELETE   /api/images/{id}                forget an image
+POST     /api/restore                    ``{"image_id", "model", "strength" | "p", ...}`` -> PNG/JPEG
+POST     /api/download                   the same at full resolution (tiled), as an attachment
+POST     /api/sweep                      a labelled strip of outputs over a knob's range (PNG)
+=======  ==============================  ==================================================
+
+Design:
+
+- **Images stay on the server.** An upload is decoded once (:func:`tunableconv.io.read_image`)
+  and kept in a bounded in-memory LRU store under a random id; slider moves send only the id
+  and the knob values. 8-bit images are stored as uint8, others (degraded, 16-bit) as float16.
+- **Previews and full resolution.** Live results (``region="preview"``) are computed on the
+  whole image when it fits in ``preview_size x preview_size`` and on its centred crop of that
+  size otherwise; ``/api/download`` processes the full image in tiles.
+- **Models** are loaded once, at start-up, and referred to by name only: zoo names and the
+  files given to the server (``--model PATH``); no path sent by a client is ever opened, and
+  sample photos are looked up by name in a fixed list.
+- **Jobs** (decoding, degrading, inference, encoding) run off the event loop in a pool of
+  ``max_jobs`` threads; a semaphore bounds running + queued jobs (503 when full) and each job
+  has a deadline (``request_timeout``; a tiled job stops at its next tile after it). Knob
+  values travel with each job (the layers read p from a per-call context variable), so
+  concurrent requests never see each other's knobs; there is no per-request global state.
+- **Limits** (all in :class:`AppConfig`): upload bytes (413, checked while the body streams
+  in), pixels (413), stored images (count and bytes), concurrent jobs, queue length, request
+  timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Optional
+
+import torch
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import InputError, InvalidParamsError, TunableconvError
+
+log = logging.getLogger("tunableconv.app")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+MB = 1024 * 1024
+
+#: Image ids are random URL-safe tokens; anything else is refused before a lookup.
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+#: Content-Security-Policy of every response: nothing is loaded from anywhere but this server.
+CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+       "form-action 'self'")
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+# ----------------------------------------------------------------------------------------
+@dataclass
+class AppConfig:
+    """Everything the server can be told. ``tunableconv serve`` has a flag for each field."""
+
+    #: Models to serve besides the zoo: shipped names or model files (server-side paths).
+    models: list[str] = field(default_factory=list)
+    #: Also serve every shipped model of :func:`tunableconv.zoo.available`.
+    include_zoo: bool = True
+    #: The model selected when the page opens (default: the first of ``models``, else
+    #: ``denoise`` if shipped, else the first).
+    default_model: str | None = None
+    device: str = "cpu"
+    #: Largest accepted upload, bytes (413 above).
+    max_upload_bytes: int = 20 * MB
+    #: Largest accepted image, width x height (413 above; refused before decoding).
+    max_pixels: int = 16_000_000
+    #: How many images (uploads, samples, degraded versions) are kept; least recently used go first.
+    max_images: int = 16
+    #: ... and at most this many bytes of pixels in all (the newest image is always kept).
+    max_store_bytes: int = 1024 * MB
+    #: Inference jobs running at once (threads of the job pool).
+    max_jobs: int = 2
+    #: Jobs that may wait for a free slot; more get 503 "busy".
+    max_queued: int = 64
+    #: Seconds a request may take, waiting in the queue included (503 after).
+    request_timeout: float = 120.0
+    #: Side of the live-preview region (centred crop of larger images).
+    preview_size: int = 768
+    #: Tile size for full-resolution jobs (images larger than one tile).
+    tile: int = 512
+    tile_overlap: int = 32
+    #: Most values in one sweep strip.
+    max_sweep_steps: int = 9
+    #: Run the models on channels-last (NHWC) tensors: about 1.4x faster convolutions on CPU;
+    #: results may differ from the NCHW path by float rounding (rarely one 8-bit level).
+    channels_last: bool = True
+    #: Largest noise sigma (0..255 scale) and blur sigma (pixels) of the demo degradations.
+    max_noise_sigma: float = 100.0
+    max_blur_sigma: float = 10.0
+
+    def __post_init__(self) -> None:
+        positive = ("max_upload_bytes", "max_pixels", "max_images", "max_store_bytes", "max_jobs", "preview_size", "tile")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.max_queued, int) or self.max_queued < 0:
+            raise InputError(f"max_queued must be an integer >= 0, got {self.max_queued!r}")
+        if not (isinstance(self.request_timeout, (int, float)) and math.isfinite(self.request_timeout)
+                and self.request_timeout > 0):
+            raise InputError(f"request_timeout must be a positive number of seconds, got {self.request_timeout!r}")
+        if not 0 <= self.tile_overlap < self.tile:
+            raise InputError(f"tile_overlap must be in [0, tile), got {self.tile_overlap}")
+        if self.preview_size < 16:
+            raise InputError(f"preview_size must be at least 16 pixels, got {self.preview_size}")
+        if not isinstance(self.max_sweep_steps, int) or self.max_sweep_steps < 2:
+            raise InputError(f"max_sweep_steps must be at least 2, got {self.max_sweep_steps!r}")
+        for name in ("max_noise_sigma", "max_blur_sigma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be a number >= 0, got {value!r}")
+        self.models = [str(m) for m in self.models]
+
+    def public(self) -> dict[str, Any]:
+        """The limits a client may want to know (no paths)."""
+        return {
+            "max_upload_bytes": self.max_upload_bytes,
+            "max_pixels": self.max_pixels,
+            "max_images": self.max_images,
+            "max_store_bytes": self.max_store_bytes,
+            "max_jobs": self.max_jobs,
+            "request_timeout": self.request_timeout,
+            "preview_size": self.preview_size,
+            "tile": self.tile,
+            "max_sweep_steps": self.max_sweep_steps,
+            "max_noise_sigma": self.max_noise_sigma,
+            "max_blur_sigma": self.max_blur_sigma,
+        }
+
+
+# ----------------------------------------------------------------------------------------
+# errors
+# ----------------------------------------------------------------------------------------
+def _err(status: int, detail: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=" ".join(str(detail).split()))
+
+
+def _image_error(exc: InputError, filename: str | None) -> HTTPException:
+    """An :class:`InputError` of :func:`read_image` as 413 (too many pixels), 415 (not an
+    image) or 400 (truncated, corrupt, unsupported)."""
+    msg = str(exc)
+    label = repr(filename[:100]) if filename else "the upload"
+    msg = msg.replace("<image bytes>", label)
+    if "more than the limit" in msg:
+        return _err(413, msg.replace("(pass a larger max_pixels to read it)", "(the server's --max-pixels)"))
+    if "not an image file" in msg:
+        return _err(415, msg)
+    return _err(400, msg)
+
+
+# ----------------------------------------------------------------------------------------
+# stored images
+# ----------------------------------------------------------------------------------------
+@dataclass
+class StoredImage:
+    id: str
+    data: torch.Tensor  # (3, H, W): uint8 (8-bit images) or float16 (anything else)
+    name: str
+    source: str  # "upload", "sample", "degraded"
+    parent: str | None = None
+    degradation: dict | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[-1])
+
+    def tensor(self) -> torch.Tensor:
+        """float32 (3, H, W); values may leave [0, 1] for noisy images (unclipped noise)."""
+        if self.data.dtype == torch.uint8:
+            return self.data.to(torch.float32) / 255
+        return self.data.to(torch.float32)
+
+    def preview_box(self, size: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the live-preview region: all of it, or a centred crop."""
+        h, w = min(size, self.height), min(size, self.width)
+        return (self.height - h) // 2, (self.width - w) // 2, h, w
+
+    def region(self, region: str, size: int) -> torch.Tensor:
+        x = self.tensor()
+        if region == "full":
+            return x
+        top, left, h, w = self.preview_box(size)
+        return x[:, top:top + h, left:left + w].contiguous()
+
+    def describe(self, preview_size: int) -> dict[str, Any]:
+        top, left, h, w = self.preview_box(preview_size)
+        return {
+            "id": self.id, "name": self.name, "source": self.source, "parent": self.parent,
+            "width": self.width, "height": self.height, "degradation": self.degradation,
+            "preview": {"top": top, "left": left, "width": w, "height": h,
+                        "cropped": (h, w) != (self.height, self.width)},
+        }
+
+
+def _compact(image: torch.Tensor) -> torch.Tensor:
+    """uint8 when the image is exactly 8-bit (as :func:`read_image` makes them), else float16."""
+    image = image.detach().to(torch.float32)
+    if image.numel() and float(image.min()) >= 0 and float(image.max()) <= 1:
+        levels = torch.round(image * 255)
+        if torch.equal(levels / 255, image):
+            return levels.to(torch.uint8)
+    return image.to(torch.float16)
+
+
+class ImageStore:
+    """A bounded in-memory LRU store of images under random ids (thread-safe): at most
+    ``max_images`` images and ``max_bytes`` bytes of pixels (the newest image is always kept)."""
+
+    def __init__(self, max_images: int, max_bytes: int | None = None) -> None:
+        self.max_images, self.max_bytes = max_images, max_bytes
+        self._items: OrderedDict[str, StoredImage] = OrderedDict()
+        self._lock = threading.Lock()
+        self._bytes = 0
+
+    def put(self, image: torch.Tensor, *, name: str, source: str, parent: str | None = None,
+            degradation: dict | None = None) -> StoredImage:
+        item = StoredImage(secrets.token_urlsafe(16), _compact(image), name, source, parent, degradation)
+        size = _nbytes(item)
+        with self._lock:
+            self._items[item.id] = item
+            self._bytes += size
+            while len(self._items) > 1 and (len(self._items) > self.max_images or
+                                            (self.max_bytes is not None and self._bytes > self.max_bytes)):
+                _, old = self._items.popitem(last=False)
+                self._bytes -= _nbytes(old)
+        return item
+
+    def get(self, image_id: str) -> StoredImage:
+        with self._lock:
+            item = self._items.get(image_id) if _ID_RE.match(image_id or "") else None
+            if item is not None:
+                self._items.move_to_end(image_id)
+        if item is None:
+            raise _err(404, f"unknown image id {image_id[:80]!r}: upload the image again "
+                            f"(the server keeps the {self.max_images} most recently used images)")
+        return item
+
+    def delete(self, image_id: str) -> bool:
+        with self._lock:
+            item = self._items.pop(image_id, None)
+            if item is not None:
+                self._bytes -= _nbytes(item)
+            return item is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+
+def _nbytes(item: StoredImage) -> int:
+    return item.data.numel() * item.data.element_size()
+
+
+# ----------------------------------------------------------------------------------------
+# models
+# ----------------------------------------------------------------------------------------
+@dataclass
+class ModelEntry:
+    name: str
+    restorer: Any  # tunableconv.restore.Restorer
+    source: str  # "zoo" or "file"
+    card: list[str] = field(default_factory=list)
+
+    @property
+    def simplex(self) -> bool:
+        """Whether the knobs are meant to sum to one (trained on the simplex)."""
+        r = self.restorer
+        if r.num_params < 2:
+            return False
+        if r.has_strength:
+            return True
+        info = r.info.info
+        recipe = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
+        recipe_task = recipe.get("task") if isinstance(recipe.get("task"), dict) else {}
+        return bool(info.get("simplex")) or info.get("sampler") == "simplex" or recipe_task.get("sampler") == "simplex"
+
+    def default_p(self) -> list[float]:
+        r = self.restorer
+        n = r.num_params
+        if n == 0:
+            return []
+        given = r.info.info.get("default_p")
+        if isinstance(given, list) and len(given) == n:
+            return [float(v) for v in given]
+        if r.has_strength:
+            return [float(v) for v in r.params(strength=1.0, calibrated=True)]
+        return [1.0 / n] * n if self.simplex else [0.5] * n
+
+    def describe(self) -> dict[str, Any]:
+        r = self.restorer
+        info = r.info
+        try:
+            from ..commands.models import architecture_summary
+
+            summary = architecture_summary(info.architecture, info.arguments)
+        except Exception:  # the listing helper is optional here
+            summary = info.architecture
+        knobs = [{"name": str(k.get("name", f"p{i}")), "description": str(k.get("description", ""))}
+                 for i, k in enumerate(info.knobs)]
+        return {
+            "name": self.name,
+            "source": self.source,
+            "file": Path(info.path).name if info.path else None,
+            "architecture": info.architecture,
+            "summary": summary,
+            "task": info.info.get("task"),
+            "num_params": r.num_params,
+            "knobs": knobs,
+            "has_strength": r.has_strength,
+            "strength": info.info.get("strength") if r.has_strength else None,
+            "calibrated": bool(r.calibration),
+            "simplex": self.simplex,
+            "default_p": self.default_p(),
+            "default_strength": 1.0 if r.has_strength else None,
+            "upscale": int(info.arguments.get("upscale", 1)),
+            "card": self.card,
+        }
+
+
+class ModelRegistry:
+    """The served models, loaded once, by name."""
+
+    def __init__(self, config: AppConfig) -> None:
+        from .. import zoo
+        from ..restore import Restorer
+
+        self.entries: dict[str, ModelEntry] = {}
+        shipped = zoo.available() if config.include_zoo else {}
+        for name, path in shipped.items():
+            self.entries[name] = ModelEntry(name, Restorer.load(str(path), config.device), "zoo", _card(path))
+        given: list[str] = []  # served names of config.models, in order
+        for spec in config.models:
+            if spec in self.entries:  # a zoo name already loaded
+                given.append(spec)
+                continue
+            path = zoo.resolve(spec)  # a zoo name or a server-side file given by the operator
+            if spec in zoo.available():
+                name, source = spec, "zoo"
+            else:
+                name, source, k = path.stem, "file", 2
+                while name in self.entries:
+                    name, k = f"{path.stem}-{k}", k + 1
+            self.entries[name] = ModelEntry(name, Restorer.load(str(path), config.device), source, _card(path))
+            given.append(name)
+        if not self.entries:
+            raise InputError("no models to serve: no shipped models found; pass a model file with --model PATH")
+        if config.default_model is not None:
+            if config.default_model not in self.entries:
+                raise InputError(f"default model {config.default_model!r} is not served ({', '.join(self.entries)})")
+            self.default = config.default_model
+        elif given:
+            self.default = given[0]
+        else:
+            self.default = "denoise" if "denoise" in self.entries else next(iter(self.entries))
+
+    def get(self, name: str) -> ModelEntry:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise _err(404, f"unknown model {name[:80]!r}; served models: {', '.join(self.entries)}")
+        return entry
+
+
+def _card(path: Path) -> list[str]:
+    try:
+        from ..commands.models import model_card
+
+        return model_card(Path(path))[1]
+    except Exception:
+        return []
+
+
+# ----------------------------------------------------------------------------------------
+# jobs
+# ----------------------------------------------------------------------------------------
+class JobCancelled(Exception):
+    """A job stopped because its request timed out or went away."""
+
+
+class _CancellableModel:
+    """Wraps a model so that a tiled job stops at its next tile once ``cancel`` is set."""
+
+    def __init__(self, model: Callable, cancel: threading.Event) -> None:
+        self.model, self.cancel = model, cancel
+
+    def __call__(self, *args, **kwargs):
+        if self.cancel.is_set():
+            raise JobCancelled()
+        return self.model(*args, **kwargs)
+
+
+def _cancellable(restorer, cancel: threading.Event):
+    return dataclasses.replace(restorer, model=_CancellableModel(restorer.model, cancel))
+
+
+class JobRunner:
+    """Runs CPU-heavy work off the event loop: ``max_jobs`` threads, a semaphore over running
+    + queued jobs, and a deadline per job."""
+
+    def __init__(self, max_jobs: int, max_queued: int, timeout: float) -> None:
+        self.max_jobs, self.max_queued, self.timeout = max_jobs, max_queued, float(timeout)
+        self._executor: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(max_jobs + max_queued)
+        self._lock = threading.Lock()
+        self.active = 0
+
+    async def run(self, fn: Callable[[threading.Event], Any]) -> Any:
+        """``fn(cancel_event)`` in the pool; 503 when the queue is full or the deadline passes."""
+        if not self._slots.acquire(blocking=False):
+            raise _err(503, f"the server is busy ({self.max_jobs + self.max_queued} jobs running or queued): "
+                            "try again in a moment")
+        cancel = threading.Event()
+
+        def work():
+            try:
+                if cancel.is_set():
+                    raise JobCancelled()
+                with self._lock:
+                    self.active += 1
+                try:
+                    return fn(cancel)
+                finally:
+                    with self._lock:
+                        self.active -= 1
+            finally:
+                self._slots.release()
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.max_jobs, thread_name_prefix="tunableconv-job")
+            executor = self._executor
+        try:
+            future = loop.run_in_executor(executor, work)
+        except RuntimeError:  # the pool is shut down
+            self._slots.release()
+            raise _err(503, "the server is shutting down") from None
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception never retrieved"
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except asyncio.TimeoutError:
+            cancel.set()
+            raise _err(503, f"the job did not finish within the server's request timeout of {self.timeout:g} s "
+                            "(try a smaller image, or restart the server with a larger --timeout)") from None
+        except asyncio.CancelledError:  # the client went away
+            cancel.set()
+            raise
+
+    def shutdown(self) -> None:
+        """Stop the pool once its jobs are done; a later job starts a new one."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+
+# ----------------------------------------------------------------------------------------
+# image encoding and knob handling
+# ----------------------------------------------------------------------------------------
+def encode_image(image: torch.Tensor, fmt: str = "png", compress_level: int = 1) -> bytes:
+    """(3, H, W) float in [0, 1] (clipped) -> PNG or JPEG bytes."""
+    from ..io import to_uint8_array
+
+    array = to_uint8_array(image.clamp(0, 1))
+    pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        pil.save(buf, format="JPEG", quality=92, subsampling=0)
+    else:
+        pil.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def _check_unit(value: float, what: str) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)) or not 0 <= value <= 1:
+        raise _err(422, f"{what} must be a number in [0, 1], got {value}")
+    return float(value)
+
+
+def resolve_knobs(entry: ModelEntry, p: list[float] | None, strength: float | None, calibrated: bool):
+    """The p tensor of one request (None for a model without knobs); 422 for bad values."""
+    r = entry.restorer
+    n = r.num_params
+    given = r.info.knob_names
+    names = [given[i] if i < len(given) else f"p{i}" for i in range(n)]
+    if p is not None and strength is not None:
+        raise _err(422, "give either p (the knob values) or strength, not both")
+    if p is not None:
+        if n == 0:
+            raise _err(422, f"model {entry.name!r} has no knobs: leave p out")
+        if len(p) != n:
+            raise _err(422, f"model {entry.name!r} has {n} knob(s) ({', '.join(names)}), got {len(p)} value(s) in p")
+        values = [_check_unit(v, f"knob {name!r} (p[{i}])") for i, (name, v) in enumerate(zip(names, p))]
+        return r.params(p=values)
+    if strength is not None:
+        if not r.has_strength:
+            if n == 0:
+                raise _err(422, f"model {entry.name!r} has no knobs: leave strength out")
+            raise _err(422, f"model {entry.name!r} has no strength slider: give its {n} knob values in p "
+                            f"({', '.join(names)})")
+        return r.params(strength=_check_unit(strength, "strength"), calibrated=calibrated)
+    if n == 0:
+        return None
+    if r.has_strength:
+        return r.params(strength=1.0, calibrated=calibrated)
+    raise _err(422, f"give the {n} knob values of model {entry.name!r} in p ({', '.join(names)})")
+
+
+def _p_header(p) -> str:
+    return "" if p is None else ",".join(f"{float(v):.6f}" for v in p)
+
+
+# ----------------------------------------------------------------------------------------
+# request and response bodies
+# ----------------------------------------------------------------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleRequest(_Body):
+    name: str = Field(..., max_length=100, description="a name from GET /api/samples, e.g. 'astronaut'")
+
+
+class DegradeRequest(_Body):
+    noise_sigma: float = Field(0.0, ge=0, allow_inf_nan=False,
+                               description="Gaussian noise sigma on the 0..255 scale (unclipped, as in training)")
+    blur_sigma: float = Field(0.0, ge=0, allow_inf_nan=False, description="Gaussian blur sigma in pixels (applied first)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the noise")
+
+
+class KnobBody(_Body):
+    image_id: str = Field(..., max_length=100, description="id returned by an image upload")
+    model: str = Field(..., max_length=200, description="a model name from GET /api/models")
+    p: Optional[list[float]] = Field(None, max_length=64, description="raw knob values in [0, 1], one per knob")
+    strength: Optional[float] = Field(None, description="the strength slider s in [0, 1] (models with a strength)")
+    calibrated: bool = Field(True, description="pass the strength through the model's calibration")
+
+
+class RestoreRequest(KnobBody):
+    region: Literal["preview", "full"] = Field("preview", description="the live-preview region or the full image")
+    format: Literal["png", "jpeg"] = Field("png", description="image format of the response")
+
+
+class DownloadRequest(KnobBody):
+    pass
+
+
+class SweepRequest(_Body):
+    image_id: str = Field(..., max_length=100)
+    model: str = Field(..., max_length=200)
+    steps: int = Field(5, ge=2, description="number of values from 0 to 1 (at most the server's max_sweep_steps)")
+    knob_index: Optional[int] = Field(None, ge=0, description="the knob to sweep (models without a strength slider)")
+    base: Optional[list[float]] = Field(None, max_length=64, description="values of the other knobs with knob_index")
+    calibrated: bool = True
+    with_input: bool = Field(True, description="the input as the first panel")
+
+
+class PreviewBox(BaseModel):
+    top: int
+    left: int
+    width: int
+    height: int
+    cropped: bool
+
+
+class ImageInfo(BaseModel):
+    id: str
+    name: str
+    source: str
+    parent: Optional[str] = None
+    width: int
+    height: int
+    degradation: Optional[dict] = None
+    preview: PreviewBox
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+_ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
+_PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
+
+
+# ----------------------------------------------------------------------------------------
+# middleware
+# ----------------------------------------------------------------------------------------
+class _Limits:
+    """Pure ASGI middleware: body size limits (413 from the Content-Length header or while
+    the body streams in) and the security headers of every response."""
+
+    UPLOAD_SLACK = 64 * 1024  # multipart framing around the file
+    OTHER_LIMIT = 1 * MB
+
+    def __init__(self, app, max_upload_bytes: int) -> None:
+        self.app, self.max_upload_bytes = app, max_upload_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        is_upload = scope.get("path") == "/api/images"
+        limit = self.max_upload_bytes + self.UPLOAD_SLACK if is_upload else self.OTHER_LIMIT
+        what = (f"upload too large: the limit is {self.max_upload_bytes / MB:g} MB" if is_upload
+                else f"request body too large (limit {self.OTHER_LIMIT // 1024} kB)")
+
+        async def send_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer"), (b"cross-origin-resource-policy", b"same-origin")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None:
+            try:
+                too_large = int(length) > limit
+            except ValueError:
+                too_large = False
+            if too_large:
+                response = JSONResponse({"detail": what}, status_code=413, headers={"connection": "close"})
+                return await response(scope, receive, send_headers)
+
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # raised inside the route's body parsing: FastAPI passes HTTPException on
+                    raise _err(413, what)
+            return message
+
+        await self.app(scope, limited_receive, send_headers)
+
+
+# ----------------------------------------------------------------------------------------
+# the application
+# ----------------------------------------------------------------------------------------
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            return "invalid request: the body is not valid JSON"
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "form"))
+        msg = str(e.get("msg", "invalid value"))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(config: AppConfig | None = None) -> FastAPI:
+    """The web app: loads the models (once) and returns the FastAPI application.
+
+    Raises:
+        InputError: a model cannot be loaded, or no model to serve.
+    """
+    config = config or AppConfig()
+    registry = ModelRegistry(config)
+    store = ImageStore(config.max_images, config.max_store_bytes)
+    jobs = JobRunner(config.max_jobs, config.max_queued, config.request_timeout)
+
+    app = FastAPI(
+        title="tunableconv web app",
+        version=__version__,
+        description=("Live tunable image restoration: upload an image, move the knobs, download the result. "
+                     "Errors are JSON {\"detail\": \"...\"} with a 4xx status."),
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=_lifespan(jobs),
+    )
+    app.state.config, app.state.registry, app.state.store, app.state.jobs = config, registry, store, jobs
+    app.add_middleware(_Limits, max_upload_bytes=config.max_upload_bytes)
+
+    # --- errors: always JSON {"detail": "..."} -------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(InvalidParamsError)
+    async def _params(request: Request, exc: InvalidParamsError):
+        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=422)
+
+    @app.exception_handler(TunableconvError)
+    async def _user(request: Request, exc: TunableconvError):
+        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=400)
+
+    @app.exception_handler(JobCancelled)
+    async def _cancelled(request: Request, exc: JobCancelled):
+        return JSONResponse({"detail": "the job was cancelled"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"}, status_code=500)
+
+    # --- page, static files, offline docs ------------------------------------------------
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+    # --- information ---------------------------------------------------------------------
+    @app.get("/api/health", tags=["info"], summary="Liveness and version")
+    async def health():
+        return {"status": "ok", "version": __version__, "images": len(store), "image_bytes": store.nbytes(),
+                "jobs_running": jobs.active}
+
+    @app.get("/api/config", tags=["info"], summary="The server's limits")
+    async def get_config():
+        return config.public()
+
+    @app.get("/api/models", tags=["info"], summary="The served models and their knobs")
+    async def list_models():
+        return {"default": registry.default, "models": [e.describe() for e in registry.entries.values()]}
+
+    @app.get("/api/samples", tags=["info"], summary="The bundled sample photos")
+    async def list_samples():
+        from ..data import BUNDLED_PHOTOS, bundled_photo_paths
+
+        present = {p.name for p in bundled_photo_paths()}
+        return {"samples": [{"name": f.rsplit(".", 1)[0], "file": f, "available": f in present} for f in BUNDLED_PHOTOS]}
+
+    # --- images --------------------------------------------------------------------------
+    @app.post("/api/images", tags=["images"], status_code=201, response_model=ImageInfo,
+              summary="Upload an image (multipart field 'file')", responses=_ERRORS)
+    async def upload_image(
+        file: Annotated[UploadFile, File(description="PNG, JPEG, TIFF, BMP, WebP, GIF or PPM")],
+        max_side: Annotated[Optional[int], Form(ge=16, le=100_000,
+                                                description="shrink so the longer side is at most this")] = None,
+    ):
+        filename = Path(file.filename or "upload").name[:100] or "upload"
+
+        def decode(cancel):
+            from ..io import read_image
+
+            # read in the job: queued uploads stay in their spooled temporary files
+            file.file.seek(0)
+            data = file.file.read(config.max_upload_bytes + 1)
+            if len(data) > config.max_upload_bytes:
+                raise _err(413, f"upload too large: the limit is {config.max_upload_bytes / MB:g} MB")
+            if not data:
+                raise _err(400, "the uploaded file is empty")
+            try:
+                image = read_image(data, max_pixels=config.max_pixels)
+            except InputError as exc:
+                raise _image_error(exc, filename) from None
+            image = _shrink(image, max_side)
+            return store.put(image, name=filename, source="upload")
+
+        try:
+            item = await jobs.run(decode)
+        finally:
+            await file.close()
+        return item.describe(config.preview_size)
+
+    @app.post("/api/images/from-sample", tags=["images"], status_code=201, response_model=ImageInfo,
+              summary="Use a bundled sample photo", responses=_ERRORS)
+    async def image_from_sample(body: SampleRequest):
+        from ..data import BUNDLED_PHOTOS
+
+        names = {f.rsplit(".", 1)[0]: f for f in BUNDLED_PHOTOS}
+        names.update({f: f for f in BUNDLED_PHOTOS})
+        file = names.get(body.name)
+        if file is None:
+            known = ", ".join(n.rsplit(".", 1)[0] for n in BUNDLED_PHOTOS)
+            raise _err(404, f"unknown sample {body.name[:80]!r}; samples: {known}")
+
+        def load(cancel):
+            from ..data import bundled_sample_image
+
+            try:
+                image = bundled_sample_image(file)
+            except InputError as exc:
+                raise _err(404, str(exc)) from None
+            return store.put(image, name=file.rsplit(".", 1)[0], source="sample")
+
+        item = await jobs.run(load)
+        return item.describe(config.preview_size)
+
+    @app.post("/api/images/{image_id}/degrade", tags=["images"], status_code=201, response_model=ImageInfo,
+              summary="A degraded copy (blur, then seeded Gaussian noise) for demonstrations", responses=_ERRORS)
+    async def degrade_image(image_id: str, body: DegradeRequest):
+        item = store.get(image_id)
+        if body.noise_sigma > config.max_noise_sigma:
+            raise _err(422, f"noise_sigma must be in [0, {config.max_noise_sigma:g}] (0..255 scale), "
+                            f"got {body.noise_sigma:g}")
+        if body.blur_sigma > config.max_blur_sigma:
+            raise _err(422, f"blur_sigma must be in [0, {config.max_blur_sigma:g}] pixels, got {body.blur_sigma:g}")
+
+        def degrade(cancel):
+            from ..data import add_gaussian_noise, gaussian_blur
+
+            x = item.tensor()
+            parts = []
+            if body.blur_sigma > 0:
+                size = max(3, 2 * math.ceil(3 * body.blur_sigma) + 1)
+                x = gaussian_blur(x, float(body.blur_sigma), size=size)
+                parts.append(f"blur {body.blur_sigma:g}")
+            if body.noise_sigma > 0:
+                g = torch.Generator().manual_seed(int(body.seed))
+                x = add_gaussian_noise(x, float(body.noise_sigma), generator=g)
+                parts.append(f"noise {body.noise_sigma:g}")
+            name = item.name + (" + " + " + ".join(parts) if parts else "")
+            return store.put(x, name=name, source="degraded", parent=item.id,
+                             degradation={"noise_sigma": body.noise_sigma, "blur_sigma": body.blur_sigma,
+                                          "seed": body.seed})
+
+        new = await jobs.run(degrade)
+        return new.describe(config.preview_size)
+
+    @app.get("/api/images/{image_id}", tags=["images"], response_model=ImageInfo, summary="Image info",
+             responses=_ERRORS)
+    async def image_info(image_id: str):
+        return store.get(image_id).describe(config.preview_size)
+
+    @app.get("/api/images/{image_id}/image.png", tags=["images"], summary="The stored image (clipped to [0, 1])",
+             response_class=Response, responses={200: _PNG, **_ERRORS})
+    async def image_png(image_id: str, region: Literal["preview", "full"] = Query("preview")):
+        item = store.get(image_id)
+        data = await jobs.run(lambda cancel: encode_image(item.region(region, config.preview_size), "png",
+                                                          1 if region == "preview" else 4))
+        return Response(data, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
+    @app.delete("/api/images/{image_id}", tags=["images"], status_code=204, summary="Forget an image",
+                responses=_ERRORS)
+    async def delete_image(image_id: str):
+        store.get(image_id)
+        store.delete(image_id)
+        return Response(status_code=204)
+
+    # --- restoration ---------------------------------------------------------------------
+    async def _restore(body: KnobBody, region: str, fmt: str, compress_level: int):
+        entry = registry.get(body.model)
+        item = store.get(body.image_id)
+        p = resolve_knobs(entry, body.p, body.strength, body.calibrated)
+
+        def work(cancel):
+            # the pixels are expanded here, in the job: queued requests hold no image memory
+            image = _layout(item.region(region, config.preview_size), config.channels_last)
+            # full resolution in tiles (bounded memory); previews are small: one call
+            tile = config.tile if region == "full" and max(image.shape[-2:]) > config.tile else None
+            start = time.perf_counter()
+            restorer = _cancellable(entry.restorer, cancel)
+            out = restorer(image, p, tile=tile, overlap=config.tile_overlap)
+            compute = time.perf_counter() - start
+            return encode_image(out, fmt, compress_level), compute, tuple(out.shape[-2:])
+
+        start = time.perf_counter()
+        data, compute, (h, w) = await jobs.run(work)
+        headers = {
+            "x-tunableconv-p": _p_header(p),
+            "x-tunableconv-compute-ms": f"{compute * 1000:.1f}",
+            "x-tunableconv-total-ms": f"{(time.perf_counter() - start) * 1000:.1f}",
+            "x-tunableconv-size": f"{w}x{h}",
+            "cache-control": "no-store",
+        }
+        return data, headers, item
+
+    @app.post("/api/restore", tags=["restore"], summary="Run a model with the given knobs",
+              response_class=Response, responses={200: {"content": {"image/png": {}, "image/jpeg": {}},
+                                                        "description": "the result"}, **_ERRORS})
+    async def restore(body: RestoreRequest):
+        """The result as PNG (or JPEG). Headers: ``X-Tunableconv-P`` (the raw p used, after the
+        strength calibration), ``X-Tunableconv-Compute-Ms``, ``X-Tunableconv-Size``."""
+        data, headers, _ = await _restore(body, body.region, body.format, 1)
+        return Response(data, media_type=f"image/{body.format}", headers=headers)
+
+    @app.post("/api/download", tags=["restore"], summary="The result at full resolution (tiled), as a PNG file",
+              response_class=Response, responses={200: _PNG, **_ERRORS})
+    async def download(body: DownloadRequest):
+        data, headers, item = await _restore(body, "full", "png", 4)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", item.name.rsplit(".", 1)[0])[:60] or "image"
+        knobs = headers["x-tunableconv-p"].replace(",", "_")
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", body.model)[:40]
+        headers["content-disposition"] = f'attachment; filename="{stem}-{model}{("-" + knobs) if knobs else ""}.png"'
+        return Response(data, media_type="image/png", headers=headers)
+
+    @app.post("/api/sweep", tags=["restore"], summary="A labelled strip of outputs over a knob's range",
+              response_class=Response, responses={200: _PNG, **_ERRORS})
+    async def sweep(body: SweepRequest):
+        """Sweeps the strength slider (models that have one) or knob ``knob_index`` from 0 to
+        1 on the preview region; see :mod:`tunableconv.sweep`."""
+        from ..sweep import make_strip, sweep_labels, sweep_params, sweep_values
+
+        entry = registry.get(body.model)
+        item = store.get(body.image_id)
+        if body.steps > config.max_sweep_steps:
+            raise _err(422, f"steps must be in [2, {config.max_sweep_steps}], got {body.steps}")
+        if body.base is not None:
+            for i, v in enumerate(body.base):
+                _check_unit(v, f"base[{i}]")
+        r = entry.restorer
+        values = sweep_values(body.steps)
+        # validates the knob index and base before any work (InvalidParamsError -> 422)
+        sweep_params(r, values, knob_index=body.knob_index, base=body.base, calibrated=body.calibrated)
+        labels = sweep_labels(r, values, knob_index=body.knob_index, calibrated=body.calibrated)
+
+        def work(cancel):
+            from ..sweep import sweep_outputs
+
+            image = item.region("preview", config.preview_size)
+            restorer = _cancellable(r, cancel)
+            outputs = sweep_outputs(restorer, _layout(image, config.channels_last), values,
+                                    knob_index=body.knob_index, base=body.base, calibrated=body.calibrated)
+            panels, names = list(outputs), list(labels)
+            if body.with_input:
+                shown = image.clamp(0, 1)
+                if shown.shape[-2:] != outputs[0].shape[-2:]:
+                    shown = torch.nn.functional.interpolate(shown[None], size=tuple(outputs[0].shape[-2:]),
+                                                            mode="nearest")[0]
+                panels.insert(0, shown)
+                names.insert(0, "input")
+            strip = make_strip(panels, names)
+            buf = io.BytesIO()
+            strip.save(buf, format="PNG", compress_level=1)
+            return buf.getvalue()
+
+        data = await jobs.run(work)
+        return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
+
+    return app
+
+
+def _layout(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The model input for a ``(3, H, W)`` image: itself, or with ``channels_last`` the
+    ``(1, 3, H, W)`` batch in channels-last memory format (which :class:`Restorer` accepts)."""
+    if not channels_last:
+        return image
+    return image.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+
+
+def _lifespan(jobs: JobRunner):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.shutdown()
+
+    return lifespan
+
+
+def _shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
+    """Downscale (antialiased) so that the longer side is at most ``max_side``."""
+    if not max_side:
+        return image
+    h, w = image.shape[-2:]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return image
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out[0].clamp(0, 1)
