@@ -172,8 +172,13 @@ def to_pil(image: Tensor | Image.Image) -> Image.Image:
     return Image.fromarray(array)
 
 
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default()
+def _font(panel_width: int = 256) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled default font, scaled to the panel (a bitmap font on old Pillow)."""
+    size = int(min(28, max(11, panel_width // 14)))
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def _label_height(font) -> int:
@@ -181,11 +186,11 @@ def _label_height(font) -> int:
     return int(bottom) + 6
 
 
-def label_panel(image: Tensor | Image.Image, label: str, band: int | None = None) -> Image.Image:
+def label_panel(image: Tensor | Image.Image, label: str, band: int | None = None, font=None) -> Image.Image:
     """``image`` with a white band above it holding ``label`` (Pillow's default font),
     centred and cut to the panel width if it is too long."""
     panel = to_pil(image)
-    font = _font()
+    font = font or _font(panel.width)
     band = band if band is not None else _label_height(font)
     out = Image.new("RGB", (panel.width, panel.height + band), LABEL_BACKGROUND)
     out.paste(panel, (0, band))
@@ -221,8 +226,10 @@ def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | N
     if labels is None:
         panels = [to_pil(im) for im in images]
     else:
-        band = _label_height(_font())
-        panels = [label_panel(im, lab, band) for im, lab in zip(images, labels)]
+        pil = [to_pil(im) for im in images]
+        font = _font(min(p.width for p in pil))  # one label size for the whole strip
+        band = _label_height(font)
+        panels = [label_panel(p, lab, band, font) for p, lab in zip(pil, labels)]
     width = sum(p.width for p in panels) + gap * (len(panels) - 1)
     height = max(p.height for p in panels)
     strip = Image.new("RGB", (width, height), LABEL_BACKGROUND)
@@ -244,8 +251,10 @@ def make_gif(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | Non
     if labels is None:
         frames = [to_pil(im) for im in images]
     else:
-        band = _label_height(_font())
-        frames = [label_panel(im, lab, band) for im, lab in zip(images, labels)]
+        pil = [to_pil(im) for im in images]
+        font = _font(min(p.width for p in pil))  # one label size for the whole strip
+        band = _label_height(font)
+        frames = [label_panel(p, lab, band, font) for p, lab in zip(pil, labels)]
     if bounce and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
     return frames

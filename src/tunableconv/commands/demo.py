@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     noisy_shown = noisy.clamp(0, 1)
-    strip = make_strip([noisy_shown, *outputs, clean], [f"noisy s{args.sigma:g}", *sweep_labels(restorer, values), "clean"])
+    strip = make_strip([noisy_shown, *outputs, clean], [f"noisy (sigma {args.sigma:g})", *sweep_labels(restorer, values), "clean"])
     strip.save(out / "strip.png")
     save_gif(make_gif(outputs, sweep_labels(restorer, values)), out / "sweep.gif")
     write_image(noisy_shown, out / "noisy.png")
