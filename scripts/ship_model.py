@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from tunableconv.models import load_model, save_model
@@ -20,12 +19,14 @@ ZOO = Path(__file__).resolve().parents[1] / "src" / "tunableconv" / "zoo"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path)
+    ap.add_argument("run", type=Path, help="a run folder (its model.safetensors) or a model file")
     ap.add_argument("name")
     ap.add_argument("--title", default=None)
     ap.add_argument("--results", type=Path, default=None, help="results.json of `tunableconv eval` to quote")
+    ap.add_argument("--note", default=None, help="conditions of the run worth knowing (e.g. a shared CPU)")
     args = ap.parse_args()
-    model, info = load_model(args.run / "model.safetensors")
+    src = args.run if args.run.is_file() else args.run / "model.safetensors"
+    model, info = load_model(src)
     meta = dict(info.info)
     meta["name"] = args.name
     dst = ZOO / f"{args.name}.safetensors"
@@ -50,6 +51,8 @@ def main() -> int:
         f"- final validation ({rc.get('data', {}).get('val')}, first {rc.get('data', {}).get('val_images')} images, "
         f"centre {rc.get('data', {}).get('val_crop')} px, sigma {rc.get('task', {}).get('val_sigma')}): `{json.dumps(tr.get('val'))}`",
     ]
+    if args.note:
+        lines.append(f"- note: {args.note}")
     if args.results and args.results.is_file():
         res = json.loads(args.results.read_text())
         lines += ["", "## Evaluation", "", f"From `{res.get('command', 'tunableconv eval')}`; see `results/` for the full tables.", ""]

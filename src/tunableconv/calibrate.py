@@ -51,28 +51,54 @@ def fit_calibration(grid: Sequence[float], response: Sequence[float], points: in
 
 @torch.no_grad()
 def measure_response(restorer, images: Sequence[Tensor], sigmas: Sequence[float], grid: Sequence[float],
-                     seed: int = 0, progress: bool = False) -> dict:
-    """D(s) of ``restorer`` at raw strengths ``grid`` on noisy versions of ``images``.
+                     seed: int = 0, progress: bool = False, max_step: float = 0.02, max_points: int = 61) -> dict:
+    """D(s) of ``restorer`` at raw strengths on noisy versions of ``images``.
 
-    Returns ``{"s": grid, "d": mean curve, "d_per_sigma": {sigma: curve}}``.
+    Starts from ``grid`` (which must contain 0 and 1), then adaptively adds midpoints of the
+    interval with the largest jump of D until no jump exceeds ``max_step`` or ``max_points``
+    strengths are measured: uneven sliders change fastest in a narrow band of s, which a
+    uniform grid samples too coarsely.
+
+    Returns ``{"s": sorted strengths, "d": mean curve, "d_per_sigma": {sigma: curve}}``.
     """
-    from .metrics import evenness
-
-    curves: dict[str, list[np.ndarray]] = {}
-    g = torch.Generator().manual_seed(seed)
-    total = len(images) * len(sigmas)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="calibrate", disable=not progress)
+    g = torch.Generator().manual_seed(seed)
+    cases = []  # (sigma, noisy, o_0, ||o_1 - o_0||)
     for clean in images:
         for sigma in sigmas:
             noisy = clean + (sigma / 255.0) * torch.randn(clean.shape, generator=g)
-            outs = [restorer(noisy, restorer.strength_to_p(float(s), calibrated=False)) for s in grid]
-            d = evenness(outs, list(grid))["d"].double().numpy()
-            curves.setdefault(f"{sigma:g}", []).append(d)
-            bar.update(1)
+            o0 = restorer(noisy, restorer.strength_to_p(0.0, calibrated=False))
+            o1 = restorer(noisy, restorer.strength_to_p(1.0, calibrated=False))
+            cases.append((f"{sigma:g}", noisy, o0, float(torch.linalg.vector_norm(o1 - o0))))
+    if any(c[3] == 0 for c in cases):
+        raise ValueError("the two knob ends give the same image: there is no response to calibrate")
+
+    def d_at(s: float) -> dict[str, float]:
+        per: dict[str, list[float]] = {}
+        for key, noisy, o0, denom in cases:
+            o = restorer(noisy, restorer.strength_to_p(float(s), calibrated=False))
+            per.setdefault(key, []).append(float(torch.linalg.vector_norm(o - o0)) / denom)
+        out = {k: float(np.mean(v)) for k, v in per.items()}
+        out["mean"] = float(np.mean([x for v in per.values() for x in v]))
+        return out
+
+    points = sorted({float(v) for v in grid} | {0.0, 1.0})
+    bar = tqdm(total=max_points, desc="calibrate", disable=not progress)
+    values: dict[float, dict[str, float]] = {}
+    for s in points:
+        values[s] = d_at(s)
+        bar.update(1)
+    while len(values) < max_points:
+        ss = sorted(values)
+        jumps = [(values[b]["mean"] - values[a]["mean"], a, b) for a, b in zip(ss, ss[1:])]
+        jump, a, b = max(jumps)
+        if jump <= max_step or b - a < 1e-4:
+            break
+        values[(a + b) / 2] = d_at((a + b) / 2)
+        bar.update(1)
     bar.close()
-    per_sigma = {k: np.mean(v, axis=0) for k, v in curves.items()}
-    mean = np.mean([c for v in curves.values() for c in v], axis=0)
-    return {"s": [float(v) for v in grid], "d": [round(float(v), 5) for v in mean],
-            "d_per_sigma": {k: [round(float(x), 5) for x in v] for k, v in per_sigma.items()}}
+    ss = sorted(values)
+    keys = sorted({k for v in values.values() for k in v} - {"mean"}, key=float)
+    return {"s": [round(x, 6) for x in ss], "d": [round(values[x]["mean"], 5) for x in ss],
+            "d_per_sigma": {k: [round(values[x][k], 5) for x in ss] for k in keys}}

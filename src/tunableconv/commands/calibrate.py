@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--images", type=int, default=16, help="number of images (default 16)")
     ap.add_argument("--crop", type=int, default=128, help="centre crop in pixels (default 128)")
     ap.add_argument("--sigma", default="15,25,50", help="noise levels (0..255 scale)")
-    ap.add_argument("--grid", type=int, default=21, help="raw strengths measured, evenly spaced (default 21)")
+    ap.add_argument("--grid", type=int, default=11, help="initial evenly spaced raw strengths, refined where the response jumps (default 11)")
+    ap.add_argument("--max-points", type=int, default=61, help="most raw strengths measured (default 61)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-root", default=None)
     ap.set_defaults(func=run)
@@ -48,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     ds = ImageFolderEval(args.data, max_images=args.images, crop=args.crop or None, data_root=args.data_root)
     images = [ds[i]["clean"] for i in range(len(ds))]
     grid = np.linspace(0, 1, args.grid).tolist()
-    response = measure_response(restorer, images, sigmas, grid, seed=args.seed, progress=True)
-    cal = fit_calibration(response["s"], response["d"])
+    response = measure_response(restorer, images, sigmas, grid, seed=args.seed, progress=True, max_points=args.max_points)
+    cal = fit_calibration(response["s"], response["d"], points=41)
     cal.update({"response": response, "fitted_on": {"data": args.data, "images": len(images), "crop": args.crop,
                                                      "sigmas": sigmas, "seed": args.seed}})
     info = dict(restorer.info.info)

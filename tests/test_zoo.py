@@ -1,0 +1,54 @@
+"""The shipped models: metadata, shapes, and the slider's behaviour on small crops."""
+
+import numpy as np
+import pytest
+import torch
+
+from tunableconv.data import bundled_sample_image
+from tunableconv.data.datasets import center_crop
+from tunableconv.metrics import psnr
+from tunableconv.restore import Restorer
+from tunableconv.zoo import available
+
+SHIPPED = available()
+pytestmark = pytest.mark.skipif("denoise" not in SHIPPED, reason="no shipped denoiser in src/tunableconv/zoo")
+
+
+def test_shipped_models_metadata_and_shapes():
+    assert {"denoise", "denoise-fixed"} <= set(SHIPPED)
+    tunable, fixed = Restorer.load("denoise"), Restorer.load("denoise-fixed")
+    assert tunable.info.architecture == fixed.info.architecture == "resnet"
+    assert tunable.num_params == 2 and fixed.num_params == 0
+    assert tunable.info.knob_names == ["fidelity", "noise_preservation"]
+    assert tunable.has_strength and tunable.info.info["beta"] == 0.9
+    same = ("channels", "num_blocks", "kernel_size")
+    assert all(tunable.info.arguments[k] == fixed.info.arguments[k] for k in same)
+    tr, fr = tunable.info.info["training"], fixed.info.info["training"]
+    assert tr["steps"] == fr["steps"] and tunable.info.info["recipe"]["train"]["seed"] == fixed.info.info["recipe"]["train"]["seed"]
+    cal = tunable.calibration
+    assert cal is not None and cal["slider"][0] == 0 and cal["slider"][-1] == 1
+    assert cal["raw"][0] == 0 and cal["raw"][-1] == 1 and np.all(np.diff(cal["raw"]) >= 0)
+    x = torch.rand(3, 37, 53)
+    assert tunable(x, tunable.params(strength=0.3)).shape == (3, 37, 53)
+    assert fixed(x, None).shape == (3, 37, 53)
+    for path in SHIPPED.values():
+        assert path.stat().st_size < 5e6  # a few MB at most
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_strength_trades_noise_removal_for_noise_preservation(calibrated):
+    """As strength falls, PSNR to the clean image falls and PSNR to the noise-preservation
+    target rises, monotonically, on small crops of a bundled photo."""
+    r = Restorer.load("denoise")
+    photo = bundled_sample_image()
+    g = torch.Generator().manual_seed(0)
+    strengths = [1.0, 0.75, 0.5, 0.25, 0.0]
+    for top, left in ((40, 60), (200, 220)):
+        clean = photo[:, top:top + 96, left:left + 96]
+        noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=g)
+        target = clean + 0.9 * (noisy - clean)
+        outs = [r(noisy, r.params(strength=s, calibrated=calibrated)) for s in strengths]
+        gt = [float(psnr(o, clean)) for o in outs]
+        nt = [float(psnr(o, target)) for o in outs]
+        assert all(a > b for a, b in zip(gt, gt[1:])), gt
+        assert all(a < b for a, b in zip(nt, nt[1:])), nt
