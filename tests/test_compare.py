@@ -33,7 +33,13 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     assert all(c["ratio"] > 0 for c in summary["inference_cost"].values())
     for m in ("tunable", "fixed", "dni", "cresmd"):
         assert (out / "strips" / f"{m}.png").is_file()
+        assert (out / "models" / f"{m}.safetensors").is_file()  # finished models kept for reuse
     assert (out / "compare.png").is_file() and "| dni |" in (out / "compare.md").read_text()
+    # a run stopped early continues later: stop a fresh method at step 2, then finish it
+    assert main(args[:4] + ["adafm"] + args[5:] + ["--stop-at", "2"]) == 0
+    assert not (out / "models" / "adafm.safetensors").exists() and (out / "runs" / "adafm" / "latest.safetensors").exists()
+    assert main(args[:4] + ["adafm"] + args[5:] + ["--train-only"]) == 0
+    assert (out / "models" / "adafm.safetensors").is_file()
     # finished runs are reused: a second call trains nothing and gives the same table
     capsys.readouterr()
     assert main(args + ["--eval-only"]) == 0

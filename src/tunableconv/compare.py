@@ -6,8 +6,8 @@ between their stages, see :mod:`tunableconv.models.baselines`), then evaluated o
 seeded noisy images. The knob is the strength s with p = (s, 1 − s); every method is
 evaluated at its *raw* knob (no calibration), so none gets a remapping the others lack.
 
-Runs live in ``OUT/runs/METHOD`` and are resumable: a finished run is reused, a stopped one
-continues from its checkpoint.
+Checkpoints live in ``RUNS/METHOD`` (default ``OUT/runs``) and are resumable; each finished
+model is copied to ``OUT/models/METHOD.safetensors`` and reused from there.
 """
 
 from __future__ import annotations
@@ -48,22 +48,37 @@ def recipe_for(method: str, budget: str, overrides: list[str] = ()) -> Recipe:
 
 
 def train_method(method: str, out: Path, budget: str, overrides: list[str] = (), progress: bool = True,
-                 stop_at: int | None = None) -> Path:
-    """Train (or continue, or reuse) one method's run; returns its model file."""
-    run = out / "runs" / method
-    final = run / "model.safetensors"
+                 stop_at: int | None = None, runs: Path | None = None) -> Path | None:
+    """Train (or continue, or reuse) one method; returns its finished model file.
+
+    Finished models are kept in ``OUT/models/METHOD.safetensors`` (small; meant to be
+    committed) and reused from there. Checkpoints live in ``RUNS/METHOD`` (default
+    ``OUT/runs``); a stopped run continues from its checkpoint. Returns None if the run
+    stopped early (``stop_at``).
+    """
+    import shutil
+
+    from .models import read_metadata
+
     recipe = recipe_for(method, budget, overrides)
+    final = out / "models" / f"{method}.safetensors"
     if final.is_file():
-        done = json.loads((run / "summary.json").read_text())
-        if done.get("steps") == recipe.train.steps:
+        steps = read_metadata(final).info.get("training", {}).get("steps")
+        if steps == recipe.train.steps:
             return final
-        raise InputError(f"{run} was trained for {done.get('steps')} steps, not {recipe.train.steps}: remove it or match --steps")
+        raise InputError(f"{final} was trained for {steps} steps, not {recipe.train.steps}: remove it or match --steps")
+    run = (runs or out / "runs") / method
     resume = (run / "latest.safetensors").is_file()
     if resume:
         saved = Recipe.load(run / "recipe.yaml")
         if saved.to_dict() != recipe.to_dict():
             raise InputError(f"{run} holds a run of a different recipe: remove it or use the same settings")
-    Trainer(recipe, run, progress=progress).fit(resume=resume, stop_at=stop_at)
+    summary = Trainer(recipe, run, progress=progress).fit(resume=resume, stop_at=stop_at)
+    if summary.get("stopped"):
+        return None
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "model.safetensors", final)
+    (out / "models" / f"{method}.json").write_text((run / "summary.json").read_text())
     return final
 
 

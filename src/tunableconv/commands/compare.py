@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--task", default="denoise", choices=["denoise"])
     ap.add_argument("--budget", default="small", help="small (this CPU) or paper (GPU)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--runs", default=None, help="folder for the training checkpoints (default OUT/runs)")
+    ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                    help="stop each unfinished run after this step (continue later with the same command)")
     ap.add_argument("--methods", default=None, help="comma-separated subset (default: all)")
     ap.add_argument("--steps", type=int, default=None, help="gradient steps of every method (default: the budget's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -64,12 +67,17 @@ def run(args: argparse.Namespace) -> int:
     files = {}
     for m in methods:
         if args.eval_only:
-            files[m] = out / "runs" / m / "model.safetensors"
+            files[m] = out / "models" / f"{m}.safetensors"
             if not files[m].is_file():
-                raise InputError(f"{m} has no finished run in {out / 'runs' / m}")
+                raise InputError(f"{m} has no finished model {files[m]}")
         else:
             print(f"== {m}", file=sys.stderr)
-            files[m] = C.train_method(m, out, args.budget, overrides, progress=not args.no_progress)
+            files[m] = C.train_method(m, out, args.budget, overrides, progress=not args.no_progress,
+                                      stop_at=args.stop_at, runs=Path(args.runs) if args.runs else None)
+    unfinished = [m for m, f in files.items() if f is None]
+    if unfinished:
+        print(f"stopped before the end: {', '.join(unfinished)}; run the same command again to continue")
+        return 0
     if args.train_only:
         print(f"trained: {', '.join(methods)}")
         return 0
@@ -111,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {"command": "tunableconv " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tunableconv compare",
                "budget": args.budget, "steps": steps, "methods": methods, "datasets": labels, "sigmas": sigmas,
                "table1": table, "parameters": params, "inference_cost": cost,
-               "train_wall_seconds": {m: json.loads((out / "runs" / m / "summary.json").read_text()).get("train_wall_seconds")
-                                      for m in methods if (out / "runs" / m / "summary.json").is_file()},
+               "train_wall_seconds": {m: json.loads((out / "models" / f"{m}.json").read_text()).get("train_wall_seconds")
+                                      for m in methods if (out / "models" / f"{m}.json").is_file()},
                "wall_seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(summary, indent=2))
