@@ -5,20 +5,27 @@ PY := $(VENV)/bin/python
 
 .PHONY: install demo test bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[test,eval]"
+
+# the demo needs the core plus scikit-image (it ships the sample photo)
+$(VENV)/.installed-demo: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[demo]"
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[test,eval]"
+	touch $@ $(VENV)/.installed-demo
 
-demo: install
+install: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-demo
 	$(PY) -m tunableconv demo
 
-test: install
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -x --durations=15
 
-bench: install
+bench: $(VENV)/.installed-test
 	$(PY) benchmarks/overhead.py --json results/overhead.json
 
 clean:
