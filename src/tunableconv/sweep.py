@@ -203,6 +203,14 @@ def label_panel(image: Tensor | Image.Image, label: str, band: int | None = None
     return out
 
 
+def _labelled(images: Sequence[Tensor | Image.Image], labels: Sequence[str]) -> list[Image.Image]:
+    """Each image with its label, one label size (that of the narrowest panel) for all."""
+    pil = [to_pil(im) for im in images]
+    font = _font(min(p.width for p in pil))
+    band = _label_height(font)
+    return [label_panel(p, lab, band, font) for p, lab in zip(pil, labels)]
+
+
 def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | None = None,
                gap: int = 4) -> Image.Image:
     """Panels side by side, each with its label in a band above it.
@@ -226,10 +234,7 @@ def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | N
     if labels is None:
         panels = [to_pil(im) for im in images]
     else:
-        pil = [to_pil(im) for im in images]
-        font = _font(min(p.width for p in pil))  # one label size for the whole strip
-        band = _label_height(font)
-        panels = [label_panel(p, lab, band, font) for p, lab in zip(pil, labels)]
+        panels = _labelled(images, labels)
     width = sum(p.width for p in panels) + gap * (len(panels) - 1)
     height = max(p.height for p in panels)
     strip = Image.new("RGB", (width, height), LABEL_BACKGROUND)
@@ -251,10 +256,7 @@ def make_gif(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | Non
     if labels is None:
         frames = [to_pil(im) for im in images]
     else:
-        pil = [to_pil(im) for im in images]
-        font = _font(min(p.width for p in pil))  # one label size for the whole strip
-        band = _label_height(font)
-        frames = [label_panel(p, lab, band, font) for p, lab in zip(pil, labels)]
+        frames = _labelled(images, labels)
     if bounce and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
     return frames
