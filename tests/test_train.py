@@ -253,3 +253,17 @@ def test_staged_training_and_resume_across_the_stage_boundary(tmp_path, arch):
         a, b = _weights(tmp_path / "full" / "model.safetensors"), _weights(out / "model.safetensors")
         for k in a:
             assert torch.equal(a[k], b[k]), (stop, k)
+
+
+def test_ema_weights_are_what_gets_exported(tmp_path):
+    t = Trainer(tiny_recipe(tmp_path, steps=6, ema=0.5, lr=1e-2), tmp_path / "ema", progress=False)
+    t.fit()
+    exported = _weights(tmp_path / "ema" / "model.safetensors")
+    raw = {k: v.detach() for k, v in t.model.state_dict().items()}
+    for k, v in exported.items():
+        torch.testing.assert_close(v, t.ema.shadow[k])
+    assert any(not torch.equal(exported[k], raw[k]) for k in exported)  # EMA lags the raw weights
+    # resuming restores the EMA too
+    st = load_checkpoint(tmp_path / "ema" / "latest.safetensors")
+    for k, v in st["ema"].items():
+        torch.testing.assert_close(v, t.ema.shadow[k])
