@@ -16,14 +16,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidParamsError
-
-
-def parse_p(text: str) -> list[float]:
-    """'0.3,0.7' -> [0.3, 0.7] (range checks happen where the number of knobs is known)."""
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InvalidParamsError(f"--p must be comma-separated numbers, got {text!r}") from None
+from .restore import parse_values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "denoise" and "denoise" not in available():
         print("no shipped denoiser in this installation: running the layer demo instead (tunableconv demo --layers)")
         return run_layers(args)
-    values = parse_p(args.strengths)
+    values = parse_values(args.strengths, "--strengths")
     if not 0 <= args.sigma <= 255:
         raise InvalidParamsError(f"--sigma must be in [0, 255], got {args.sigma}")
     restorer = Restorer.load(args.model)
@@ -98,7 +91,7 @@ def run_layers(args: argparse.Namespace) -> int:
 
     from ..nn import check_params, make_tunable
 
-    settings = [check_params(parse_p(t), 2) for t in (args.p or ["1,0", "0.5,0.5", "0,1"])]
+    settings = [check_params(parse_values(t), 2) for t in (args.p or ["1,0", "0.5,0.5", "0,1"])]
     torch.manual_seed(0)
     # a plain "pretrained" network: here just a random 2-layer CNN
     net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
