@@ -45,3 +45,32 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     assert main(args + ["--eval-only"]) == 0
     again = json.loads((out / "compare.json").read_text())
     assert again["table1"] == summary["table1"]
+    err = capsys.readouterr().err
+    assert all(f"{m}: evaluation reused" in err for m in ("tunable", "fixed", "dni", "cresmd"))
+    # one method at a time, no table (separate processes), then the table from the cache
+    assert main(args[:4] + ["adafm"] + args[5:] + ["--eval-only", "--no-table"]) == 0
+    assert (out / "eval" / "adafm.json").is_file() and "== evaluating adafm" in capsys.readouterr().err
+    # other settings are not served from the cache
+    changed = [a if a != "0,0.5,1" else "0,1" for a in args]
+    assert main(changed + ["--eval-only"]) == 0
+    assert "== evaluating tunable" in capsys.readouterr().err
+    assert json.loads((out / "compare.json").read_text())["table1"]["tunable"]["imgs"]["s"] == [0.0, 1.0]
+
+
+def test_cached_evaluation_checks_model_and_settings(tmp_path):
+    from tunableconv.compare import cached_evaluation
+    from tunableconv.evaluate import _file_sha256
+
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"weights")
+    settings = {"dataset_specs": ["cbsd68"], "sigmas": [25.0], "grid": [0.0, 1.0], "seed": 0, "raw": True,
+                "max_images": 2, "crop": None}
+    cache = tmp_path / "m.json"
+    assert cached_evaluation(cache, model, settings) is None  # nothing stored yet
+    cache.write_text(json.dumps({"model": {"sha256": _file_sha256(str(model))}, "settings": settings, "x": 1}))
+    assert cached_evaluation(cache, model, settings)["x"] == 1
+    assert cached_evaluation(cache, model, {**settings, "max_images": 3}) is None
+    model.write_bytes(b"other weights")
+    assert cached_evaluation(cache, model, settings) is None
+    cache.write_text("{not json")
+    assert cached_evaluation(cache, model, settings) is None

@@ -82,6 +82,30 @@ def train_method(method: str, out: Path, budget: str, overrides: list[str] = (),
     return final
 
 
+EVAL_KEYS = ("dataset_specs", "sigmas", "grid", "seed", "raw", "max_images", "crop")
+
+
+def cached_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation stored at ``path`` if it is of the same model file (by SHA-256) under the
+    same settings (``EVAL_KEYS`` of ``settings``), else None. Lets ``compare`` evaluate one method
+    at a time, in separate processes or sessions, and assemble the table at the end."""
+    from .evaluate import _file_sha256
+
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if res.get("model", {}).get("sha256") != _file_sha256(str(model_file)):
+        return None
+    have = res.get("settings", {})
+    keys = [k for k in EVAL_KEYS if not (k == "grid" and res["model"].get("tunable") is False)]  # no knob, no grid
+    if any(have.get(k) != settings.get(k) for k in keys):
+        return None
+    return res
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -106,6 +130,11 @@ def inference_cost(models: dict[str, torch.nn.Module], plain: torch.nn.Module, s
     return out
 
 
+def _mean_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None and v == v]
+    return statistics.mean(values) if values else None
+
+
 def table1(results: dict[str, dict], datasets: list[str]) -> dict[str, Any]:
     """Per method and dataset: PSNR vs noise target and vs ground truth at each s, averaged over sigma."""
     table: dict[str, Any] = {}
@@ -118,7 +147,7 @@ def table1(results: dict[str, dict], datasets: list[str]) -> dict[str, Any]:
                 "s": s,
                 "psnr_target": [statistics.mean(r["psnr_target"][i] for r in rows) for i in range(len(s))],
                 "psnr_gt": [statistics.mean(r["psnr_gt"][i] for r in rows) for i in range(len(s))],
-                "evenness": statistics.mean(r["evenness"] for r in rows) if rows[0].get("evenness") is not None else None,
+                "evenness": _mean_or_none([r.get("evenness") for r in rows]),
             }
     return table
 

@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--train-only", action="store_true", help="train (or continue) the runs, do not evaluate")
     ap.add_argument("--eval-only", action="store_true", help="evaluate the finished runs only")
+    ap.add_argument("--no-table", action="store_true",
+                    help="evaluate (and cache in OUT/eval) the methods, write no table: lets the evaluations run "
+                         "in separate processes, e.g. --eval-only --methods dni --no-table")
     ap.add_argument("--no-progress", action="store_true")
     ap.set_defaults(func=run)
 
@@ -85,14 +88,29 @@ def run(args: argparse.Namespace) -> int:
     sigmas = parse_numbers(args.sigma, "--sigma")
     from ..evaluate import evaluate
 
+    from ..evaluate import check_grid, json_safe
+    from ..io import atomic_write
+
+    wanted = {"dataset_specs": datasets, "sigmas": sigmas, "grid": check_grid(args.p_grid), "seed": 0, "raw": True,
+              "max_images": args.max_images, "crop": args.crop}
     results, params, models = {}, {}, {}
     for m in methods:
         restorer = Restorer.load(str(files[m]))
         models[m], params[m] = restorer.model, C.count_parameters(restorer.model)
-        results[m] = evaluate(restorer, datasets, sigmas, args.p_grid, raw=True, max_images=args.max_images, crop=args.crop,
-                              data_root=args.data_root, progress=not args.no_progress, model_name=m)
-        (out / "eval").mkdir(parents=True, exist_ok=True)
-        (out / "eval" / f"{m}.json").write_text(json.dumps(results[m], indent=1, default=str))
+        cache = out / "eval" / f"{m}.json"
+        results[m] = C.cached_evaluation(cache, files[m], wanted)
+        if results[m] is not None:
+            print(f"{m}: evaluation reused from {cache}", file=sys.stderr)
+            continue
+        print(f"== evaluating {m}", file=sys.stderr)
+        results[m] = json_safe(evaluate(restorer, datasets, sigmas, args.p_grid, raw=True, max_images=args.max_images, crop=args.crop,
+                              data_root=args.data_root, progress=not args.no_progress, model_name=m, compute_ssim=False))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(results[m], indent=1)  # fresh and cached results alike: NaN stored as None
+        atomic_write(cache, lambda f: f.write(text.encode()))
+    if args.no_table:
+        print(f"evaluated: {', '.join(methods)}")
+        return 0
     recipe = C.recipe_for("tunable", args.budget, overrides)
     backbone = {k: v for k, v in recipe.model.args.items() if k in C.BACKBONE_KEYS}
     plain = ResNet(ResNetConfig(**backbone, num_params=0)).eval()
