@@ -317,3 +317,52 @@ def test_style_objective_parts_and_zero_style_distance():
         StyleObjective(torch.rand(16, 16), vgg=vgg)
     with pytest.raises(InputError, match="built up to"):
         StyleObjective(style_img, ["relu3_1"], vgg=vgg)
+
+
+# --- blended targets ---------------------------------------------------------------------
+def _denoise_batch(B=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(B, 3, 12, 12, generator=g)
+    noisy = clean + 0.1 * torch.randn(B, 3, 12, 12, generator=g)
+    return {"clean": clean, "noisy": noisy, "input": noisy}
+
+
+def test_blended_targets_l2_has_the_gradient_of_the_mixed_losses():
+    from tunableconv.losses import BlendedTargetLoss, NoisePreservation
+
+    batch = _denoise_batch()
+    p = torch.rand(4, 1)
+    p = torch.cat([p, 1 - p], dim=1)
+    grads = []
+    for cls in (ParametricMultiLoss, BlendedTargetLoss):
+        out = batch["noisy"].clone().requires_grad_(True)
+        cls([Fidelity("l2"), NoisePreservation(beta=0.9, distance="l2")])(out, batch, p).total.backward()
+        grads.append(out.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-9)
+
+
+def test_blended_targets_l1_is_zero_at_the_blend_while_the_mixture_is_not():
+    from tunableconv.losses import BlendedTargetLoss, NoisePreservation
+
+    batch = _denoise_batch()
+    objs = [Fidelity("l1"), NoisePreservation(beta=0.9, distance="l1")]
+    p = torch.tensor([0.3, 0.7])
+    blend = 0.3 * batch["clean"] + 0.7 * (batch["clean"] + 0.9 * (batch["noisy"] - batch["clean"]))
+    res = BlendedTargetLoss(objs)(blend, batch, p)
+    assert float(res.total) < 1e-7
+    assert res.per_sample.shape == (4, 2) and bool((res.per_sample > 0).all())  # each objective's own loss, logged
+    assert float(ParametricMultiLoss(objs)(blend, batch, p).total) > 1e-3
+    # the mixture of L1 losses is minimised at the weighted median: the heavier target
+    noise_target = batch["clean"] + 0.9 * (batch["noisy"] - batch["clean"])
+    assert float(ParametricMultiLoss(objs)(noise_target, batch, p).total) < float(ParametricMultiLoss(objs)(blend, batch, p).total)
+
+
+def test_blended_targets_reject_mixed_distances_and_non_pixel_objectives():
+    from tunableconv.losses import BlendedTargetLoss, NoisePreservation, TotalVariation
+
+    with pytest.raises(InputError, match="one distance"):
+        BlendedTargetLoss([Fidelity("l1"), NoisePreservation(distance="l2")])
+    with pytest.raises(InputError, match="pixel objectives"):
+        BlendedTargetLoss([Fidelity("l1"), TotalVariation()])
+    with pytest.raises(InputError, match="positive"):
+        BlendedTargetLoss([Fidelity("l1"), NoisePreservation()])(torch.zeros(1, 3, 4, 4), _denoise_batch(1), torch.zeros(1, 2))

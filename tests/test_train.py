@@ -267,3 +267,17 @@ def test_ema_weights_are_what_gets_exported(tmp_path):
     st = load_checkpoint(tmp_path / "ema" / "latest.safetensors")
     for k, v in st["ema"].items():
         torch.testing.assert_close(v, t.ema.shadow[k])
+
+
+def test_blended_targets_recipe_trains(tmp_path):
+    from tunableconv.losses import BlendedTargetLoss
+
+    r = tiny_recipe(tmp_path, steps=3)
+    r.override("task.mix=targets")
+    t = Trainer(r, tmp_path / "run", progress=False)
+    assert isinstance(t.loss, BlendedTargetLoss)
+    t.fit()
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    r.override("task.mix=average")
+    with pytest.raises(InputError, match="task.mix"):
+        Trainer(r, tmp_path / "bad", progress=False)

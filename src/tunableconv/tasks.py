@@ -39,6 +39,8 @@ class DenoiseTask:
             raise InputError(f"task.sigma must be [low, high] with 0 <= low <= high, got {t.sigma}")
         if not 0 <= t.beta < 1:
             raise InputError(f"task.beta must be in [0, 1), got {t.beta}")
+        if t.mix not in ("losses", "targets"):
+            raise InputError(f"task.mix must be losses or targets, got {t.mix!r}")
         self.cfg = t
         self.fidelity_only = t.fidelity_only
         self.num_params = 0 if t.fidelity_only else 2
@@ -75,8 +77,10 @@ class DenoiseTask:
         return [fid, NoisePreservation(beta=self.cfg.beta, distance=self.cfg.loss)]
 
     def build_loss(self):
-        from .losses import ParametricMultiLoss
+        from .losses import BlendedTargetLoss, ParametricMultiLoss
 
+        if self.cfg.mix == "targets" and not self.fidelity_only:
+            return BlendedTargetLoss(self.objectives())
         return ParametricMultiLoss(self.objectives())
 
     def knobs(self) -> list[dict]:

@@ -17,7 +17,7 @@ Depends on torch, numpy and safetensors only.
 from __future__ import annotations
 
 from .gan import AdversarialObjective, MultiScaleDiscriminator, ragan_discriminator_loss, ragan_generator_loss
-from .multiloss import CompositeObjective, MultiLossResult, ParametricMultiLoss
+from .multiloss import BlendedTargetLoss, CompositeObjective, MultiLossResult, ParametricMultiLoss
 from .objectives import (
     Chroma,
     Fidelity,
@@ -42,6 +42,7 @@ from .vgg import VGG19_LAYERS, VGG19Features, find_torchvision_vgg19
 
 __all__ = [
     "ParametricMultiLoss",
+    "BlendedTargetLoss",
     "MultiLossResult",
     "CompositeObjective",
     "Objective",

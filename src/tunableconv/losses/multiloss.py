@@ -309,3 +309,55 @@ class ParametricMultiLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"names={self.names}, weights={self.objective_weights.tolist()}, skip_zero={self.skip_zero}"
+
+
+class BlendedTargetLoss(ParametricMultiLoss):
+    r"""Mix the *targets* instead of the losses: ``loss = (1/B) Σ_b d(output_b, t̄_b)`` with
+    ``t̄_b = Σ_i c[b, i] · target_i(batch_b)``, ``c[b, i] = p[b, i] w_i / Σ_j p[b, j] w_j``.
+
+    For pixel objectives that share one distance ``d``. With ``d = L2`` this has the same
+    gradient as :class:`ParametricMultiLoss` (``Σ_i c_i |o − t_i|² = |o − t̄|² + const``); with
+    L1 or Charbonnier it does not: the minimiser of the mixed losses ``Σ_i c_i |o − t_i|`` is a
+    weighted *median* of the targets, which jumps from one target to the other as p crosses
+    the middle (an uneven knob), while the minimiser of ``|o − t̄|`` is the blend ``t̄``
+    itself, which moves linearly with p. Same call and result as the parent; ``per_sample``
+    logs each objective's own (unmixed) loss, for comparison.
+
+    Args:
+        objectives: :class:`~tunableconv.losses.objectives.PixelObjective` s with the same distance.
+        weights: the static ``w_i`` (default all 1).
+    """
+
+    def __init__(self, objectives: Sequence[nn.Module] | Mapping[str, nn.Module],
+                 weights: Sequence[float] | None = None) -> None:
+        super().__init__(objectives, weights, skip_zero=False)
+        kinds = set()
+        for name, o in zip(self.names, self.objectives):
+            if not isinstance(o, PixelObjective):
+                raise InputError(f"blended targets need pixel objectives; {name!r} is a {type(o).__name__}")
+            kinds.add((o.distance_name, getattr(o, "eps", None)))
+        if len(kinds) != 1:
+            raise InputError(f"blended targets need one distance for every objective, got {sorted(map(str, kinds))}")
+        self.distance = self.objectives[0].distance
+
+    def forward(self, output: Tensor, batch: Batch, p: Tensor | Sequence[float] | None = None) -> MultiLossResult:
+        if not isinstance(batch, Mapping):
+            raise InputError(f"batch must be a dict of tensors, got {type(batch).__name__}")
+        B = output.shape[0]
+        pp = self._params(p, B, output.device)
+        coef = pp * self.objective_weights.to(output.device)
+        norm = coef.sum(dim=1, keepdim=True)
+        if bool((norm <= 0).any()):
+            raise InputError("blended targets need p with at least one positive weighted entry per sample")
+        coef = coef / norm
+        with torch.no_grad():
+            targets = [o.target(batch).to(dtype=output.dtype) for o in self.objectives]
+            blend = sum(coef[:, i].view(B, *([1] * (output.dim() - 1))) * t for i, t in enumerate(targets))
+        v = _check_per_sample(self.distance(output, blend), B, "blended target").float()
+        total = v.sum() / B
+        with torch.no_grad():
+            per_sample = torch.stack([self.distance(output, t).float() for t in targets], dim=1)
+        res = MultiLossResult(total=total, per_sample=per_sample, p=pp.detach(), names=list(self.names),
+                              weighted_per_sample=coef * per_sample)
+        self.last = res
+        return res

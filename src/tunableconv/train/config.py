@@ -49,6 +49,7 @@ class TaskSection:
     val_sigma: float = 25.0
     beta: float = 0.9  # noise preservation: target = clean + beta (noisy - clean)
     loss: str = "l1"  # per-objective distance: l1, l2, charbonnier
+    mix: str = "losses"  # losses: sum_i p_i L_i (the paper); targets: L(output, sum_i p_i target_i)
     fidelity_only: bool = False  # the fixed reference network: one objective, no knobs
     sampler: str = "simplex"  # simplex, cube, mixture
     vertex_share: float = 0.0
