@@ -310,3 +310,34 @@ def test_bsds400_loads():
     assert sorted(ds.image(0).shape[1:]) == [321, 481]
     assert ds[5]["clean"].shape == (3, 64, 64)
     assert len(ImageFolderDataset("train/bsds400", patch_size=64)) == 399
+
+
+def test_bsd100_holdout_shares_no_picture_with_cbsd68():
+    """The validation subset really is disjoint from the CBSD68 test set (compared by content)."""
+    try:
+        cbsd = ImageFolderEval("cbsd68")
+        hold = ImageFolderEval("bsd100-holdout")
+    except InputError as err:
+        pytest.skip(f"shared test data not available: {err}")
+    assert len(hold) == 32 and len(cbsd) == 68
+
+    def thumbs(x):  # grey 40 x 60 thumbnails of the landscape rotations
+        g = x.mean(0)
+        rots = [torch.rot90(g, k, (0, 1)) for k in range(4)]
+        return [torch.nn.functional.interpolate(r[None, None], size=(40, 60), mode="area")[0, 0]
+                for r in rots if r.shape[-1] >= r.shape[-2]]
+
+    def thumb(x):
+        return thumbs(x)[0]
+
+    def nearest(x, bank):
+        return min(float((x - b).abs().mean()) for b in bank)
+
+    bank = [t for i in range(len(cbsd)) for t in thumbs(cbsd[i]["clean"])]
+    assert all(nearest(thumb(hold[i]["clean"]), bank) > 0.05 for i in range(len(hold)))
+    # the check sees a shared picture, also a rotated one: BSD100 img_001 and img_068 are in CBSD68
+    b100 = ImageFolderEval("bsd100")
+    for name in ("img_001", "img_068"):
+        assert nearest(thumb(b100[[p.stem for p in b100.paths].index(name)]["clean"]), bank) < 0.02
+    with pytest.raises(InputError, match="neither a folder"):
+        ImageFolderEval("bsd101-holdout")

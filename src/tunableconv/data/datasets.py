@@ -140,11 +140,28 @@ def center_crop(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------
 # folders of images
 # ----------------------------------------------------------------------------------------
+#: Named subsets of a test folder: ``name -> (folder name, file stems)``.
+#: ``bsd100-holdout``: the 32 BSD100 images that are *not* in CBSD68 (found by comparing the
+#: pictures in all four rotations: BSD100 names its files img_001…, CBSD68 by BSDS id), disjoint from the training
+#: set and from both denoising test sets (CBSD68, Kodak24): a validation set for choosing
+#: settings without looking at the test sets.
+SUBSETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bsd100-holdout": ("bsd100", ("img_023", *(f"img_{i:03d}" for i in range(70, 101)))),
+}
+
+
 def _image_paths(root_or_paths, data_root: str | os.PathLike | None) -> list[Path]:
     if isinstance(root_or_paths, (str, os.PathLike)):
         path = Path(root_or_paths)
         if path.is_file():
             return [path]
+        if not path.is_dir() and str(root_or_paths) in SUBSETS:
+            folder, stems = SUBSETS[str(root_or_paths)]
+            files = {p.stem: p for p in list_images(resolve_dataset(folder, data_root))}
+            missing = [s for s in stems if s not in files]
+            if missing:
+                raise InputError(f"subset {root_or_paths!r}: {len(missing)} images missing from {folder}, e.g. {missing[0]}")
+            return [files[s] for s in stems]
         if not path.is_dir():
             path = resolve_dataset(str(root_or_paths), data_root)
         return list_images(path)
