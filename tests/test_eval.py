@@ -176,3 +176,16 @@ def test_bad_inputs_give_one_line_errors(args, msg, setup, capsys, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("tunableconv eval: error:"), err
     assert msg in lines[0] and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_no_ssim_gives_the_same_psnr_and_no_ssim(cli_run, setup):
+    _, full = cli_run
+    out = setup["root"] / "out-nossim"
+    assert main(["eval", "--model", str(setup["tunable"]), "--data", str(setup["images"]), "--sigma", "15,50",
+                 "--p-grid", "0,0.5,1", "--out", str(out), "--no-ssim", "--no-plot", "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["ssim"] is False and full["settings"]["ssim"] is True
+    for sig in ("15", "50"):
+        a, b = res["datasets"]["tiny"]["sigma"][sig]["model"], full["datasets"]["tiny"]["sigma"][sig]["model"]
+        assert a["psnr_gt"] == b["psnr_gt"] and a["evenness"] == b["evenness"]
+        assert a["ssim_gt"] == [None, None, None]

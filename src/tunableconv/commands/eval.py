@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--tile", type=int, metavar="N", help="run the models on N x N tiles (bounds memory)")
     ap.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-plot", action="store_true", help="skip psnr_vs_p.png (no matplotlib needed)")
+    ap.add_argument("--no-ssim", action="store_true", help="skip SSIM (about a third of the time with small models)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.set_defaults(func=run)
 
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.data, args.sigma, args.p_grid,
         reference=args.compare, seed=args.seed, max_images=args.max_images, crop=args.crop, raw=args.raw,
         data_root=args.data_root, device=args.device, tile=args.tile, progress=not args.no_progress,
-        command=command_line(args),
+        command=command_line(args), compute_ssim=not args.no_ssim,
     )
     paths = write_report(results, args.out, plot=not args.no_plot)
     md = results_markdown(results)

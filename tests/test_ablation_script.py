@@ -1,0 +1,55 @@
+"""scripts/ablation.py end to end on a tiny model and tiny images (the pipeline, not the science)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("ablation_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_variant_is_a_valid_recipe_change():
+    mod = _load()
+    args = mod.parse_args(["--out", "x"])
+    base = mod.build_recipe(mod.variant_overrides(args, "base", {}))
+    for name in mod.VARIANTS:
+        r = mod.build_recipe(mod.variant_overrides(args, name, {}))
+        assert (r.to_dict() != base.to_dict()) == (name != "base"), name
+
+
+def test_ablation_tiny_end_to_end(tmp_path):
+    mod = _load()
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(imgs / f"{i}.png")
+    out = tmp_path / "abl"
+    argv = ["--out", str(out), "--base-steps", "3", "--time-steps", "4", "--tiny", "--train-data", str(imgs),
+            "--data", str(imgs), "--crop", "32", "--sigma", "25", "--p-grid", "0,0.5,1", "--variants", "mix-targets"]
+    assert mod.main(argv) == 0
+    res = json.loads((out / "ablation.json").read_text())
+    assert set(res["rows"]) == {"base", "mix-targets", "fixed"}
+    plan = res["plan"]["variants"]
+    assert plan["base"]["steps"] == 3 and plan["fixed"]["steps"] == 3 and plan["mix-targets"]["step_time_ratio"] > 0
+    row = res["rows"]["mix-targets"]
+    assert row["steps"] == plan["mix-targets"]["steps"] and 0 <= row["evenness"] <= 1
+    assert row["gap_to_fixed"] == pytest.approx(row["psnr_gt_fidelity_end"] - res["rows"]["fixed"]["psnr_gt_fidelity_end"],
+                                                abs=1e-6)
+    assert (out / "ablation.png").stat().st_size > 1000 and "| mix-targets |" in (out / "ablation.md").read_text()
+    # a second call reuses the plan, the runs and the evaluations
+    mtime = (out / "eval" / "base" / "results.json").stat().st_mtime
+    assert mod.main(argv) == 0
+    assert (out / "eval" / "base" / "results.json").stat().st_mtime == mtime
+    with pytest.raises(SystemExit, match="base-steps"):
+        mod.main([a if a != "3" else "5" for a in argv])
