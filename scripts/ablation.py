@@ -64,6 +64,7 @@ TINY = ["model.args.channels=8", "model.args.num_blocks=1", "train.batch_size=4"
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="results folder (plan, evaluations, table)")
+    ap.add_argument("--recipe", default=BASE_RECIPE, help=f"the base recipe (default {BASE_RECIPE})")
     ap.add_argument("--runs", help="training runs folder (default OUT/runs; not for committing)")
     ap.add_argument("--variants", help="comma-separated subset (default: all; base and fixed are always added)")
     ap.add_argument("--add", action="append", default=[], metavar="NAME=OVERRIDE;OVERRIDE",
@@ -91,10 +92,10 @@ def variant_overrides(args, name: str, extra: dict[str, tuple[str, list[str]]]) 
     return common + (VARIANTS.get(name) or extra[name])[1]
 
 
-def build_recipe(overrides: list[str]):
+def build_recipe(overrides: list[str], recipe: str = BASE_RECIPE):
     from tunableconv.train import get_recipe
 
-    r = get_recipe(BASE_RECIPE)
+    r = get_recipe(recipe)
     for o in overrides:
         r.override(o)
     return r
@@ -111,7 +112,7 @@ def time_steps(args, names: list[str], extra) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         for rnd, order in enumerate([names, names[::-1]]):
             for n in order:
-                r = build_recipe(variant_overrides(args, n, extra))
+                r = build_recipe(variant_overrides(args, n, extra), args.recipe)
                 r.train.steps, r.train.log_every, r.train.val_every = args.time_steps, window, 10**9
                 r.train.ckpt_every = 10**9
                 Trainer(r, Path(tmp) / f"{n}-{rnd}", progress=False).fit()
@@ -125,6 +126,8 @@ def time_steps(args, names: list[str], extra) -> dict[str, float]:
 def make_plan(args, names: list[str], extra) -> dict:
     plan_path = Path(args.out) / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"variants": {}}
+    if plan.get("recipe") not in (None, args.recipe):
+        raise SystemExit(f"error: {plan_path} was made from the recipe {plan['recipe']}; use that, or another --out")
     if plan.get("base_steps") not in (None, args.base_steps):
         raise SystemExit(f"error: {plan_path} was made with --base-steps {plan['base_steps']}; "
                          f"use that, or another --out")
@@ -133,7 +136,7 @@ def make_plan(args, names: list[str], extra) -> dict:
         print(f"timing the training step of: {', '.join(todo)}", file=sys.stderr)
         timed = time_steps(args, sorted(set(todo) | {"base"}, key=lambda n: (n != "base", n)), extra)
         t_base = plan.get("base_sec_per_step") or timed["base"]
-        plan.update(base_steps=args.base_steps, base_sec_per_step=t_base, recipe=BASE_RECIPE)
+        plan.update(base_steps=args.base_steps, base_sec_per_step=t_base, recipe=args.recipe)
         for n in todo:
             ratio = timed[n] / timed["base"]  # measured side by side in this run
             steps = args.base_steps if n in ("base", "fixed") else max(1, round(args.base_steps / ratio))
@@ -203,7 +206,7 @@ def train_all(args, plan: dict, names: list[str], runs: Path, extra) -> None:
         if (run / "latest.safetensors").is_file():
             cli += ["--resume", str(run)]
         else:
-            cli += ["--recipe", BASE_RECIPE, "--out", str(run), "--steps", str(steps)]
+            cli += ["--recipe", args.recipe, "--out", str(run), "--steps", str(steps)]
             for o in variant_overrides(args, n, extra):
                 cli += ["--set", o]
         jobs.append((n, cli, runs / f"{n}.log"))
@@ -278,7 +281,7 @@ def summarise(plan: dict, results: dict[str, dict], runs: Path) -> dict:
 def write_table(rows: dict, plan: dict, args, out: Path, command: str) -> None:
     base = rows.get("base", {})
     lines = [
-        f"# Ablation of `{BASE_RECIPE}` at equal wall-clock budget",
+        f"# Ablation of `{plan['recipe']}` at equal wall-clock budget",
         "",
         f"Base: {plan['base_steps']} steps ({plan['base_sec_per_step']:.3f} s/step when timed); every other "
         "variant gets the steps that fit the same time (step cost timed side by side in one run); the fixed "
@@ -351,7 +354,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     runs = Path(args.runs) if args.runs else out / "runs"
     for n in names:  # fail early on a bad override
-        build_recipe(variant_overrides(args, n, extra))
+        build_recipe(variant_overrides(args, n, extra), args.recipe)
     plan = make_plan(args, names, extra)
     if args.stop_after == "plan":
         return 0
