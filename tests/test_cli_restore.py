@@ -368,3 +368,25 @@ def test_models_listing(files, tmp_path, monkeypatch, capsys):
     (tmp_path / "broken.safetensors").write_bytes(b"not a model")
     rc, out, _ = _cli(capsys, "models")
     assert rc == 1 and "error:" in out and "denoise" in out
+
+
+@pytest.mark.parametrize("arch", ["resnet", "adafm", "cfsnet"])
+def test_restorer_equals_the_plain_forward(arch, tmp_path):
+    """The Restorer runs NHWC (channels_last) for speed: the values are those of the NCHW forward."""
+    from tunableconv.models import ARCHITECTURES, save_model
+    from tunableconv.restore import Restorer
+
+    cls, cfg = ARCHITECTURES[arch]
+    torch.manual_seed(0)
+    model = cls(cfg(channels=8, num_blocks=2)).eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))  # leave the identity initialisation
+    path = save_model(model, tmp_path / f"{arch}.safetensors")
+    r = Restorer.load(str(path))
+    x = torch.rand(3, 37, 45)
+    p = torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        want = model(x[None], p)[0].clamp(0, 1)
+    got = r(x, r.params(p=[0.3, 0.7]))
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -113,8 +113,9 @@ def count_parameters(model: torch.nn.Module) -> int:
 @torch.no_grad()
 def inference_cost(models: dict[str, torch.nn.Module], plain: torch.nn.Module, size: int = 256, repeats: int = 10) -> dict:
     """Inference time of each model relative to the plain backbone, timed in alternation
-    (plain, model, plain, model, ...) in one process; shared p = (0.5, 0.5), batch 1."""
-    x = torch.rand(1, 3, size, size)
+    (plain, model, plain, model, ...) in one process; shared p = (0.5, 0.5), batch 1, NHWC input
+    as :class:`~tunableconv.restore.Restorer` runs them."""
+    x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
     p = torch.tensor([0.5, 0.5])
     out = {}
     for name, model in models.items():

