@@ -281,3 +281,15 @@ def test_blended_targets_recipe_trains(tmp_path):
     r.override("task.mix=average")
     with pytest.raises(InputError, match="task.mix"):
         Trainer(r, tmp_path / "bad", progress=False)
+
+
+def test_channels_last_training_matches_nchw(tmp_path):
+    """train.channels_last only changes the memory layout: same weights up to float rounding."""
+    runs = {}
+    for cl in (False, True):
+        r = tiny_recipe(tmp_path, steps=3)
+        r.train.channels_last = cl
+        Trainer(r, tmp_path / f"cl{cl}", progress=False).fit()
+        runs[cl] = _weights(tmp_path / f"cl{cl}" / "model.safetensors")
+    for k, v in runs[False].items():
+        torch.testing.assert_close(runs[True][k], v, atol=1e-5, rtol=1e-4, msg=k)

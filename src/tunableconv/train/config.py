@@ -75,6 +75,7 @@ class TrainSection:
     ema: float = 0.0  # EMA decay of the weights; 0: off
     seed: int = 0
     threads: int = 0  # torch threads per process; 0: torch's default
+    channels_last: bool = False  # NHWC activations: ~1.2x faster CPU steps with a shared p, ~1.03x per-sample
     device: str = "cpu"
     log_every: int = 20
     val_every: int = 500

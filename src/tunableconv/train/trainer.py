@@ -331,6 +331,8 @@ class Trainer:
             self._enter_stage(0, run_hook=True)
         for batch in loader:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            if cfg.channels_last and batch["input"].dim() == 4:  # NHWC activations (faster CPU convs)
+                batch["input"] = batch["input"].contiguous(memory_format=torch.channels_last)
             if self.stages:
                 index = self.stage_at(self.step)
                 if index != self.stage_index:
