@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 
@@ -30,6 +31,12 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     row = summary["table1"]["dni"]["imgs"]
     assert row["s"] == [0.0, 0.5, 1.0] and len(row["psnr_gt"]) == 3
     assert summary["parameters"]["dni"] > summary["parameters"]["fixed"]
+    h2h = summary["head_to_head"]["dni"]["imgs"]
+    t, d = summary["table1"]["tunable"]["imgs"], summary["table1"]["dni"]["imgs"]
+    assert h2h["fidelity_end_psnr_gt"] == pytest.approx(t["psnr_gt"][-1] - d["psnr_gt"][-1])
+    assert h2h["noise_end_psnr_target"] == pytest.approx(t["psnr_target"][0] - d["psnr_target"][0])
+    assert set(summary["head_to_head"]) == {"dni", "cresmd"}  # the fixed network has no knob
+    assert "tunable minus each method" in (out / "compare.md").read_text()
     assert all(c["ratio"] > 0 for c in summary["inference_cost"].values())
     for m in ("tunable", "fixed", "dni", "cresmd"):
         assert (out / "strips" / f"{m}.png").is_file()

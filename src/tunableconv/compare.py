@@ -153,6 +153,48 @@ def table1(results: dict[str, dict], datasets: list[str]) -> dict[str, Any]:
     return table
 
 
+def head_to_head(table: dict[str, Any], datasets: list[str], ours: str = "tunable") -> dict[str, dict[str, dict]]:
+    """``ours`` minus each other knob method, per dataset: PSNR to ground truth at the fidelity end
+    (s = 1), PSNR to the noise target at the other end (s = 0), the mean of both PSNRs over the
+    knob, and evenness (negative = ours more even). Positive PSNR differences favour ``ours``."""
+    out: dict[str, dict[str, dict]] = {}
+    if ours not in table:
+        return out
+    for method, per_ds in table.items():
+        if method == ours or per_ds[datasets[0]]["s"] == [None]:
+            continue
+        for ds in datasets:
+            a, b = table[ours][ds], per_ds[ds]
+            ev = None if a["evenness"] is None or b["evenness"] is None else a["evenness"] - b["evenness"]
+            out.setdefault(method, {})[ds] = {
+                "fidelity_end_psnr_gt": a["psnr_gt"][-1] - b["psnr_gt"][-1],
+                "noise_end_psnr_target": a["psnr_target"][0] - b["psnr_target"][0],
+                "mean_psnr_gt": statistics.mean(a["psnr_gt"]) - statistics.mean(b["psnr_gt"]),
+                "mean_psnr_target": statistics.mean(a["psnr_target"]) - statistics.mean(b["psnr_target"]),
+                "evenness": ev,
+            }
+    return out
+
+
+def wins_markdown(table: dict[str, Any], datasets: list[str], ours: str = "tunable") -> list[str]:
+    h2h = head_to_head(table, datasets, ours)
+    if not h2h:
+        return []
+    lines = [f"### {ours} minus each method (dB; positive: {ours} better; evenness: negative = {ours} more even)", "",
+             "| method | dataset | s=1 vs GT | s=0 vs noise target | mean over s vs GT | mean over s vs target | evenness |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for method, per_ds in h2h.items():
+        for ds, d in per_ds.items():
+            ev = "—" if d["evenness"] is None else f"{d['evenness']:+.3f}"
+            lines.append(f"| {method} | {ds} | {d['fidelity_end_psnr_gt']:+.2f} | {d['noise_end_psnr_target']:+.2f} | "
+                         f"{d['mean_psnr_gt']:+.2f} | {d['mean_psnr_target']:+.2f} | {ev} |")
+    if "fixed" in table:
+        for ds in datasets:
+            gap = table[ours][ds]["psnr_gt"][-1] - table["fixed"][ds]["psnr_gt"][0]
+            lines.append(f"\n{ours} at s = 1 minus the fixed fidelity network on {ds}: {gap:+.2f} dB")
+    return [*lines, ""]
+
+
 def table1_markdown(table: dict[str, Any], cost: dict[str, Any], params: dict[str, int], datasets: list[str],
                     steps: int) -> str:
     lines = [f"All methods: same backbone size, data, objectives, seed and {steps} gradient steps; raw knob s, "
@@ -172,6 +214,7 @@ def table1_markdown(table: dict[str, Any], cost: dict[str, Any], params: dict[st
             ev = "—" if t["evenness"] is None else f"{t['evenness']:.3f}"
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {ev} |")
         lines.append("")
+    lines += wins_markdown(table, datasets)
     lines += ["### Cost", "", "| method | parameters | inference time vs plain backbone |", "|---|---|---|"]
     for method in table:
         c = cost.get(method, {})

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     md = C.table1_markdown(table, cost, params, labels, steps)
     summary = {"command": "tunableconv " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tunableconv compare",
                "budget": args.budget, "steps": steps, "methods": methods, "datasets": labels, "sigmas": sigmas,
-               "table1": table, "parameters": params, "inference_cost": cost,
+               "table1": table, "head_to_head": C.head_to_head(table, labels), "parameters": params, "inference_cost": cost,
                "train_wall_seconds": {m: json.loads((out / "models" / f"{m}.json").read_text()).get("train_wall_seconds")
                                       for m in methods if (out / "models" / f"{m}.json").is_file()},
                "wall_seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
