@@ -1,14 +1,23 @@
 """The knob-quality ablation of the ``denoise-small`` recipe (issue #7), at equal wall-clock budget.
 
+It starts from ``denoise-small-v1`` (the recipe as it was before the study, frozen).
+
 One thing changes at a time against ``base`` (the recipe as it is). For each variant:
 
-1. **step cost**: a few training steps of every variant timed in one process, in the order
-   A B C ... C B A (machine drift cancels), after a warm-up window; ``ratio = t_variant / t_base``.
-2. **budget**: the base gets ``--base-steps`` steps, a variant ``round(base_steps / ratio)``, so
-   every variant gets the same wall-clock time (same seed everywhere). The fixed fidelity-only
+1. **step cost**: the variants that change what a training step computes (p granularity, the
+   p -> weights map, ``--add`` combinations) are timed against the base in one process, in the
+   order A B ... B A A B ... B A (machine drift cancels), after a warm-up window;
+   ``ratio = t_variant / t_base``. Variants that only change a hyperparameter (loss, target mix,
+   p distribution, EMA, LR) run the very same convolutions as the base: their budget is the
+   base's steps, because a ratio timed on a busy 2-core machine is noisier (+-10% seen) than
+   their real cost difference. Their step cost is still reported, from their training logs.
+2. **budget**: the base gets ``--base-steps`` steps, a timed variant ``round(base_steps / ratio)``,
+   so every variant gets the same wall-clock time (same seed everywhere). The fixed fidelity-only
    twin gets the base's number of *steps*: it is the reference of the fidelity-end gap, as in the
    issue ("at equal steps"). The plan is stored in ``OUT/plan.json`` and reused, so the runs
-   can be stopped and continued (across sessions) with the same command.
+   can be stopped and continued with the same command; a finished variant's evaluation and
+   training summary are cached in ``OUT/eval/VARIANT`` (enough for the table when the runs
+   folder is gone, e.g. in a later session).
 3. **training**: ``tunableconv train`` per variant (resumable checkpoints in ``RUNS/VARIANT``),
    ``--jobs`` at a time, one torch thread each.
 4. **evaluation**: ``tunableconv eval`` on ``bsd100-holdout`` (the 32 BSD100 images that are
@@ -36,12 +45,12 @@ import sys
 import time
 from pathlib import Path
 
-BASE_RECIPE = "denoise-small"
+BASE_RECIPE = "denoise-small-v1"  # frozen: the recipe the study starts from (see recipes.py)
 
 #: name -> (what changes, recipe overrides). ``base`` is the recipe as it is: per-sample p, uniform
 #: simplex sampling, affine map with expansion 1, mixed L1 losses, no EMA, cosine LR from 1e-3.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "base": ("denoise-small as it is", []),
+    "base": ("denoise-small-v1 as it is", []),
     "p-batch": ("one p per batch (the fused one-conv path)", ["task.p_granularity=batch"]),
     "p-group4": ("one p per group of 4 samples", ["task.p_granularity=group:4"]),
     "vertex-0.2": ("20% of the samples at the two ends p = (1, 0), (0, 1)", ["task.vertex_share=0.2"]),
@@ -57,6 +66,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fixed": ("the fixed fidelity-only twin (reference; equal steps to base)",
               ["task.fidelity_only=true", "model.args.num_params=0"]),
 }
+
+#: variants whose training step computes exactly what the base's does (a hyperparameter changes,
+#: not the convolutions): equal steps are equal wall-clock time, no timing needed.
+SAME_STEP_COST = {"base", "vertex-0.2", "vertex-0.5", "loss-l2", "loss-charbonnier", "mix-targets", "ema",
+                  "lr-constant", "lr-2e-3", "fixed"}
 TINY = ["model.args.channels=8", "model.args.num_blocks=1", "train.batch_size=4", "data.patch_size=16",
         "data.val_images=1", "data.val_crop=32", "train.log_every=1", "train.ckpt_every=2", "data.num_workers=0"]
 
@@ -102,8 +116,8 @@ def build_recipe(overrides: list[str], recipe: str = BASE_RECIPE):
     return r
 
 
-def time_steps(args, names: list[str], extra) -> dict[str, float]:
-    """Median seconds per step of each variant, measured in the order A..Z Z..A in this process."""
+def time_steps(args, names: list[str], extra, rounds: int = 4) -> dict[str, float]:
+    """Median seconds per step of each variant, timed in the order A..Z Z..A A..Z ... in this process."""
     import tempfile
 
     from tunableconv.train import Trainer
@@ -111,8 +125,8 @@ def time_steps(args, names: list[str], extra) -> dict[str, float]:
     per: dict[str, list[float]] = {n: [] for n in names}
     window = max(1, args.time_steps // 4)
     with tempfile.TemporaryDirectory() as tmp:
-        for rnd, order in enumerate([names, names[::-1]]):
-            for n in order:
+        for rnd in range(rounds):
+            for n in (names if rnd % 2 == 0 else names[::-1]):
                 r = build_recipe(variant_overrides(args, n, extra), args.recipe)
                 r.train.steps, r.train.log_every, r.train.val_every = args.time_steps, window, 10**9
                 r.train.ckpt_every = 10**9
@@ -134,17 +148,23 @@ def make_plan(args, names: list[str], extra) -> dict:
                          f"use that, or another --out")
     todo = [n for n in names if n not in plan["variants"]]
     if todo:
-        print(f"timing the training step of: {', '.join(todo)}", file=sys.stderr)
-        timed = time_steps(args, sorted(set(todo) | {"base"}, key=lambda n: (n != "base", n)), extra)
-        t_base = plan.get("base_sec_per_step") or timed["base"]
-        plan.update(base_steps=args.base_steps, base_sec_per_step=t_base, recipe=args.recipe)
+        to_time = [n for n in todo if n not in SAME_STEP_COST]
+        timed = {}
+        if to_time:
+            print(f"timing the training step of: {', '.join(to_time)} (against base)", file=sys.stderr)
+            timed = time_steps(args, ["base", *sorted(to_time)], extra)
+        plan.update(base_steps=args.base_steps, recipe=args.recipe)
         for n in todo:
-            ratio = timed[n] / timed["base"]  # measured side by side in this run
-            steps = args.base_steps if n in ("base", "fixed") else max(1, round(args.base_steps / ratio))
-            plan["variants"][n] = {"what": (VARIANTS.get(n) or extra[n])[0],
-                                   "overrides": (VARIANTS.get(n) or extra[n])[1],
-                                   "step_time_ratio": round(ratio, 4), "sec_per_step": round(timed[n], 4),
-                                   "steps": steps}
+            entry = {"what": (VARIANTS.get(n) or extra[n])[0], "overrides": (VARIANTS.get(n) or extra[n])[1]}
+            if n in SAME_STEP_COST:
+                entry.update(budget="same computation as base: equal steps", step_time_ratio=None,
+                             steps=args.base_steps)
+            else:
+                ratio = timed[n] / timed["base"]  # measured side by side in this run
+                entry.update(budget="equal time: base steps / timed step-cost ratio", step_time_ratio=round(ratio, 4),
+                             sec_per_step=round(timed[n], 4), base_sec_per_step=round(timed["base"], 4),
+                             steps=max(1, round(args.base_steps / ratio)))
+            plan["variants"][n] = entry
         plan_path.parent.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan, indent=2))
     return plan
@@ -218,32 +238,54 @@ def train_all(args, plan: dict, names: list[str], runs: Path, extra) -> None:
                                                       for n in names), total=total)
 
 
-def eval_all(args, names: list[str], runs: Path, out: Path) -> dict[str, dict]:
+def cached_result(args, n: str, runs: Path, out: Path) -> dict | None:
+    """The cached evaluation of variant ``n`` if its settings match (and its model, while it exists)."""
     from tunableconv.evaluate import _file_sha256
 
+    res_file = out / "eval" / n / "results.json"
+    if not res_file.is_file():
+        return None
+    res = json.loads(res_file.read_text())
+    s = res["settings"]
+    grid = [float(x) for x in args.p_grid.split(",")]
+    same = (s["dataset_specs"] == [args.data] and s["crop"] == (args.crop or None)
+            and s["max_images"] == args.max_images and s["sigmas"] == [float(x) for x in args.sigma.split(",")]
+            and (n == "fixed" or s["grid"] == grid))
+    model = runs / n / "model.safetensors"
+    if model.is_file():  # the run is still here: it must be the one that was evaluated
+        same = same and res["model"]["sha256"] == _file_sha256(str(model))
+    return res if same else None
+
+
+def train_record(run: Path) -> dict:
+    """Steps, wall time and median seconds per step of a finished training run (from its logs)."""
+    rows = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
+    sps = [r["sec_per_step"] for r in rows if "sec_per_step" in r]
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    return {"steps": last_step(run), "train_wall_seconds": summary.get("train_wall_seconds"),
+            "median_sec_per_step": round(statistics.median(sps), 4) if sps else None}
+
+
+def eval_all(args, names: list[str], runs: Path, out: Path) -> dict[str, dict]:
     fixed = runs / "fixed" / "model.safetensors"
     jobs, results = [], {}
     for n in names:
-        model = runs / n / "model.safetensors"
+        cached = cached_result(args, n, runs, out)
+        if cached is not None:
+            results[n] = cached
+            continue
         folder = out / "eval" / n
-        res_file = folder / "results.json"
-        if res_file.is_file():
-            res = json.loads(res_file.read_text())
-            s = res["settings"]
-            same = (res["model"]["sha256"] == _file_sha256(str(model)) and s["dataset_specs"] == [args.data]
-                    and s["crop"] == (args.crop or None) and s["max_images"] == args.max_images)
-            if same:
-                results[n] = res
-                continue
-        cli = [sys.executable, "-m", "tunableconv", "eval", "--model", str(model), "--data", args.data,
-               "--sigma", args.sigma, "--p-grid", args.p_grid, "--raw", "--no-ssim", "--no-plot", "--no-progress",
-               "--threads", "1", "--out", str(folder)]
+        cli = [sys.executable, "-m", "tunableconv", "eval", "--model", str(runs / n / "model.safetensors"),
+               "--data", args.data, "--sigma", args.sigma, "--p-grid", args.p_grid, "--raw", "--no-ssim",
+               "--no-plot", "--no-progress", "--threads", "1", "--out", str(folder)]
         if n != "fixed":
             cli += ["--compare", str(fixed)]
         if args.crop:
             cli += ["--crop", str(args.crop)]
         if args.max_images:
             cli += ["--max-images", str(args.max_images)]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train.json").write_text(json.dumps(train_record(runs / n), indent=2))
         jobs.append((n, cli, out / "eval" / f"{n}.log"))
     run_jobs(jobs, args.jobs)
     for n in names:
@@ -252,16 +294,15 @@ def eval_all(args, names: list[str], runs: Path, out: Path) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-def summarise(plan: dict, results: dict[str, dict], runs: Path) -> dict:
+def summarise(plan: dict, results: dict[str, dict], out: Path) -> dict:
     rows = {}
     for n, res in results.items():
         per_sigma = [v for ds in res["datasets"].values() for v in ds["sigma"].values()]
         m = [v["model"] for v in per_sigma]
-        wall = None
-        summary = runs / n / "summary.json"
-        if summary.is_file():
-            wall = json.loads(summary.read_text()).get("train_wall_seconds")
-        row = {**plan["variants"][n], "train_wall_seconds": wall}
+        rec_file = out / "eval" / n / "train.json"
+        rec = json.loads(rec_file.read_text()) if rec_file.is_file() else {}
+        row = {**plan["variants"][n], "train_wall_seconds": rec.get("train_wall_seconds"),
+               "train_sec_per_step": rec.get("median_sec_per_step")}
         if n == "fixed":
             row.update(psnr_gt_fidelity_end=statistics.mean(x["psnr_gt"][0] for x in m))
         else:
@@ -284,28 +325,30 @@ def write_table(rows: dict, plan: dict, args, out: Path, command: str) -> None:
     lines = [
         f"# Ablation of `{plan['recipe']}` at equal wall-clock budget",
         "",
-        f"Base: {plan['base_steps']} steps ({plan['base_sec_per_step']:.3f} s/step when timed); every other "
-        "variant gets the steps that fit the same time (step cost timed side by side in one run); the fixed "
-        "twin gets the base's steps. Same seed for all. Evaluation: "
+        f"Base: {plan['base_steps']} steps. A variant that changes what a step computes gets the steps that fit "
+        "the base's time (step cost timed against the base side by side in one run: 'timed'); one that only "
+        "changes a hyperparameter runs the same convolutions and gets the base's steps; the fixed twin gets the "
+        "base's steps. 'train s/step': median seconds per step in its own training log (two runs at a time, "
+        "one thread each; indicative only). Same seed for all. Evaluation: "
         f"`{args.data}` ({'centre crops ' + str(args.crop) if args.crop else 'full images'}), sigma {args.sigma}, "
         f"raw knob s = {args.p_grid}, p = (s, 1 - s).",
         "",
         f"- command: `{command}`",
         "",
-        "| variant | what | steps | step cost | PSNR at s=1 | gap to fixed | vs base | PSNR to noise target at s=0 "
-        "| evenness | d(0.5) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | what | steps | timed step cost | train s/step | PSNR at s=1 | gap to fixed | vs base "
+        "| PSNR to noise target at s=0 | evenness | d(0.5) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, r in rows.items():
         if n == "fixed":
             continue
         vs = r["psnr_gt_fidelity_end"] - base["psnr_gt_fidelity_end"] if base else float("nan")
-        lines.append(f"| {n} | {r['what']} | {r['steps']} | {r['step_time_ratio']:.2f}x | "
+        lines.append(f"| {n} | {r['what']} | {r['steps']} | {_ratio(r)} | {_sps(r)} | "
                      f"{r['psnr_gt_fidelity_end']:.3f} | {r['gap_to_fixed']:+.3f} | {vs:+.3f} | "
                      f"{r['psnr_target_noise_end']:.3f} | {r['evenness']:.3f} | {r['d_mid']:.3f} |")
     if "fixed" in rows:
         f = rows["fixed"]
-        lines.append(f"| fixed | {f['what']} | {f['steps']} | {f['step_time_ratio']:.2f}x | "
+        lines.append(f"| fixed | {f['what']} | {f['steps']} | {_ratio(f)} | {_sps(f)} | "
                      f"{f['psnr_gt_fidelity_end']:.3f} | — | — | — | — | — |")
     lines += ["", "PSNR in dB, means over sigma. Gap to fixed: tunable at s = 1 minus the fixed twin (PSNR to "
               "ground truth). Evenness: max over s of |d(s) − s|, d(s) = ‖o_s − o_0‖ / ‖o_1 − o_0‖, mean over "
@@ -314,6 +357,14 @@ def write_table(rows: dict, plan: dict, args, out: Path, command: str) -> None:
     (out / "ablation.json").write_text(json.dumps({"command": command, "plan": plan, "rows": rows}, indent=2))
     _plot(rows, out / "ablation.png")
     print("\n".join(lines))
+
+
+def _ratio(row: dict) -> str:
+    return "same as base" if row.get("step_time_ratio") is None else f"{row['step_time_ratio']:.2f}x"
+
+
+def _sps(row: dict) -> str:
+    return "—" if row.get("train_sec_per_step") is None else f"{row['train_sec_per_step']:.3f}"
 
 
 def _plot(rows: dict, path: Path) -> None:
@@ -360,12 +411,14 @@ def main(argv=None) -> int:
     if args.stop_after == "plan":
         return 0
     t0 = time.time()
-    train_all(args, plan, names, runs, extra)
+    need_eval = [n for n in names if cached_result(args, n, runs, out) is None]
+    # the fixed twin is the reference of every evaluation: it is needed while anything is left to evaluate
+    train_all(args, plan, list(dict.fromkeys(need_eval + (["fixed"] if need_eval else []))), runs, extra)
     print(f"training done ({time.time() - t0:.0f} s in this call)", file=sys.stderr)
     if args.stop_after == "train":
         return 0
     results = eval_all(args, names, runs, out)
-    rows = summarise(plan, results, runs)
+    rows = summarise(plan, results, out)
     command = "python scripts/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_table(rows, plan, args, out, command)
     return 0

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,17 @@ def test_ablation_tiny_end_to_end(tmp_path):
         Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(imgs / f"{i}.png")
     out = tmp_path / "abl"
     argv = ["--out", str(out), "--base-steps", "3", "--time-steps", "4", "--tiny", "--train-data", str(imgs),
-            "--data", str(imgs), "--crop", "32", "--sigma", "25", "--p-grid", "0,0.5,1", "--variants", "mix-targets"]
+            "--data", str(imgs), "--crop", "32", "--sigma", "25", "--p-grid", "0,0.5,1", "--variants", "mix-targets,p-batch"]
     assert mod.main(argv) == 0
     res = json.loads((out / "ablation.json").read_text())
-    assert set(res["rows"]) == {"base", "mix-targets", "fixed"}
+    assert set(res["rows"]) == {"base", "mix-targets", "p-batch", "fixed"}
     plan = res["plan"]["variants"]
-    assert plan["base"]["steps"] == 3 and plan["fixed"]["steps"] == 3 and plan["mix-targets"]["step_time_ratio"] > 0
+    assert plan["base"]["steps"] == 3 and plan["fixed"]["steps"] == 3
+    # a hyperparameter change runs the base's convolutions: equal steps, not timed; p-batch is timed
+    assert plan["mix-targets"]["step_time_ratio"] is None and plan["mix-targets"]["steps"] == 3
+    assert plan["p-batch"]["step_time_ratio"] > 0
+    assert plan["p-batch"]["steps"] == max(1, round(3 / plan["p-batch"]["step_time_ratio"]))
+    assert res["rows"]["p-batch"]["train_sec_per_step"] > 0
     row = res["rows"]["mix-targets"]
     assert row["steps"] == plan["mix-targets"]["steps"] and 0 <= row["evenness"] <= 1
     assert row["gap_to_fixed"] == pytest.approx(row["psnr_gt_fidelity_end"] - res["rows"]["fixed"]["psnr_gt_fidelity_end"],
@@ -51,5 +57,11 @@ def test_ablation_tiny_end_to_end(tmp_path):
     mtime = (out / "eval" / "base" / "results.json").stat().st_mtime
     assert mod.main(argv) == 0
     assert (out / "eval" / "base" / "results.json").stat().st_mtime == mtime
+    # the runs folder is gone (a later session): the cached evaluations rebuild the table, nothing retrains
+    shutil.rmtree(out / "runs")
+    (out / "ablation.json").unlink()
+    assert mod.main(argv) == 0
+    again = json.loads((out / "ablation.json").read_text())
+    assert again["rows"] == res["rows"] and not (out / "runs").exists()
     with pytest.raises(SystemExit, match="base-steps"):
         mod.main([a if a != "3" else "5" for a in argv])

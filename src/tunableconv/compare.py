@@ -24,7 +24,7 @@ from .errors import InputError
 from .train import Recipe, Trainer, get_recipe
 
 METHODS = ["tunable", "fixed", "dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn"]
-BUDGETS = {"small": "denoise-small", "paper": "denoise-paper"}
+BUDGETS = {"small": "denoise-small-v1", "paper": "denoise-paper"}  # v1: frozen, see recipes.py
 BACKBONE_KEYS = ("channels", "num_blocks", "kernel_size", "input_residual", "in_channels", "out_channels")
 
 

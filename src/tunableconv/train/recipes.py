@@ -13,16 +13,28 @@ from ..errors import InputError
 from .config import DataSection, ModelSection, Recipe, TaskSection, TrainSection
 
 
-def denoise_small() -> Recipe:
-    """Tunable denoiser sized for this CPU: ResNet 6 blocks x 32 channels, patch 48, batch 16."""
+def denoise_small_v1() -> Recipe:
+    """The first ``denoise-small`` (it trained the ``denoise`` v1 zoo model), frozen: the base of the
+    method comparison (``tunableconv compare --budget small``) and of the knob-quality ablation
+    (``scripts/ablation.py``), so their results stay reproducible when ``denoise-small`` improves.
+
+    Tunable denoiser sized for this CPU: ResNet 6 blocks x 32 channels, patch 48, batch 16.
+    """
     return Recipe(
-        name="denoise-small",
+        name="denoise-small-v1",
         model=ModelSection("resnet", dict(channels=32, num_blocks=6, num_params=2, mapping="affine", expansion=1)),
         data=DataSection(train="train/bsds400", patch_size=48, num_workers=1, val="cbsd68", val_images=4, val_crop=128),
         task=TaskSection(name="denoise", sigma=[5.0, 50.0], beta=0.9, loss="l1", sampler="simplex"),
         train=TrainSection(steps=8000, batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=100, grad_clip=1.0,
                            threads=1, log_every=20, val_every=1000, ckpt_every=200),
     )
+
+
+def denoise_small() -> Recipe:
+    """Tunable denoiser sized for this CPU: ResNet 6 blocks x 32 channels, patch 48, batch 16."""
+    r = denoise_small_v1()
+    r.name = "denoise-small"
+    return r
 
 
 def denoise_fixed_small() -> Recipe:
@@ -56,6 +68,7 @@ def denoise_fixed_paper() -> Recipe:
 
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "denoise-small": denoise_small,
+    "denoise-small-v1": denoise_small_v1,
     "denoise-fixed-small": denoise_fixed_small,
     "denoise-paper": denoise_paper,
     "denoise-fixed-paper": denoise_fixed_paper,
