@@ -53,6 +53,32 @@ def _weights(path: Path) -> dict:
 
 
 # --- recipes ------------------------------------------------------------------------------
+#: denoise-small-v1 as it trained the compare models and the ablation base: frozen (new fields may be
+#: added to the sections, but they must default to the old behaviour)
+V1 = {"model": {"arch": "resnet", "args": {"channels": 32, "num_blocks": 6, "num_params": 2, "mapping": "affine", "expansion": 1}},
+      "data": {"train": "train/bsds400", "root": None, "patch_size": 48, "num_workers": 1, "cache": True, "val": "cbsd68",
+               "val_images": 4, "val_crop": 128},
+      "task": {"name": "denoise", "sigma": [5.0, 50.0], "val_sigma": 25.0, "beta": 0.9, "loss": "l1", "mix": "losses",
+               "fidelity_only": False, "sampler": "simplex", "vertex_share": 0.0, "edge_share": 0.0,
+               "p_granularity": "sample", "val_grid": [0.0, 0.5, 1.0]},
+      "train": {"steps": 8000, "batch_size": 16, "lr": 0.001, "optimizer": "adam", "weight_decay": 0.0, "betas": [0.9, 0.999],
+                "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.01, "milestones": [], "gamma": 0.5,
+                "grad_clip": 1.0, "ema": 0.0, "seed": 0, "threads": 1, "channels_last": False, "device": "cpu",
+                "log_every": 20, "val_every": 1000, "ckpt_every": 200}}
+
+
+def test_denoise_small_v1_is_frozen():
+    from tunableconv.compare import recipe_for
+
+    got = get_recipe("denoise-small-v1").to_dict()
+    for section, fields in V1.items():
+        for key, value in fields.items():
+            assert got[section][key] == value, (section, key)
+    # compare --budget small builds on it
+    tunable = recipe_for("tunable", "small").to_dict()
+    assert {k: v for k, v in tunable.items() if k != "name"} == {k: v for k, v in got.items() if k != "name"}
+
+
 def test_recipe_roundtrip_and_overrides(tmp_path):
     r = get_recipe("denoise-small")
     for suffix in (".yaml", ".json"):
