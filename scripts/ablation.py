@@ -240,21 +240,12 @@ def train_all(args, plan: dict, names: list[str], runs: Path, extra) -> None:
 
 def cached_result(args, n: str, runs: Path, out: Path) -> dict | None:
     """The cached evaluation of variant ``n`` if its settings match (and its model, while it exists)."""
-    from tunableconv.evaluate import _file_sha256
+    from tunableconv.compare import cached_evaluation
 
-    res_file = out / "eval" / n / "results.json"
-    if not res_file.is_file():
-        return None
-    res = json.loads(res_file.read_text())
-    s = res["settings"]
-    grid = [float(x) for x in args.p_grid.split(",")]
-    same = (s["dataset_specs"] == [args.data] and s["crop"] == (args.crop or None)
-            and s["max_images"] == args.max_images and s["sigmas"] == [float(x) for x in args.sigma.split(",")]
-            and (n == "fixed" or s["grid"] == grid))
-    model = runs / n / "model.safetensors"
-    if model.is_file():  # the run is still here: it must be the one that was evaluated
-        same = same and res["model"]["sha256"] == _file_sha256(str(model))
-    return res if same else None
+    wanted = {"dataset_specs": [args.data], "sigmas": [float(x) for x in args.sigma.split(",")],
+              "grid": [float(x) for x in args.p_grid.split(",")], "seed": 0, "raw": True,
+              "max_images": args.max_images, "crop": args.crop or None}
+    return cached_evaluation(out / "eval" / n / "results.json", runs / n / "model.safetensors", wanted)
 
 
 def train_record(run: Path) -> dict:

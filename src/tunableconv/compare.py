@@ -88,7 +88,8 @@ EVAL_KEYS = ("dataset_specs", "sigmas", "grid", "seed", "raw", "max_images", "cr
 def cached_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The evaluation stored at ``path`` if it is of the same model file (by SHA-256) under the
     same settings (``EVAL_KEYS`` of ``settings``), else None. Lets ``compare`` evaluate one method
-    at a time, in separate processes or sessions, and assemble the table at the end."""
+    at a time, in separate processes or sessions, and assemble the table at the end. A
+    ``model_file`` that no longer exists (its run folder is gone) skips the SHA-256 check."""
     from .evaluate import _file_sha256
 
     if not path.is_file():
@@ -97,7 +98,7 @@ def cached_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) ->
         res = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if res.get("model", {}).get("sha256") != _file_sha256(str(model_file)):
+    if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _file_sha256(str(model_file)):
         return None
     have = res.get("settings", {})
     keys = [k for k in EVAL_KEYS if not (k == "grid" and res["model"].get("tunable") is False)]  # no knob, no grid
