@@ -95,6 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--tiny", action="store_true", help="tiny models and data (a smoke run of the pipeline)")
     ap.add_argument("--train-data", help="training folder (default: the recipe's)")
     ap.add_argument("--stop-after", choices=["plan", "train"], help="stop after this phase")
+    ap.add_argument("--train-only", metavar="VARIANTS",
+                    help="train exactly these variants (comma-separated; base and fixed are not added) and stop: "
+                         "to spread the trainings over several processes or machines; the plan must exist")
     return ap.parse_args(argv)
 
 
@@ -398,6 +401,19 @@ def main(argv=None) -> int:
     runs = Path(args.runs) if args.runs else out / "runs"
     for n in names:  # fail early on a bad override
         build_recipe(variant_overrides(args, n, extra), args.recipe)
+    if args.train_only:
+        only = [v.strip() for v in args.train_only.split(",") if v.strip()]
+        unknown = [v for v in only if v not in VARIANTS and v not in extra]
+        if unknown:
+            raise SystemExit(f"error: unknown variant(s) {', '.join(unknown)} in --train-only")
+        plan_path = out / "plan.json"
+        plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"variants": {}}
+        missing = [v for v in only if v not in plan["variants"]]
+        if missing:  # timing belongs on a quiet machine, not beside other trainings: make the plan first
+            raise SystemExit(f"error: {plan_path} has no entry for {', '.join(missing)}; "
+                             f"make the plan first (--stop-after plan)")
+        train_all(args, plan, only, runs, extra)
+        return 0
     plan = make_plan(args, names, extra)
     if args.stop_after == "plan":
         return 0

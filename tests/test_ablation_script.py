@@ -65,3 +65,23 @@ def test_ablation_tiny_end_to_end(tmp_path):
     assert again["rows"] == res["rows"] and not (out / "runs").exists()
     with pytest.raises(SystemExit, match="base-steps"):
         mod.main([a if a != "3" else "5" for a in argv])
+
+
+def test_train_only_trains_exactly_the_named_variants(tmp_path):
+    mod = _load()
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(imgs / f"{i}.png")
+    out, runs = tmp_path / "abl", tmp_path / "runs"
+    common = ["--out", str(out), "--runs", str(runs), "--base-steps", "2", "--tiny", "--train-data", str(imgs),
+              "--variants", "loss-l2"]
+    with pytest.raises(SystemExit, match="make the plan first"):  # no timing beside other trainings
+        mod.main(common + ["--train-only", "loss-l2"])
+    with pytest.raises(SystemExit, match="unknown variant"):
+        mod.main(common + ["--train-only", "nope"])
+    assert mod.main(common + ["--stop-after", "plan"]) == 0
+    assert mod.main(common + ["--train-only", "loss-l2"]) == 0
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["loss-l2"]  # base and fixed not added
+    assert (runs / "loss-l2" / "model.safetensors").is_file() and mod.last_step(runs / "loss-l2") == 2
