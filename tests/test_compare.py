@@ -27,6 +27,9 @@ def test_compare_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "cmp"
     summary = json.loads((out / "compare.json").read_text())
     assert summary["methods"] == ["tunable", "fixed", "dni", "cresmd"] and summary["steps"] == 4
+    # the recorded command is the compare command (it once dropped the word "compare")
+    cmd = summary["command"].split()
+    assert cmd[:2] == ["tunableconv", "compare"] and "--methods" in cmd and "tunable,fixed,dni,cresmd" in cmd
     assert set(summary["table1"]) == {"tunable", "fixed", "dni", "cresmd"}
     row = summary["table1"]["dni"]["imgs"]
     assert row["s"] == [0.0, 0.5, 1.0] and len(row["psnr_gt"]) == 3

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "in separate processes, e.g. --eval-only --methods dni --no-table")
     ap.add_argument("--no-progress", action="store_true")
     ap.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The equivalent ``tunableconv compare ...`` command line (all evaluation options explicit)."""
+    parts = ["tunableconv", "compare", "--task", args.task, "--budget", args.budget, "--out", str(args.out),
+             "--data", args.data, "--sigma", args.sigma, "--p-grid", args.p_grid]
+    for flag, value in (("--runs", args.runs), ("--methods", args.methods), ("--steps", args.steps),
+                        ("--max-images", args.max_images), ("--crop", args.crop), ("--data-root", args.data_root)):
+        if value is not None:
+            parts += [flag, str(value)]
+    for o in args.overrides:
+        parts += ["--set", o]
+    parts += [flag for flag, on in (("--eval-only", args.eval_only), ("--no-table", args.no_table)) if on]
+    return shlex.join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     _plot(table, labels, out / "compare.png")
     steps = recipe.train.steps
     md = C.table1_markdown(table, cost, params, labels, steps)
-    summary = {"command": "tunableconv " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "tunableconv compare",
+    summary = {"command": command_line(args),
                "budget": args.budget, "steps": steps, "methods": methods, "datasets": labels, "sigmas": sigmas,
                "table1": table, "head_to_head": C.head_to_head(table, labels), "parameters": params, "inference_cost": cost,
                "train_wall_seconds": {m: json.loads((out / "models" / f"{m}.json").read_text()).get("train_wall_seconds")
