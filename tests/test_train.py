@@ -79,6 +79,15 @@ def test_denoise_small_v1_is_frozen():
     assert {k: v for k, v in tunable.items() if k != "name"} == {k: v for k, v in got.items() if k != "name"}
 
 
+def test_denoise_small_is_v1_plus_the_ablation_winners():
+    v1, now = get_recipe("denoise-small-v1").to_dict(), get_recipe("denoise-small").to_dict()
+    changed = {(sec, k) for sec in v1 if isinstance(v1[sec], dict) for k in v1[sec] if v1[sec][k] != now[sec][k]}
+    assert changed == {("task", "mix")} and now["task"]["mix"] == "targets" and now["name"] == "denoise-small"
+    # the fixed twin ignores the target mix: its training is v1's fixed twin's
+    fixed = get_recipe("denoise-fixed-small")
+    assert fixed.task.fidelity_only and fixed.model.args["num_params"] == 0
+
+
 def test_recipe_roundtrip_and_overrides(tmp_path):
     r = get_recipe("denoise-small")
     for suffix in (".yaml", ".json"):

@@ -31,9 +31,17 @@ def denoise_small_v1() -> Recipe:
 
 
 def denoise_small() -> Recipe:
-    """Tunable denoiser sized for this CPU: ResNet 6 blocks x 32 channels, patch 48, batch 16."""
+    """Tunable denoiser sized for this CPU: ResNet 6 blocks x 32 channels, patch 48, batch 16.
+
+    ``denoise-small-v1`` plus what won the knob-quality ablation (``results/ablation``):
+    ``task.mix = "targets"`` — the output is pulled towards the blended target sum_i p_i t_i
+    (one L1) instead of the p-weighted sum of L1 distances to each target. At 1000 steps on the
+    BSD100 hold-out this moved the raw knob's evenness error from 0.30 to 0.02 and the
+    fidelity-end gap to the fixed twin from -0.85 to -0.45 dB.
+    """
     r = denoise_small_v1()
     r.name = "denoise-small"
+    r.task.mix = "targets"
     return r
 
 
