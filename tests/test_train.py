@@ -267,6 +267,7 @@ def test_cli_smoke_20_steps(tmp_path):
 def _baseline_recipe(tmp_path: Path, arch: str, steps: int) -> Recipe:
     r = tiny_recipe(tmp_path, steps=steps)
     r.model.arch, r.model.args = arch, dict(channels=8, num_blocks=2)
+    r.task.mix = "losses"  # as `compare` trains them (denoise-small-v1): one loss term per objective in the log
     return r
 
 
