@@ -19,6 +19,14 @@ def _load():
     return mod
 
 
+def _noise_images(folder: Path, n: int, seed: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(folder / f"{i}.png")
+    return folder
+
+
 def test_every_variant_is_a_valid_recipe_change():
     mod = _load()
     args = mod.parse_args(["--out", "x"])
@@ -30,11 +38,7 @@ def test_every_variant_is_a_valid_recipe_change():
 
 def test_ablation_tiny_end_to_end(tmp_path):
     mod = _load()
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(imgs / f"{i}.png")
+    imgs = _noise_images(tmp_path / "imgs", 3, seed=0)
     out = tmp_path / "abl"
     argv = ["--out", str(out), "--base-steps", "3", "--time-steps", "4", "--tiny", "--train-data", str(imgs),
             "--data", str(imgs), "--crop", "32", "--sigma", "25", "--p-grid", "0,0.5,1", "--variants", "mix-targets,p-batch"]
@@ -69,11 +73,7 @@ def test_ablation_tiny_end_to_end(tmp_path):
 
 def test_train_only_trains_exactly_the_named_variants(tmp_path):
     mod = _load()
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(2):
-        Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(imgs / f"{i}.png")
+    imgs = _noise_images(tmp_path / "imgs", 2, seed=1)
     out, runs = tmp_path / "abl", tmp_path / "runs"
     common = ["--out", str(out), "--runs", str(runs), "--base-steps", "2", "--tiny", "--train-data", str(imgs),
               "--variants", "loss-l2"]
