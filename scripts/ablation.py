@@ -141,9 +141,15 @@ def time_steps(args, names: list[str], extra, rounds: int = 4) -> dict[str, floa
     return {n: statistics.median(v) for n, v in per.items()}
 
 
+def load_plan(out: Path) -> dict:
+    """``OUT/plan.json``, or an empty plan."""
+    plan_path = Path(out) / "plan.json"
+    return json.loads(plan_path.read_text()) if plan_path.is_file() else {"variants": {}}
+
+
 def make_plan(args, names: list[str], extra) -> dict:
     plan_path = Path(args.out) / "plan.json"
-    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"variants": {}}
+    plan = load_plan(args.out)
     if plan.get("recipe") not in (None, args.recipe):
         raise SystemExit(f"error: {plan_path} was made from the recipe {plan['recipe']}; use that, or another --out")
     if plan.get("base_steps") not in (None, args.base_steps):
@@ -406,11 +412,10 @@ def main(argv=None) -> int:
         unknown = [v for v in only if v not in VARIANTS and v not in extra]
         if unknown:
             raise SystemExit(f"error: unknown variant(s) {', '.join(unknown)} in --train-only")
-        plan_path = out / "plan.json"
-        plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"variants": {}}
+        plan = load_plan(out)
         missing = [v for v in only if v not in plan["variants"]]
         if missing:  # timing belongs on a quiet machine, not beside other trainings: make the plan first
-            raise SystemExit(f"error: {plan_path} has no entry for {', '.join(missing)}; "
+            raise SystemExit(f"error: {out / 'plan.json'} has no entry for {', '.join(missing)}; "
                              f"make the plan first (--stop-after plan)")
         train_all(args, plan, only, runs, extra)
         return 0
