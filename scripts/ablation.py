@@ -10,7 +10,9 @@ One thing changes at a time against ``base`` (the recipe as it is). For each var
    ``ratio = t_variant / t_base``. Variants that only change a hyperparameter (loss, target mix,
    p distribution, EMA, LR) run the very same convolutions as the base: their budget is the
    base's steps, because a ratio timed on a busy 2-core machine is noisier (+-10% seen) than
-   their real cost difference. Their step cost is still reported, from their training logs.
+   their real cost difference; a variant that computes what an already-timed one does (say
+   ``expansion-2`` plus a target mix) takes that one's ratio. Step costs are still reported,
+   from the training logs.
 2. **budget**: the base gets ``--base-steps`` steps, a timed variant ``round(base_steps / ratio)``,
    so every variant gets the same wall-clock time (same seed everywhere). The fixed fidelity-only
    twin gets the base's number of *steps*: it is the reference of the fidelity-end gap, as in the
@@ -67,10 +69,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
               ["task.fidelity_only=true", "model.args.num_params=0"]),
 }
 
-#: variants whose training step computes exactly what the base's does (a hyperparameter changes,
-#: not the convolutions): equal steps are equal wall-clock time, no timing needed.
-SAME_STEP_COST = {"base", "vertex-0.2", "vertex-0.5", "loss-l2", "loss-charbonnier", "mix-targets", "ema",
-                  "lr-constant", "lr-2e-3", "fixed"}
+#: recipe fields that change what is learnt, not what a training step computes: a variant (or an
+#: ``--add`` combination) that changes only these runs the base's convolutions, so equal steps are
+#: equal wall-clock time and it is not timed.
+HYPERPARAMETER_FIELDS = {"task.vertex_share", "task.loss", "task.mix", "train.ema", "train.schedule", "train.lr"}
+
+
+def step_cost_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that change what a training step computes (everything but the hyperparameters)."""
+    return sorted(o for o in overrides if o.partition("=")[0] not in HYPERPARAMETER_FIELDS)
+
+
 TINY = ["model.args.channels=8", "model.args.num_blocks=1", "train.batch_size=4", "data.patch_size=16",
         "data.val_images=1", "data.val_crop=32", "train.log_every=1", "train.ckpt_every=2", "data.num_workers=0"]
 
@@ -157,17 +166,28 @@ def make_plan(args, names: list[str], extra) -> dict:
                          f"use that, or another --out")
     todo = [n for n in names if n not in plan["variants"]]
     if todo:
-        to_time = [n for n in todo if n not in SAME_STEP_COST]
+        what = {n: VARIANTS.get(n) or extra[n] for n in todo}
+        cost = {n: step_cost_overrides(what[n][1]) for n in todo}
+        # a variant whose step computes what an already-timed one's does (e.g. that variant plus a
+        # hyperparameter) takes its ratio: timing it again would only add noise
+        timed_before = {tuple(step_cost_overrides(v["overrides"])): k for k, v in plan["variants"].items()
+                        if v.get("step_time_ratio")}
+        to_time = [n for n in todo if n != "fixed" and cost[n] and tuple(cost[n]) not in timed_before]
         timed = {}
         if to_time:
             print(f"timing the training step of: {', '.join(to_time)} (against base)", file=sys.stderr)
             timed = time_steps(args, ["base", *sorted(to_time)], extra)
         plan.update(base_steps=args.base_steps, recipe=args.recipe)
         for n in todo:
-            entry = {"what": (VARIANTS.get(n) or extra[n])[0], "overrides": (VARIANTS.get(n) or extra[n])[1]}
-            if n in SAME_STEP_COST:
+            entry = {"what": what[n][0], "overrides": what[n][1]}
+            if n == "fixed" or not cost[n]:
                 entry.update(budget="same computation as base: equal steps", step_time_ratio=None,
                              steps=args.base_steps)
+            elif n not in timed:
+                twin = timed_before[tuple(cost[n])]
+                ratio = plan["variants"][twin]["step_time_ratio"]
+                entry.update(budget=f"same computation as {twin}: its timed step-cost ratio",
+                             step_time_ratio=ratio, steps=max(1, round(args.base_steps / ratio)))
             else:
                 ratio = timed[n] / timed["base"]  # measured side by side in this run
                 entry.update(budget="equal time: base steps / timed step-cost ratio", step_time_ratio=round(ratio, 4),

@@ -85,3 +85,23 @@ def test_train_only_trains_exactly_the_named_variants(tmp_path):
     assert mod.main(common + ["--train-only", "loss-l2"]) == 0
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["loss-l2"]  # base and fixed not added
     assert (runs / "loss-l2" / "model.safetensors").is_file() and mod.last_step(runs / "loss-l2") == 2
+
+
+def test_a_combination_is_timed_only_when_it_computes_something_new(tmp_path, monkeypatch):
+    mod = _load()
+    out = tmp_path / "abl"
+    out.mkdir()
+    timed_plan = {"what": "x", "overrides": ["model.args.expansion=2"], "step_time_ratio": 1.25, "steps": 8}
+    (out / "plan.json").write_text(json.dumps({"recipe": mod.BASE_RECIPE, "base_steps": 10,
+                                               "variants": {"expansion-2": timed_plan}}))
+    args = mod.parse_args(["--out", str(out), "--base-steps", "10"])
+    extra = {"hp": ("combination", ["task.mix=targets", "task.vertex_share=0.5"]),
+             "e2": ("combination", ["task.mix=targets", "model.args.expansion=2"]),
+             "pb": ("combination", ["task.mix=targets", "task.p_granularity=batch"])}
+    calls = []
+    monkeypatch.setattr(mod, "time_steps", lambda a, names, e: calls.append(names) or {"base": 1.0, "pb": 1.1})
+    plan = mod.make_plan(args, ["base", "hp", "e2", "pb", "fixed"], extra)["variants"]
+    assert calls == [["base", "pb"]]  # only the one that changes the convolutions in a new way
+    assert plan["hp"]["step_time_ratio"] is None and plan["hp"]["steps"] == 10
+    assert plan["e2"]["step_time_ratio"] == 1.25 and plan["e2"]["steps"] == 8 and "expansion-2" in plan["e2"]["budget"]
+    assert plan["pb"]["steps"] == round(10 / 1.1) and plan["fixed"]["steps"] == 10
