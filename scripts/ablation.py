@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -451,7 +452,7 @@ def main(argv=None) -> int:
         return 0
     results = eval_all(args, names, runs, out)
     rows = summarise(plan, results, out)
-    command = "python scripts/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["python", "scripts/ablation.py", *(argv if argv is not None else sys.argv[1:])])
     write_table(rows, plan, args, out, command)
     return 0
 
