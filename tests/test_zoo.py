@@ -35,6 +35,20 @@ def test_shipped_models_metadata_and_shapes():
         assert path.stat().st_size < 5e6  # a few MB at most
 
 
+def test_shipped_denoiser_is_trained_with_todays_recipe():
+    """The recipe stored in the shipped file is ``denoise-small`` as the code defines it (only the
+    step count may differ): a recipe change without a retrain and re-ship fails here."""
+    from tunableconv.train import get_recipe
+
+    stored = Restorer.load("denoise").info.info["recipe"]
+    today = get_recipe("denoise-small").to_dict()
+    assert stored["name"] == "denoise-small"
+    for section in ("model", "data", "task", "train"):
+        differs = {k for k in set(stored[section]) | set(today[section])
+                   if stored[section].get(k) != today[section].get(k)}
+        assert differs <= ({"steps"} if section == "train" else set()), (section, differs)
+
+
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_strength_trades_noise_removal_for_noise_preservation(calibrated):
     """As strength falls, PSNR to the clean image falls and PSNR to the noise-preservation
