@@ -42,7 +42,8 @@ def test_ablation_tiny_end_to_end(tmp_path):
     imgs = _noise_images(tmp_path / "imgs", 3, seed=0)
     out = tmp_path / "abl"
     argv = ["--out", str(out), "--base-steps", "3", "--time-steps", "4", "--tiny", "--train-data", str(imgs),
-            "--data", str(imgs), "--crop", "32", "--sigma", "25", "--p-grid", "0,0.5,1", "--variants", "mix-targets,p-batch", "--add", "combo=task.mix=targets;task.loss=l2"]
+            "--data", str(imgs), "--crop", "32", "--sigma", "25", "--p-grid", "0,0.5,1", "--variants", "mix-targets,p-batch",
+            "--add", "combo=task.mix=targets;task.loss=l2"]
     assert mod.main(argv) == 0
     res = json.loads((out / "ablation.json").read_text())
     assert set(res["rows"]) == {"base", "mix-targets", "p-batch", "combo", "fixed"}
