@@ -82,10 +82,13 @@ def test_denoise_small_v1_is_frozen():
 def test_denoise_small_is_v1_plus_the_ablation_winners():
     v1, now = get_recipe("denoise-small-v1").to_dict(), get_recipe("denoise-small").to_dict()
     changed = {(sec, k) for sec in v1 if isinstance(v1[sec], dict) for k in v1[sec] if v1[sec][k] != now[sec][k]}
-    assert changed == {("task", "mix")} and now["task"]["mix"] == "targets" and now["name"] == "denoise-small"
-    # the fixed twin ignores the target mix: its training is v1's fixed twin's
-    fixed = get_recipe("denoise-fixed-small")
-    assert fixed.task.fidelity_only and fixed.model.args["num_params"] == 0
+    assert changed == {("task", "mix"), ("model", "args")} and now["name"] == "denoise-small"
+    assert now["task"]["mix"] == "targets" and now["model"]["args"] == {**v1["model"]["args"], "expansion": 2}
+    # the fixed twin has no knob (one target: the mix is ignored; no kernels to expand): it trains as v1's fixed twin
+    fixed = get_recipe("denoise-fixed-small").to_dict()
+    fixed_v1 = {**v1, "name": "denoise-fixed-small", "model": {**v1["model"], "args": {**v1["model"]["args"], "num_params": 0}},
+                "task": {**v1["task"], "fidelity_only": True, "mix": "targets"}}
+    assert fixed == fixed_v1
 
 
 def test_recipe_roundtrip_and_overrides(tmp_path):
