@@ -42,6 +42,7 @@ class DenoiseTask:
         if t.mix not in ("losses", "targets"):
             raise InputError(f"task.mix must be losses or targets, got {t.mix!r}")
         self.cfg = t
+        self.seed = recipe.train.seed  # seeds the group p (p_granularity=group:N)
         self.fidelity_only = t.fidelity_only
         self.num_params = 0 if t.fidelity_only else 2
         nparams_model = int(recipe.model.args.get("num_params", 2))
@@ -129,7 +130,8 @@ class DenoiseTask:
             return shared_p
         from .train.trainer import sample_seed
 
-        return self.sample_p(torch.Generator().manual_seed(sample_seed(step, index // self.group, -7)))
+        # the group's own stream: (run seed, step, -2 - group); -1 is the step's, >= 0 the samples'
+        return self.sample_p(torch.Generator().manual_seed(sample_seed(self.seed, step, -2 - index // self.group)))
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         if self.fidelity_only:

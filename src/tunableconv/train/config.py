@@ -8,11 +8,13 @@ A recipe has four sections::
     train:  optimisation and bookkeeping
 
 ``--set train.lr=2e-4`` overrides one field (values are parsed as YAML: numbers, lists,
-booleans). Unknown sections or fields are errors.
+booleans); nested fields are reached with more dots (``--set train.disc.lr=2e-4``). Unknown
+sections or fields are errors.
 """
 
 from __future__ import annotations
 
+import copy as _copy
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -59,6 +61,38 @@ class TaskSection:
 
 
 @dataclass
+class DiscOptimizerSection:
+    """The optimiser of the discriminators of adversarial objectives (``train.disc``).
+
+    Every discriminator gets its own optimiser built from these fields, independent of the
+    generator's ``train.optimizer/lr/betas/weight_decay``. The defaults are ESRGAN's (Wang et
+    al. 2018: Adam, lr 1e-4, betas (0.9, 0.99), no weight decay); no shipped recipe trains a
+    discriminator, so they change no existing run.
+
+    The LR at step s is ``lr · factor(s)``, set before every discriminator step:
+
+    - ``schedule="generator"`` (default): the generator's factor at that step (its warm-up,
+      cosine / step / constant schedule from ``train.*``), as ESRGAN decays G and D together;
+    - ``"cosine"``, ``"step"``, ``"constant"``: the discriminator's own schedule over
+      ``train.steps`` from this section's ``warmup_steps``, ``min_lr_ratio``, ``milestones``,
+      ``gamma`` (same meaning as the generator's fields).
+
+    Like the generator's, the schedule is a function of the step only: resuming restores it
+    with the step counter (the optimiser state, with its last LR, is in the checkpoint too).
+    """
+
+    optimizer: str = "adam"  # adam, adamw
+    lr: float = 1e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    schedule: str = "generator"  # generator (follow the generator's LR factor), cosine, step, constant
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01
+    milestones: list = field(default_factory=list)
+    gamma: float = 0.5
+
+
+@dataclass
 class TrainSection:
     steps: int = 1000
     batch_size: int = 16
@@ -72,7 +106,7 @@ class TrainSection:
     milestones: list = field(default_factory=list)  # step schedule, in steps
     gamma: float = 0.5
     grad_clip: float = 0.0  # max grad norm; 0: off
-    ema: float = 0.0  # EMA decay of the weights; 0: off
+    ema: float = 0.0  # EMA decay of the weights (with warm-up, see trainer.EMA); 0: off
     seed: int = 0
     threads: int = 0  # torch threads per process; 0: torch's default
     channels_last: bool = False  # NHWC activations: ~1.2x faster CPU steps with a shared p, ~1.03x per-sample
@@ -80,6 +114,26 @@ class TrainSection:
     log_every: int = 20
     val_every: int = 500
     ckpt_every: int = 100
+    disc: DiscOptimizerSection = field(default_factory=DiscOptimizerSection)  # discriminator optimiser (GAN objectives)
+
+
+def _section_from_dict(cls, d: dict, where: str):
+    """Build dataclass ``cls`` from a mapping, nested dataclass fields included; unknown fields are errors."""
+    if not isinstance(d, dict):
+        raise InputError(f"recipe section {where!r} must be a mapping, got {d!r}")
+    known = {f.name: f for f in fields(cls)}
+    bad = set(d) - set(known)
+    if bad:
+        raise InputError(f"unknown field(s) in recipe section {where!r}: {', '.join(sorted(bad))}")
+    kwargs = {}
+    for k, v in d.items():
+        sub = _NESTED.get((cls, k))
+        kwargs[k] = _section_from_dict(sub, v or {}, f"{where}.{k}") if sub is not None else v
+    return cls(**kwargs)
+
+
+#: dataclass-valued fields of the sections: (section class, field name) -> field class
+_NESTED = {(TrainSection, "disc"): DiscOptimizerSection}
 
 
 @dataclass
@@ -108,11 +162,7 @@ class Recipe:
                 kwargs["name"] = str(d["name"])
                 continue
             sec_cls = {"model": ModelSection, "data": DataSection, "task": TaskSection, "train": TrainSection}[f.name]
-            sec = d[f.name] or {}
-            bad = set(sec) - {sf.name for sf in fields(sec_cls)}
-            if bad:
-                raise InputError(f"unknown field(s) in recipe section {f.name!r}: {', '.join(sorted(bad))}")
-            kwargs[f.name] = sec_cls(**sec)
+            kwargs[f.name] = _section_from_dict(sec_cls, d[f.name] or {}, f.name)
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:
@@ -151,9 +201,19 @@ class Recipe:
         if section == "model" and name.startswith("args."):
             sec.args[name[5:]] = parsed
             return self
+        *path, name = name.split(".")
+        where = section
+        for part in path:  # nested sections: train.disc.lr
+            sub = getattr(sec, part, None) if part in {f.name for f in fields(sec)} else None
+            if not dataclasses.is_dataclass(sub):
+                raise InputError(f"recipe section {where!r} has no field {part!r}")
+            sec, where = sub, f"{where}.{part}"
         if name not in {f.name for f in fields(sec)}:
-            raise InputError(f"recipe section {section!r} has no field {name!r}")
+            raise InputError(f"recipe section {where!r} has no field {name!r}")
         current = getattr(sec, name)
+        if dataclasses.is_dataclass(current):  # a whole nested section given as a mapping
+            setattr(sec, name, _section_from_dict(type(current), parsed or {}, f"{where}.{name}"))
+            return self
         if isinstance(current, bool) and not isinstance(parsed, bool):
             raise InputError(f"{key} must be true or false, got {value!r}")
         if isinstance(current, (int, float)) and not isinstance(current, bool):
@@ -170,6 +230,4 @@ class Recipe:
         return self
 
     def copy(self) -> "Recipe":
-        return dataclasses.replace(self, model=dataclasses.replace(self.model, args=dict(self.model.args)),
-                                   data=dataclasses.replace(self.data), task=dataclasses.replace(self.task),
-                                   train=dataclasses.replace(self.train))
+        return _copy.deepcopy(self)  # nested sections (train.disc) and lists included

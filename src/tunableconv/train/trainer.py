@@ -6,8 +6,9 @@ Every step:
    interactive parameters p are drawn (all in the data workers);
 2. the model runs as ``model(input, p)`` and the *same* p mixes the objectives:
    ``loss = mean_b Σ_i p_bi · w_i · L_i(output_b, batch_b)``;
-3. backward, optional gradient clipping, optimiser and LR-schedule step, optional EMA;
-   discriminators of adversarial objectives take their own step.
+3. backward, optional gradient clipping, optimiser and LR-schedule step, optional EMA (with
+   warm-up, see :class:`EMA`); discriminators of adversarial objectives take their own step
+   with their own optimiser and LR schedule (``train.disc``).
 
 Determinism and exact resume: every random choice of step s and global sample i (image,
 crop, flips, noise, p) comes from a generator seeded by (seed, s, i). The data stream
@@ -84,12 +85,17 @@ class StepBatches(torch.utils.data.Dataset):
 # ----------------------------------------------------------------------------------------
 # schedule and EMA
 # ----------------------------------------------------------------------------------------
-def lr_factor(step: int, cfg) -> float:
-    """LR multiplier at ``step`` (0-based): linear warm-up, then cosine / step / constant."""
+def lr_factor(step: int, cfg, steps: int | None = None) -> float:
+    """LR multiplier at ``step`` (0-based): linear warm-up, then cosine / step / constant.
+
+    ``cfg`` has ``warmup_steps, schedule, min_lr_ratio, milestones, gamma`` and, unless
+    ``steps`` (the run length the cosine spans) is given, ``steps``.
+    """
+    steps = cfg.steps if steps is None else steps
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "cosine":
-        span = max(1, cfg.steps - cfg.warmup_steps)
+        span = max(1, steps - cfg.warmup_steps)
         t = min(1.0, (step - cfg.warmup_steps) / span)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
     if cfg.schedule == "step":
@@ -100,19 +106,56 @@ def lr_factor(step: int, cfg) -> float:
 
 
 class EMA:
-    """Exponential moving average of a model's floating-point tensors."""
+    r"""Exponential moving average of a model's floating-point tensors, with warm-up.
+
+    Update ``n`` (0-based: ``n`` updates came before it) of the shadow θ̄ towards the weights θ
+    uses the effective decay of TensorFlow's ``tf.train.ExponentialMovingAverage(decay,
+    num_updates=n)``::
+
+        d_n = min(decay, (1 + n) / (10 + n)),     θ̄ ← d_n · θ̄ + (1 − d_n) · θ
+
+    (non-float tensors are copied). θ̄ starts as the initial weights θ_0.
+
+    Why: with a constant ``d`` the initial (random) weights keep the share ``d^N`` of θ̄ after
+    N updates — 0.999^1000 = 0.37 —, so a short run exported mostly its initialisation. With
+    the warm-up, while ``d_n = (1 + n)/(10 + n)`` (i.e. for n < (10·decay − 1)/(1 − decay),
+    8990 updates at 0.999) the products telescope: after N updates θ̄ = Σ_{k=0..N} w_k θ_k with
+
+        w_0 = Π_{n<N} d_n = 1 / C(N + 9, 9),      w_k = C(k + 8, 8) / C(N + 9, 9)  (k ≥ 1),
+
+    which sum to 1 (hockey-stick identity). The share of the initialisation is 1/C(N+9, 9)
+    (0.1 after 1 update, 5e-4 after 5, 1.1e-5 after 10, 3.5e-22 after 1000); the weight of
+    update k grows like k^8, so θ̄ averages roughly the last N/9 updates. Once ``d_n`` reaches
+    ``decay`` it is the plain EMA of that decay. In general d_n ≤ decay, so θ̄ forgets at least as fast as the
+    plain EMA: after a jump of θ, the share of the old value after m further updates is
+    ≤ decay^m.
+
+    :attr:`updates` (n) is part of the training state: the trainer saves it with the shadow
+    so a resumed run continues the same decays (bit-identical to an uninterrupted run).
+    """
+
+    #: the warm-up constant: d_n = (1 + n) / (WARMUP + n)
+    WARMUP = 10
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def current_decay(self) -> float:
+        """d_n of the next update."""
+        n = self.updates
+        return min(self.decay, (1 + n) / (self.WARMUP + n))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        d = self.current_decay()
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                self.shadow[k].lerp_(v, 1 - self.decay)
+                self.shadow[k].lerp_(v, 1 - d)
             else:
                 self.shadow[k].copy_(v)
+        self.updates += 1
 
 
 # ----------------------------------------------------------------------------------------
@@ -173,7 +216,9 @@ class Trainer:
         self.stage_index = 0
         self.optimizer = self._make_optimizer(self._trainable(0))
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
-        self.disc_optimizers = [self._make_optimizer(d.parameters()) for d in self.loss.discriminators()]
+        if cfg.disc.schedule not in ("generator", "cosine", "step", "constant"):
+            raise InputError(f"unknown train.disc.schedule {cfg.disc.schedule!r} (generator, cosine, step, constant)")
+        self.disc_optimizers = [self._make_optimizer(d.parameters(), cfg.disc) for d in self.loss.discriminators()]
         self.step = 0
         self.elapsed = 0.0  # training wall time accumulated over sessions
 
@@ -220,11 +265,20 @@ class Trainer:
         start, end = self.stage_bounds()[self.stage_index]
         return lr_factor(self.step - start, dataclasses.replace(cfg, steps=end - start))
 
-    def _make_optimizer(self, params) -> torch.optim.Optimizer:
+    def _disc_lr_factor(self) -> float:
+        """LR multiplier of the discriminators at this step (``train.disc.schedule``)."""
         cfg = self.recipe.train
+        if cfg.disc.schedule == "generator":
+            return self._stage_lr_factor()
+        return lr_factor(self.step, cfg.disc, steps=cfg.steps)
+
+    def _make_optimizer(self, params, cfg=None) -> torch.optim.Optimizer:
+        """An optimiser from ``cfg`` (fields optimizer, lr, betas, weight_decay; default ``train``)."""
+        where = "train" if cfg is None else "train.disc"
+        cfg = self.recipe.train if cfg is None else cfg
         kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
         if cfg.optimizer not in kinds:
-            raise InputError(f"unknown optimizer {cfg.optimizer!r} (adam, adamw)")
+            raise InputError(f"unknown {where}.optimizer {cfg.optimizer!r} (adam, adamw)")
         return kinds[cfg.optimizer](params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -236,6 +290,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.shadow if self.ema else None,
+            "ema_updates": self.ema.updates if self.ema else None,
             "discriminators": [d.state_dict() for d in self.loss.discriminators()],
             "disc_optimizers": [o.state_dict() for o in self.disc_optimizers],
             "cpu_rng": torch.get_rng_state(),
@@ -253,6 +308,9 @@ class Trainer:
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ema is not None and st.get("ema") is not None:
             self.ema.shadow = {k: v.to(self.device) for k, v in st["ema"].items()}
+            # checkpoints from before the warm-up have no count: the EMA was updated once per step
+            n = st.get("ema_updates")
+            self.ema.updates = int(st["step"] if n is None else n)
         for d, s in zip(self.loss.discriminators(), st.get("discriminators") or []):
             d.load_state_dict(s)
         for o, s in zip(self.disc_optimizers, st.get("disc_optimizers") or []):
@@ -350,7 +408,10 @@ class Trainer:
             if cfg.grad_clip > 0:
                 grad_norm = float(nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], cfg.grad_clip))
             self.optimizer.step()
+            disc_lr = self.recipe.train.disc.lr * self._disc_lr_factor() if self.disc_optimizers else None
             for disc, opt in zip(self.loss.discriminators(), self.disc_optimizers):
+                for g in opt.param_groups:
+                    g["lr"] = disc_lr
                 opt.zero_grad(set_to_none=True)
                 self.loss.discriminator_loss(disc, out.detach(), batch).backward()
                 if self.dist.world > 1:  # keep the discriminators identical across processes
@@ -372,6 +433,8 @@ class Trainer:
                 now = time.perf_counter()
                 rec = {"step": self.step, "stage": self.stage_index, "loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"],
                        "sec_per_step": (now - t_mark) / cfg.log_every, "elapsed": self.elapsed}
+                if disc_lr is not None:
+                    rec["disc_lr"] = disc_lr
                 rec.update({f"loss_{k}": v for k, v in terms.items()})
                 if grad_norm is not None:
                     rec["grad_norm"] = grad_norm
