@@ -138,3 +138,68 @@ def test_evenness_degenerate_and_errors():
     res = evenness([o, o + 1, o + 2], [2.0, 3.0, 4.0])
     torch.testing.assert_close(res["s"], torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
     assert res["error"].item() < 1e-6
+
+
+# --- Y channel (BT.601, MATLAB rgb2ycbcr) and crop border, against hand-computed values ---
+
+
+def _const_pair_with_frame(border=3, size=24):
+    """x: constant RGB (0.2, 0.4, 0.6); y: x + (0.1, -0.05, 0.2) inside, 1 - x on a frame of
+    ``border`` pixels (a large error that crop_border must remove)."""
+    x = torch.tensor([0.2, 0.4, 0.6], dtype=torch.float64).view(3, 1, 1).expand(3, size, size).clone()
+    y = x + torch.tensor([0.1, -0.05, 0.2], dtype=torch.float64).view(3, 1, 1)
+    frame = torch.ones(size, size, dtype=torch.bool)
+    frame[border:-border, border:-border] = False
+    y[:, frame] = 1 - x[:, frame]
+    return x, y
+
+
+def test_y_psnr_crop_border_hand_computed():
+    x, y = _const_pair_with_frame(border=3)
+    # Inside the frame, on the 0-255 scale (BasicSR): dY = 65.481 * 0.1 + 128.553 * (-0.05)
+    # + 24.966 * 0.2 = 6.5481 - 6.42765 + 4.9932 = 5.11365, so PSNR = 20 log10(255 / 5.11365).
+    expected = 20 * math.log10(255 / 5.11365)  # 33.9555 dB
+    assert psnr(x, y, y_channel=True, crop_border=3).item() == pytest.approx(expected, abs=1e-9)
+    assert psnr(255 * x, 255 * y, data_range=255.0, y_channel=True, crop_border=3).item() == pytest.approx(expected, abs=1e-9)
+    assert psnr(x, y, y_channel=True, crop_border=5).item() == pytest.approx(expected, abs=1e-9)
+    # without the crop the frame counts: much lower
+    assert psnr(x, y, y_channel=True).item() < expected - 5
+    assert psnr(x, y, y_channel=True, crop_border=2).item() < expected - 5
+    # RGB PSNR of the inside: MSE = (0.1^2 + 0.05^2 + 0.2^2) / 3
+    assert psnr(x, y, crop_border=3).item() == pytest.approx(-10 * math.log10((0.01 + 0.0025 + 0.04) / 3), abs=1e-9)
+    with pytest.raises(ValueError):
+        psnr(x, y, crop_border=12)  # nothing left
+    with pytest.raises(ValueError):
+        psnr(x, y, crop_border=-1)
+
+
+def test_y_ssim_crop_border_hand_computed():
+    x, y = _const_pair_with_frame(border=3)
+    # Constant images: the variances vanish and SSIM = (2 a b + C1) / (a^2 + b^2 + C1), on the
+    # 0-255 scale a = 16 + 65.481 * 0.2 + 128.553 * 0.4 + 24.966 * 0.6 = 95.497,
+    # b = a + 5.11365 = 100.61065 and C1 = (0.01 * 255)^2.
+    a, b, c1 = 95.497, 100.61065, (0.01 * 255) ** 2
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)  # 0.99864
+    assert ssim(x, y, y_channel=True, crop_border=3).item() == pytest.approx(expected, abs=1e-9)
+    assert ssim(255 * x, 255 * y, data_range=255.0, y_channel=True, crop_border=3).item() == pytest.approx(expected, abs=1e-9)
+    assert ssim(x, y, y_channel=True).item() < expected - 0.01
+
+
+def test_y_ssim_psnr_match_skimage_on_luma():
+    a, b = _pair((2, 3, 40, 44), noise=0.05, seed=4)
+    c = 4
+
+    def luma(t):  # MATLAB rgb2ycbcr's Y, on the 0-255 scale, cropped
+        t = 16 + 65.481 * t[:, 0] + 128.553 * t[:, 1] + 24.966 * t[:, 2]
+        return t[:, c:-c, c:-c]
+
+    ya, yb = luma(a), luma(b)
+    per_ssim = ssim(a, b, y_channel=True, crop_border=c, reduction="none")
+    per_psnr = psnr(a, b, y_channel=True, crop_border=c, reduction="none")
+    for i in range(2):
+        ref = skm.structural_similarity(
+            ya[i].numpy(), yb[i].numpy(), data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        assert abs(per_ssim[i].item() - ref) < 1e-6
+        ref_p = skm.peak_signal_noise_ratio(ya[i].numpy(), yb[i].numpy(), data_range=255.0)
+        assert abs(per_psnr[i].item() - ref_p) < 1e-9

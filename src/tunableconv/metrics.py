@@ -1,41 +1,60 @@
-r"""Image-quality metrics (PSNR, SSIM) and the evenness of a tunable network's sweep.
+r"""Image-quality metrics (PSNR, SSIM, LPIPS, NIQE) and the evenness of a tunable network's sweep.
 
-Depends on torch alone. All arithmetic is done in float64 whatever the input dtype, and
-results are float64 tensors on the input's device.
+PSNR and SSIM are computed in float64 whatever the input dtype; LPIPS runs its network in
+float32 (as the original); NIQE works in float64 except for the MSCN coefficients, which
+emulate MATLAB's single precision (see :func:`niqe`). Results are float64 tensors on the
+input's device.
 
-Shapes: images are ``(C, H, W)`` (one image) or ``(B, C, H, W)`` (a batch). Metrics are
-computed **per image**; ``reduction="none"`` returns one value per image, shape ``(B,)``,
-``reduction="mean"`` their mean (a 0-dim tensor). For an unbatched ``(C, H, W)`` input both
-reductions return a 0-dim tensor. Note that the batch mean of PSNR is the mean of the
-per-image PSNRs (the usual convention in papers), not the PSNR of the mean MSE.
+Shapes: images are ``(C, H, W)`` (one image) or ``(B, C, H, W)`` (a batch), C = 3 (RGB) or
+1 (grey). Metrics are computed **per image**; ``reduction="none"`` returns one value per
+image, shape ``(B,)``, ``reduction="mean"`` their mean (a 0-dim tensor). For an unbatched
+``(C, H, W)`` input both reductions return a 0-dim tensor. Note that the batch mean of PSNR is
+the mean of the per-image PSNRs (the usual convention in papers), not the PSNR of the mean MSE.
 
 Evaluation conventions (as in the super-resolution literature, e.g. BasicSR):
 
 - ``quantize=True`` rounds both images to 8 bits first (``round(clamp(x / R, 0, 1) * 255)``),
   the values one gets after saving outputs as 8-bit images. The functions default to
   ``quantize=False`` (they measure what they are given); evaluation scripts decide.
-- ``y_channel=True`` converts RGB inputs to the luma of ITU-R BT.601 (studio range), for
-  inputs normalised to [0, 1]::
+- ``y_channel=True`` converts RGB inputs to the luma of ITU-R BT.601 (studio range, MATLAB's
+  ``rgb2ycbcr``), for inputs normalised to [0, 1]::
 
       Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255        in [16/255, 235/255]
 
   Inputs in [0, R] are divided by R first and the result multiplied back by R, so the
-  peak stays ``data_range``. Quantisation, when asked for, happens before the conversion
-  (Y itself is not rounded, as in BasicSR).
+  peak stays ``data_range``. This is BasicSR's ``test_y_channel`` exactly: BasicSR measures
+  Y on the 0-255 scale with peak 255, which gives the same PSNR and SSIM (both are invariant
+  to scaling the images and the peak together). Quantisation, when asked for, happens before
+  the conversion (Y itself is not rounded, as in BasicSR).
 - ``crop_border=c`` drops ``c`` pixels on each side of H and W before measuring
   (SR papers crop ``scale`` pixels).
+
+Perceptual metrics need third-party weights, looked up in the weights root of
+:mod:`tunableconv.paths` (``weights_dir=`` / ``params_path=``, else ``$TUNABLECONV_WEIGHTS``,
+else ``$TUNABLECONV_SHARED/weights``, else ``../shared/weights`` beside the checkout):
+
+- :func:`lpips`: LPIPS v0.1 with AlexNet (Zhang et al. 2018), files
+  ``alexnet_features.safetensors`` and ``lpips_v0.1_alex_heads.safetensors``.
+- :func:`niqe`: NIQE (Mittal et al. 2013) as MATLAB's ``niqe``, file ``niqe_pris_params.npz``.
+
+A missing file raises :class:`tunableconv.errors.MissingWeightsError` (a ``FileNotFoundError``).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["psnr", "ssim", "evenness", "rgb_to_y", "quantize_8bit"]
+from .errors import InputError
+
+__all__ = ["psnr", "ssim", "ssim_map", "lpips", "niqe", "evenness", "rgb_to_y", "quantize_8bit"]
 
 # SSIM constants of Wang et al. (2004); window as in skimage with gaussian_weights=True:
 # sigma 1.5 truncated at 3.5 sigma -> radius int(3.5 * 1.5 + 0.5) = 5 -> an 11-tap window.
@@ -289,3 +308,404 @@ def evenness(outputs: Sequence[Tensor], s_values: Sequence[float] | Tensor) -> d
     if not batched:
         d, error = d[0], error[0]
     return {"s": t, "d": d, "error": error, "mean_error": mean_error}
+
+
+# ----------------------------------------------------------------------------------------
+# Weights of the perceptual metrics
+# ----------------------------------------------------------------------------------------
+
+LPIPS_HEADS_FILES = {"alex": "lpips_v0.1_alex_heads.safetensors", "vgg": "lpips_v0.1_vgg_heads.safetensors"}
+LPIPS_BACKBONE_FILES = {"alex": "alexnet_features.safetensors", "vgg": "vgg16_features_fp16.safetensors"}
+NIQE_PARAMS_FILE = "niqe_pris_params.npz"
+
+
+def _weights_path(name: str, explicit: str | os.PathLike | None, option: str) -> Path:
+    """``name`` in the weights root (explicit folder, else the defaults of :mod:`tunableconv.paths`)."""
+    from .paths import weights_file
+
+    return weights_file(name, explicit, option).resolve()
+
+
+# ----------------------------------------------------------------------------------------
+# LPIPS (Zhang et al. 2018, v0.1)
+# ----------------------------------------------------------------------------------------
+
+# The input normalisation of LPIPS v0.1 (its "scaling layer"), applied to images in [-1, 1].
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+LPIPS_EPS = 1e-10  # in the unit normalisation over channels: f / (||f||_2 + eps)
+
+# Backbones as op lists: ("conv", index in torchvision's `features`, stride, padding) is
+# followed by a ReLU; ("tap",) keeps the current (post-ReLU) activation; ("pool", k, s) max-pools.
+_LPIPS_NETS: dict[str, tuple[tuple, ...]] = {
+    "alex": (
+        ("conv", 0, 4, 2), ("tap",), ("pool", 3, 2),
+        ("conv", 3, 1, 2), ("tap",), ("pool", 3, 2),
+        ("conv", 6, 1, 1), ("tap",),
+        ("conv", 8, 1, 1), ("tap",),
+        ("conv", 10, 1, 1), ("tap",),
+    ),
+    # VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+    "vgg": (
+        ("conv", 0, 1, 1), ("conv", 2, 1, 1), ("tap",), ("pool", 2, 2),
+        ("conv", 5, 1, 1), ("conv", 7, 1, 1), ("tap",), ("pool", 2, 2),
+        ("conv", 10, 1, 1), ("conv", 12, 1, 1), ("conv", 14, 1, 1), ("tap",), ("pool", 2, 2),
+        ("conv", 17, 1, 1), ("conv", 19, 1, 1), ("conv", 21, 1, 1), ("tap",), ("pool", 2, 2),
+        ("conv", 24, 1, 1), ("conv", 26, 1, 1), ("conv", 28, 1, 1), ("tap",),
+    ),
+}
+
+_LPIPS_CACHE: dict[tuple[str, str, str], tuple[dict[int, tuple[Tensor, Tensor]], list[Tensor]]] = {}
+_LPIPS_LOCK = threading.Lock()
+
+
+def _lpips_min_size(net: str) -> int:
+    """The smallest image side the backbone accepts (every layer keeps at least one pixel)."""
+    def fits(n: int) -> bool:
+        kernel = {0: 11, 3: 5} if net == "alex" else {}
+        for op in _LPIPS_NETS[net]:
+            if op[0] == "conv":
+                k = kernel.get(op[1], 3)
+                n = (n + 2 * op[3] - k) // op[2] + 1
+            elif op[0] == "pool":
+                n = (n - op[1]) // op[2] + 1
+            if n < 1:
+                return False
+        return True
+
+    n = 1
+    while not fits(n):
+        n += 1
+    return n
+
+
+def _load_lpips(net: str, weights_dir: str | os.PathLike | None, device: torch.device):
+    """The backbone convs ``{index: (weight, bias)}`` and the 5 heads, float32 on ``device``;
+    cached per (files, device)."""
+    from safetensors.torch import load_file
+
+    option = "weights_dir=<folder> to lpips()"
+    backbone = _weights_path(LPIPS_BACKBONE_FILES[net], weights_dir, option)
+    heads_path = _weights_path(LPIPS_HEADS_FILES[net], weights_dir, option)
+    key = (str(backbone), str(heads_path), str(device))
+    with _LPIPS_LOCK:
+        if key in _LPIPS_CACHE:
+            return _LPIPS_CACHE[key]
+        sd = load_file(str(backbone))
+        hd = load_file(str(heads_path))
+        convs: dict[int, tuple[Tensor, Tensor]] = {}
+        for op in _LPIPS_NETS[net]:
+            if op[0] != "conv":
+                continue
+            wk, bk = f"features.{op[1]}.weight", f"features.{op[1]}.bias"
+            if wk not in sd or bk not in sd:
+                raise InputError(f"{backbone} lacks {wk} / {bk}: not the {net} backbone LPIPS expects")
+            convs[op[1]] = (
+                sd[wk].to(device=device, dtype=torch.float32),
+                sd[bk].to(device=device, dtype=torch.float32),
+            )
+        heads = []
+        for i in range(5):
+            hk = f"lin{i}.model.1.weight"
+            if hk not in hd:
+                raise InputError(f"{heads_path} lacks {hk}: not the LPIPS v0.1 heads")
+            heads.append(hd[hk].to(device=device, dtype=torch.float32))
+        _LPIPS_CACHE[key] = (convs, heads)
+        return convs, heads
+
+
+def _lpips_features(x: Tensor, net: str, convs: dict[int, tuple[Tensor, Tensor]]) -> list[Tensor]:
+    """The 5 tapped activations of the backbone for (already scaled) inputs."""
+    feats = []
+    for op in _LPIPS_NETS[net]:
+        if op[0] == "conv":
+            w, b = convs[op[1]]
+            x = F.relu(F.conv2d(x, w, b, stride=op[2], padding=op[3]))
+        elif op[0] == "pool":
+            x = F.max_pool2d(x, op[1], op[2])
+        else:
+            feats.append(x)
+    return feats
+
+
+def lpips(
+    x: Tensor,
+    y: Tensor,
+    *,
+    weights_dir: str | os.PathLike | None = None,
+    net: str = "alex",
+    reduction: str = "mean",
+) -> Tensor:
+    r"""LPIPS v0.1 (Zhang et al. 2018), the learned perceptual distance; lower is closer.
+
+    The recipe of the original implementation (``lpips.LPIPS(net="alex", version="0.1")``
+    called with ``normalize=True`` on images in [0, 1]): both images are mapped to [-1, 1]
+    (``2x - 1``), shifted by (-0.030, -0.088, -0.188) and divided by (0.458, 0.448, 0.450) per
+    channel; the backbone's activations after the ReLU of each of its 5 stages are taken
+    (AlexNet: relu1...relu5, after each conv; VGG16: relu1_2, relu2_2, relu3_3, relu4_3,
+    relu5_3); each is unit-normalised over channels, ``f / (||f||_2 + 1e-10)``; the squared
+    difference of the two goes through the layer's linear head (a 1x1 conv without bias, 1
+    output channel), is averaged over space, and the 5 layer scores are summed.
+
+    Identical images give exactly 0. The network runs in float32 (as the original), without
+    gradients, on the inputs' device; it is loaded once per (weight files, device).
+
+    Args:
+        x, y: ``(C, H, W)`` or ``(B, C, H, W)`` in [0, 1], C = 3 (RGB) or 1 (grey: repeated to
+            3 channels). H and W at least 31 for AlexNet, 16 for VGG.
+        weights_dir: the folder holding ``alexnet_features.safetensors`` and
+            ``lpips_v0.1_alex_heads.safetensors`` (for ``net="vgg"``:
+            ``vgg16_features_fp16.safetensors`` and ``lpips_v0.1_vgg_heads.safetensors``);
+            default: the weights root of :mod:`tunableconv.paths`.
+        net: ``"alex"`` (the standard LPIPS, default) or ``"vgg"`` (the float16-stored VGG16
+            of shared/weights; not checked against published scores).
+        reduction: ``"mean"`` (0-dim) or ``"none"`` (``(B,)``).
+
+    Returns:
+        float64 tensor, 0-dim or ``(B,)``; 0-dim for an unbatched input.
+
+    Raises:
+        MissingWeightsError: a weight file is not found (the message says how to point at it).
+        InputError / ValueError: wrong shapes, channels or too small images.
+    """
+    _check_reduction(reduction)
+    if net not in _LPIPS_NETS:
+        raise InputError(f"net must be one of {sorted(_LPIPS_NETS)}, not {net!r}")
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise TypeError("x and y must be tensors")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"expected (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+    batched = x.dim() == 4
+    if not batched:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
+    c, h, w = x.shape[1:]
+    if c not in (1, 3):
+        raise InputError(f"LPIPS needs 1 (grey) or 3 (RGB) channels, got {c}")
+    min_size = _lpips_min_size(net)
+    if min(h, w) < min_size:
+        raise InputError(f"LPIPS-{net} needs images of at least {min_size}x{min_size}, got {h}x{w}")
+    convs, heads = _load_lpips(net, weights_dir, x.device)
+    shift = torch.tensor(LPIPS_SHIFT, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    scale = torch.tensor(LPIPS_SCALE, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    with torch.no_grad():
+        both = torch.cat([x, y]).detach().to(torch.float32)
+        if c == 1:
+            both = both.expand(-1, 3, -1, -1)
+        both = (2.0 * both - 1.0 - shift) / scale
+        n = x.shape[0]
+        total = torch.zeros(n, dtype=torch.float64, device=x.device)
+        for f, head in zip(_lpips_features(both, net, convs), heads):
+            f = f / (torch.sqrt(torch.sum(f * f, dim=1, keepdim=True)) + LPIPS_EPS)
+            d = (f[:n] - f[n:]) ** 2
+            total += F.conv2d(d, head).mean(dim=(1, 2, 3)).to(torch.float64)
+    return _reduce(total, batched, reduction)
+
+
+# ----------------------------------------------------------------------------------------
+# NIQE (Mittal et al. 2013), as MATLAB's niqe with the official pristine model
+# ----------------------------------------------------------------------------------------
+
+NIQE_BLOCK = 96
+# MATLAB rgb2gray: the luma row of the inverse of the NTSC (YIQ) matrix.
+_GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+_NIQE_CACHE: dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]] = {}
+_NIQE_LOCK = threading.Lock()
+
+
+def _load_niqe_params(params_path: str | os.PathLike | None, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """``(mu (36,), cov (36, 36), window (7, 7))`` float64 on ``device``; cached per (file, device)."""
+    import numpy as np
+
+    if params_path is not None and Path(params_path).is_file():
+        path = Path(params_path).resolve()
+    else:  # a folder (explicit) or the default weights root
+        path = _weights_path(NIQE_PARAMS_FILE, params_path, "params_path=<file or folder> to niqe()")
+    key = (str(path), str(device))
+    with _NIQE_LOCK:
+        if key not in _NIQE_CACHE:
+            with np.load(path) as z:
+                missing = {"mu_pris_param", "cov_pris_param", "gaussian_window"} - set(z.files)
+                if missing:
+                    raise InputError(f"{path} lacks {sorted(missing)}: not NIQE pristine parameters")
+                mu = torch.from_numpy(np.asarray(z["mu_pris_param"], dtype=np.float64).reshape(-1))
+                cov = torch.from_numpy(np.asarray(z["cov_pris_param"], dtype=np.float64))
+                win = torch.from_numpy(np.asarray(z["gaussian_window"], dtype=np.float64))
+            _NIQE_CACHE[key] = (mu.to(device), cov.to(device), win.to(device))
+        return _NIQE_CACHE[key]
+
+
+def _niqe_gamma_table(device: torch.device) -> tuple[Tensor, Tensor]:
+    """MATLAB's ``gam = 0.2:0.001:10`` and ``r(gam) = Gamma(2/g)^2 / (Gamma(1/g) Gamma(3/g))``."""
+    gam = 0.2 + 0.001 * torch.arange(9801, dtype=torch.float64, device=device)
+    r = torch.exp(2 * torch.lgamma(2 / gam) - torch.lgamma(1 / gam) - torch.lgamma(3 / gam))
+    return gam, r
+
+
+def _aggd(v: Tensor, gam: Tensor, r_gam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Asymmetric generalised Gaussian fit (moment matching on MATLAB's grid) of each row of
+    ``v`` ``(N, M)``: ``(alpha, beta_l, beta_r)``, each ``(N,)``. Rows without negative (or
+    positive) values give NaN betas, as MATLAB's mean of an empty set."""
+    neg, pos = (v < 0).to(v.dtype), (v > 0).to(v.dtype)
+    sq = v * v
+    left = torch.sqrt((sq * neg).sum(1) / neg.sum(1))
+    right = torch.sqrt((sq * pos).sum(1) / pos.sum(1))
+    gammahat = left / right
+    rhat = v.abs().mean(1) ** 2 / sq.mean(1)
+    rhatnorm = rhat * (gammahat**3 + 1) * (gammahat + 1) / (gammahat**2 + 1) ** 2
+    err = (r_gam[None, :] - rhatnorm[:, None]) ** 2
+    idx = torch.argmin(torch.nan_to_num(err, nan=math.inf), dim=1)  # first minimum, as MATLAB's min
+    alpha = gam[idx]
+    f = torch.exp(0.5 * (torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)))
+    return alpha, left * f, right * f
+
+
+def _niqe_block_features(blocks: Tensor, gam: Tensor, r_gam: Tensor) -> Tensor:
+    """The 18 NIQE features of each MSCN block ``(N, b, b)`` -> ``(N, 18)``."""
+    n = blocks.shape[0]
+    alpha, bl, br = _aggd(blocks.reshape(n, -1), gam, r_gam)
+    feats = [alpha, (bl + br) / 2]
+    # products of neighbours: horizontal, vertical, the two diagonals (circular within a block,
+    # MATLAB's circshift by [0 1; 1 0; 1 1; -1 1])
+    for shift in ((0, 1), (1, 0), (1, 1), (-1, 1)):
+        pair = blocks * torch.roll(blocks, shifts=shift, dims=(1, 2))
+        alpha, bl, br = _aggd(pair.reshape(n, -1), gam, r_gam)
+        mean = (br - bl) * torch.exp(torch.lgamma(2 / alpha) - torch.lgamma(1 / alpha))
+        feats += [alpha, mean, bl, br]
+    return torch.stack(feats, dim=1)
+
+
+def _mscn(img: Tensor, window: Tensor) -> Tensor:
+    """Mean-subtracted contrast-normalised coefficients ``(I - mu) / (sigma + 1)`` of ``(H, W)``,
+    with the local mean and std of the Gaussian window and replicated borders, in MATLAB's
+    single precision.
+
+    MATLAB's ``niqe`` works on ``single`` images, and ``imfilter`` on a ``single`` image
+    accumulates in double and rounds its result to single; the rest of the MSCN arithmetic
+    is single. This is emulated exactly (float64 filtering, results rounded to float32, float32
+    elementwise arithmetic, which is deterministic on every device). It matters: the variance
+    ``E[I^2] - mu^2`` of a single-precision filter output loses about 3 digits, which moves a
+    few generalised-Gaussian shape estimates by one step of MATLAB's 0.001 grid. On baboon.png
+    the float64 MSCN gives 5.72996, this gives 5.7295757 against MATLAB's 5.72957338.
+    Returns float64 (holding float32 values).
+    """
+    r = window.shape[-1] // 2
+    k = torch.flip(window, (0, 1)).to(torch.float64)[None, None]  # convolution, as scipy/MATLAB
+
+    def filt(a: Tensor) -> Tensor:  # imfilter(a, window, 'replicate') of a single image
+        a = a.to(torch.float64)[None, None]
+        return F.conv2d(F.pad(a, (r, r, r, r), mode="replicate"), k)[0, 0].to(torch.float32)
+
+    im = img.to(torch.float32)
+    mu = filt(im)
+    sigma = torch.sqrt(torch.abs(filt(im * im) - mu * mu))
+    return ((im - mu) / (sigma + 1)).to(torch.float64)
+
+
+def _niqe_one(img: Tensor, mu_p: Tensor, cov_p: Tensor, window: Tensor) -> Tensor:
+    """NIQE of one ``(H, W)`` float64 image on the 0-255 scale (already rounded)."""
+    from .data.degradations import imresize
+
+    nh, nw = img.shape[0] // NIQE_BLOCK, img.shape[1] // NIQE_BLOCK
+    img = img[: nh * NIQE_BLOCK, : nw * NIQE_BLOCK]
+    gam, r_gam = _niqe_gamma_table(img.device)
+    feats = []
+    for scale in (1, 2):
+        b = NIQE_BLOCK // scale
+        blocks = _mscn(img, window).reshape(nh, b, nw, b).permute(0, 2, 1, 3).reshape(-1, b, b)
+        feats.append(_niqe_block_features(blocks, gam, r_gam))
+        if scale == 1:  # MATLAB imresize(im, 0.5): bicubic, antialiased, on doubles
+            img = imresize(img[None] / 255.0, scale=0.5, antialias=True)[0] * 255.0
+    dist = torch.cat(feats, dim=1)  # (blocks, 36)
+    mu_d = torch.nanmean(dist, dim=0)
+    complete = dist[~torch.isnan(dist).any(dim=1)]  # MATLAB nancov drops rows with a NaN
+    if complete.shape[0] >= 2:
+        cov_d = torch.cov(complete.T)  # unbiased (N - 1), as MATLAB cov
+    else:  # one block: the sample covariance is undefined (MATLAB returns zeros for one row)
+        cov_d = torch.zeros_like(cov_p)
+    diff = (mu_p - mu_d)[None, :]
+    inv = torch.linalg.pinv((cov_p + cov_d) / 2, rtol=1e-15)
+    return torch.sqrt(diff @ inv @ diff.T).reshape(())
+
+
+def niqe(
+    x: Tensor,
+    crop_border: int = 0,
+    *,
+    params_path: str | os.PathLike | None = None,
+    convert_to: str = "y",
+    reduction: str = "mean",
+) -> Tensor:
+    r"""NIQE, the no-reference "naturalness" score of Mittal et al. (2013); lower is more natural.
+
+    Faithful to MATLAB's ``niqe`` with the official pristine model (the BasicSR convention for
+    colour images): RGB is converted to the Y channel of MATLAB's ``rgb2ycbcr`` on the 0-255
+    scale (``16 + 65.481 R + 128.553 G + 24.966 B``; grey images are used as they are, times
+    255), ``crop_border`` pixels are dropped on each side and the values rounded to integers
+    (MATLAB works on ``uint8``). The image is cut to whole 96x96 blocks (from the top left);
+    at two scales (the image, then MATLAB's bicubic ``imresize(im, 0.5)``, 48x48 blocks) the
+    MSCN coefficients ``(I - mu) / (sigma + 1)`` (local mean and std with the 7x7 Gaussian
+    window of the model, replicated borders) give 18 features per block: the generalised
+    Gaussian fit of the coefficients (shape, scale) and the asymmetric fits (shape, mean,
+    left and right scale) of the products of horizontal, vertical and both diagonal
+    neighbours. The score is the distance between the pristine Gaussian model (mu_p, S_p) and
+    the blocks' mean and covariance (mu, S):
+    ``sqrt((mu_p - mu)^T pinv((S_p + S) / 2) (mu_p - mu))`` (rows holding a NaN feature are
+    left out of S, as MATLAB's ``nancov``).
+
+    As MATLAB, the MSCN coefficients are computed in single precision (emulated exactly, see
+    :func:`_mscn`); the features and the distance in float64. On
+    ``shared/data/test/niqe_reference/baboon.png`` this gives 5.7295757, MATLAB R2021a's
+    5.72957338 to 3e-6 (BasicSR's float32 port: 5.7295763). An image of a single block has
+    no sample covariance; it is taken as zero. Images without texture (constant) give NaN.
+
+    Args:
+        x: ``(C, H, W)`` or ``(B, C, H, W)`` in [0, 1] (clamped), C = 3 (RGB) or 1 (grey);
+            H and W after cropping at least 96.
+        crop_border: pixels dropped on each side of H and W first.
+        params_path: ``niqe_pris_params.npz`` or the folder holding it; default: the weights
+            root of :mod:`tunableconv.paths`.
+        convert_to: ``"y"`` (default, BT.601 Y as above) or ``"gray"`` (MATLAB's ``rgb2gray``,
+            what MATLAB's ``niqe`` itself does on colour input) for RGB images.
+        reduction: ``"mean"`` (0-dim) or ``"none"`` (``(B,)``).
+
+    Returns:
+        float64 tensor, 0-dim or ``(B,)``; 0-dim for an unbatched input.
+
+    Raises:
+        MissingWeightsError: the parameter file is not found.
+        InputError / ValueError: wrong shapes or channels, an image smaller than one block.
+    """
+    _check_reduction(reduction)
+    if convert_to not in ("y", "gray"):
+        raise InputError(f"convert_to must be 'y' or 'gray', not {convert_to!r}")
+    if not isinstance(x, Tensor):
+        raise TypeError("x must be a tensor")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"expected (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    batched = x.dim() == 4
+    xb = (x if batched else x.unsqueeze(0)).detach().to(torch.float64).clamp(0.0, 1.0)
+    c, h, w = xb.shape[1:]
+    if c == 3:
+        wts = _Y_WEIGHTS if convert_to == "y" else tuple(255.0 * v for v in _GRAY_WEIGHTS)
+        lum = (16.0 if convert_to == "y" else 0.0) + sum(wts[i] * xb[:, i] for i in range(3))
+    elif c == 1:
+        lum = 255.0 * xb[:, 0]
+    else:
+        raise InputError(f"NIQE needs 1 (grey) or 3 (RGB) channels, got {c}")
+    if crop_border:
+        lum = lum[:, crop_border : h - crop_border, crop_border : w - crop_border]
+    hc, wc = lum.shape[-2:]
+    if min(hc, wc) < NIQE_BLOCK:
+        crop = f" after cropping {crop_border} pixels per side" if crop_border else ""
+        raise InputError(
+            f"NIQE needs images of at least {NIQE_BLOCK}x{NIQE_BLOCK} (one block){crop}, got {max(hc, 0)}x{max(wc, 0)}"
+        )
+    lum = torch.floor(lum + 0.5)  # MATLAB's rounding to uint8 (half away from zero; lum >= 0)
+    mu_p, cov_p, window = _load_niqe_params(params_path, xb.device)
+    values = torch.stack([_niqe_one(img, mu_p, cov_p, window) for img in lum])
+    return _reduce(values, batched, reduction)

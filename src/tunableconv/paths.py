@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, MissingWeightsError
 
 _CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,8 +47,26 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def weights_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The folder that holds third-party weights (VGG19, NIQE parameters)."""
+    """The folder that holds third-party weights (VGG19, LPIPS, NIQE parameters)."""
     return _resolve("weights", "TUNABLECONV_WEIGHTS", explicit)
+
+
+def weights_file(name: str, explicit: str | os.PathLike | None = None, option: str = "a weights folder") -> Path:
+    """The file ``name`` in the weights root (see :func:`weights_root`).
+
+    Raises :class:`MissingWeightsError` (one line: the file, where it was looked for and how to
+    point at it) when there is no weights root or the file is not in it. ``option`` names the
+    caller's argument for an explicit folder, for the message (e.g. ``"weights_dir=..."``).
+    """
+    hint = f"set TUNABLECONV_WEIGHTS (or TUNABLECONV_SHARED) or pass {option}"
+    try:
+        root = weights_root(explicit)
+    except InputError:
+        raise MissingWeightsError(f"{name} not found: no weights folder on this machine; {hint}") from None
+    path = root / name
+    if not path.is_file():
+        raise MissingWeightsError(f"{name} not found in {root}; {hint}")
+    return path
 
 
 def resolve_dataset(name_or_path: str, root: str | os.PathLike | None = None) -> Path:
