@@ -16,8 +16,9 @@ def _model():
     )
     model = make_tunable(net, 2).eval()
     with torch.no_grad():  # make the knobs matter
-        for _, layer in model.tunable_layers():
-            layer.weight.add_(0.1 * torch.randn_like(layer.weight))
+        for _, slot in model.tunable_layers():
+            for sets in slot.sets.values():
+                sets.add_(0.1 * torch.randn_like(sets))
     return model
 
 
@@ -28,7 +29,7 @@ def test_torch_export_shared_and_per_sample():
     for p in ([1.0, 0.0], [0.25, 0.6]):
         p = torch.tensor(p)
         torch.testing.assert_close(ep.module()(x, p), model(x, p), atol=1e-5, rtol=1e-5)
-    ep = export_program(model, 2, per_sample=True)
+    ep = export_program(model, 2, per_sample=True, batch=3, height=20, width=28)  # vmap: fixed shapes
     p = torch.rand(3, 2)
     torch.testing.assert_close(ep.module()(x, p), model(x, p), atol=1e-5, rtol=1e-5)
     # p is a real input of the graph, not a baked constant
@@ -55,7 +56,7 @@ def test_onnx_per_sample_fixed_batch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     model = _model()
-    path = export_onnx(model, tmp_path / "ps.onnx", 2, per_sample_batch=2)
+    path = export_onnx(model, tmp_path / "ps.onnx", 2, per_sample_batch=2, height=16, width=16)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x, p = torch.rand(2, 3, 16, 16), torch.rand(2, 2)
     y = sess.run(None, {"x": x.numpy(), "p": p.numpy()})[0]

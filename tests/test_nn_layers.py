@@ -14,9 +14,7 @@ from tunableconv.nn import (
     TunableConvTranspose2d,
     TunableLinear,
     TunableParameter,
-    current_params,
     functional as TF,
-    tunable_params,
 )
 
 CONV_CASES = [
@@ -95,7 +93,9 @@ def test_output_is_affine_in_aggregation_weights(mapping, expansion):
 @pytest.mark.parametrize(
     "layer_fn,shape",
     [
-        (lambda: TunableConv2d(4, 6, 3, num_params=3, padding=1, expansion=2), (5, 4, 8, 8)),
+        (lambda: TunableConv2d(4, 6, 3, num_params=3, padding=1, expansion=2), (5, 4, 8, 8)),  # stacked path
+        (lambda: TunableConv2d(4, 12, 3, num_params=3, padding=1, expansion=2), (5, 4, 8, 8)),  # batch as groups
+        (lambda: TunableConv2d(4, 3, 3, num_params=2, stride=2, padding=1, domain="cube"), (5, 4, 9, 9)),
         (lambda: TunableConv2d(4, 4, 3, num_params=2, padding="same", groups=4, padding_mode="reflect"), (5, 4, 8, 8)),
         (lambda: TunableConvTranspose2d(4, 6, 2, num_params=3, stride=2), (5, 4, 8, 8)),
         (lambda: TunableLinear(4, 6, num_params=3), (5, 7, 4)),
@@ -180,28 +180,14 @@ def test_tunable_parameter_shared_and_per_sample():
     assert TunableParameter((3, 5), num_params=2).shape == (3, 5)
 
 
-def test_context_params_and_nesting():
-    layer = TunableLinear(3, 2, num_params=2)
-    x = torch.randn(1, 3)
-    assert current_params() is None
-    with tunable_params([0.2, 0.8]):
-        a = layer(x)
-        with tunable_params([1.0, 0.0]):
-            b = layer(x)
-        c = layer(x)
-    assert current_params() is None
-    torch.testing.assert_close(a, layer(x, [0.2, 0.8]))
-    torch.testing.assert_close(b, layer(x, [1.0, 0.0]))
-    torch.testing.assert_close(a, c)
-
-
 @pytest.mark.parametrize(
     "p,msg",
     [
         ([0.5], "expected 2"),
         ([[0.5, 0.5, 0.1]], "expected 2"),
         (torch.rand(3, 2), "3 rows"),
-        (torch.rand(2, 2, 2), "shape"),
+        (torch.rand(2, 2, 2, 2, 2), "shape"),
+        (torch.rand(3, 2, 4, 4), "3 rows"),
         ([0.5, 1.5], r"\[0, 1\]"),
         ([-0.1, 0.5], r"\[0, 1\]"),
         ([float("nan"), 0.5], "NaN"),
@@ -215,8 +201,8 @@ def test_bad_params_raise_clear_errors(p, msg):
 
 
 def test_missing_params_error():
-    with pytest.raises(InvalidParamsError, match="tunable_params"):
-        TunableConv2d(3, 3, 3, num_params=2)(torch.randn(1, 3, 8, 8))
+    with pytest.raises(InvalidParamsError, match=r"layer\(x, p\)"):
+        TunableConv2d(3, 3, 3, num_params=2)(torch.randn(1, 3, 8, 8), None)
 
 
 def test_invalid_construction():
@@ -233,3 +219,72 @@ def test_to_plain_matches_layer():
     x = torch.randn(1, 4, 7, 7)
     p = torch.tensor([0.3, 0.6])
     torch.testing.assert_close(layer.to_plain(p)(x), layer(x, p), atol=1e-5, rtol=1e-5)
+
+
+# -- knob domains -------------------------------------------------------------------------
+@pytest.mark.parametrize("mapping", ["identity", "affine"])
+def test_cube_starts_p_independent_and_each_knob_has_its_own_direction(mapping):
+    layer = TunableConv2d(3, 4, 3, num_params=2, padding=1, mapping=mapping, domain="cube")
+    assert layer.weight.shape[0] == 3  # base + one direction per knob
+    assert torch.count_nonzero(layer.weight[1:]) == 0
+    x = torch.randn(2, 3, 6, 6)
+    corners = [[0.0, 0.0], [1.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    ref = layer(x, corners[0])
+    for c in corners[1:]:
+        torch.testing.assert_close(layer(x, c), ref)
+    with torch.no_grad():
+        layer.weight[1:].normal_()
+    outs = [layer(x, c) for c in corners]
+    for i in range(len(outs)):
+        for j in range(i + 1, len(outs)):
+            assert (outs[i] - outs[j]).abs().max() > 1e-3
+    # W(p) = W_0 + sum_i p_i dW_i for the identity map
+    if mapping == "identity":
+        w = layer.weight[0] + 0.3 * layer.weight[1] + 0.8 * layer.weight[2]
+        bias = layer.bias[0] + 0.3 * layer.bias[1] + 0.8 * layer.bias[2]
+        torch.testing.assert_close(layer(x, [0.3, 0.8]), F.conv2d(x, w, bias, padding=1), atol=1e-5, rtol=1e-5)
+
+
+def test_simplex_affine_init_sums_to_one_and_cube_map_starts_at_one_p():
+    pm = ParamMap(3, 2, "affine", "simplex")
+    p = torch.rand(5, 3)
+    torch.testing.assert_close(pm(p).sum(-1), torch.ones(5))
+    cube = ParamMap(2, 1, "affine", "cube")
+    torch.testing.assert_close(cube(torch.tensor([0.3, 0.9])), torch.tensor([1.0, 0.3, 0.9]))
+    with pytest.raises(ValueError, match="domain"):
+        ParamMap(2, 1, "affine", "sphere")
+
+
+# -- knob maps per pixel ----------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [
+    TunableConv2d(3, 4, 3, num_params=2, padding=1, expansion=2),
+    TunableConv2d(3, 4, 3, num_params=2, stride=2, padding=1, domain="cube"),
+    TunableConvTranspose2d(3, 4, 2, num_params=2, stride=2),
+], ids=["conv", "strided-cube", "transposed"])
+def test_layer_map_constant_equals_shared_and_pixels_follow_their_p(layer):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        layer.weight.normal_()
+        layer.bias.normal_()
+    x = torch.randn(2, 3, 8, 8)
+    pa, pb = torch.tensor([0.9, 0.2]), torch.tensor([0.1, 0.6])
+    torch.testing.assert_close(layer(x, pa[:, None, None].expand(2, 8, 8)), layer(x, pa), atol=1e-5, rtol=1e-5)
+    # per-sample maps: each sample follows its own constant map
+    pm = torch.stack([pa[:, None, None].expand(2, 8, 8), pb[:, None, None].expand(2, 8, 8)])
+    y = layer(x, pm)
+    torch.testing.assert_close(y[1:], layer(x[1:], pb), atol=1e-5, rtol=1e-5)
+
+
+def test_linear_map_channels_last():
+    lin = TunableLinear(5, 3, num_params=2)
+    with torch.no_grad():
+        lin.weight.normal_()
+    x = torch.randn(2, 4, 6, 5)
+    pa = torch.tensor([0.7, 0.3])
+    torch.testing.assert_close(lin(x, pa[:, None, None].expand(2, 4, 6)), lin(x, pa), atol=1e-5, rtol=1e-5)
+
+
+def test_tunable_parameter_refuses_maps():
+    tp = TunableParameter((4,), num_params=2)
+    with pytest.raises(InvalidParamsError, match="shape"):
+        tp(torch.rand(2, 3, 3))

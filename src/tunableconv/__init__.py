@@ -18,7 +18,6 @@ from .nn import (
     TunableModel,
     TunableParameter,
     make_tunable,
-    tunable_params,
 )
 
 __all__ = [
@@ -33,5 +32,4 @@ __all__ = [
     "TunableParameter",
     "TunableModel",
     "make_tunable",
-    "tunable_params",
 ]

@@ -2,8 +2,10 @@
 
 What exports:
 
-- ``torch.export``: shared p ``(P,)`` and per-sample p ``(B, P)``; batch, height and width may
-  be dynamic.
+- ``torch.export``: shared p ``(P,)`` with dynamic batch, height and width. Per-sample p
+  ``(B, P)``: dynamic for the hand-written explicit layers; for models made with
+  :func:`~tunableconv.nn.make_tunable` the shapes are **fixed** to the example's (batch,
+  height, width: ``torch.func.vmap`` specialises them) — export the shared-p graph to deploy.
 - ONNX (via ``torch.onnx.export(..., dynamo=True)``): shared p ``(P,)`` with dynamic batch,
   height and width — the deployment path (weights are mixed inside the graph, then one
   ordinary Conv per layer runs). Per-sample p exports only for a **fixed** batch size: the
@@ -36,13 +38,22 @@ def example_inputs(num_params: int, batch: int = 1, channels: int = 3, height: i
 
 
 def export_program(model: nn.Module, num_params: int, *, per_sample: bool = False, dynamic: bool = True,
-                   channels: int = 3, height: int = 64, width: int = 64) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``model(x, p)``; batch/height/width dynamic unless ``dynamic=False``."""
-    x, p = example_inputs(num_params, 2, channels, height, width, per_sample)
+                   channels: int = 3, height: int = 64, width: int = 64, batch: int = 2) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model(x, p)``; batch/height/width dynamic unless ``dynamic=False``.
+
+    A converted model (:class:`~tunableconv.nn.TunableModel`) with ``per_sample=True`` exports
+    with the example's fixed shapes (``batch`` x channels x height x width).
+    """
+    from .nn import TunableModel
+
+    x, p = example_inputs(num_params, batch, channels, height, width, per_sample)
     shapes = None
     if dynamic:
         b, h, w = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim.AUTO, torch.export.Dim.AUTO
-        shapes = {"x": {0: b, 2: h, 3: w}, "p": {0: b} if per_sample else None}
+        if per_sample and isinstance(model, TunableModel):
+            shapes = None  # vmap specialises every dimension
+        else:
+            shapes = {"x": {0: b, 2: h, 3: w}, "p": {0: b} if per_sample else None}
     return torch.export.export(model.eval(), (x, p), dynamic_shapes=shapes)
 
 
@@ -52,7 +63,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_params: int, *, c
 
     Args:
         per_sample_batch: None (default) exports shared p ``(P,)`` with dynamic B, H, W;
-            an integer B exports per-sample p ``(B, P)`` for that fixed batch size.
+            an integer B exports per-sample p ``(B, P)`` for that fixed batch size (and, for a
+            converted :class:`~tunableconv.nn.TunableModel`, the fixed ``height`` x ``width``).
     """
     try:
         import onnxscript  # noqa: F401  (needed by the dynamo ONNX exporter)
@@ -65,8 +77,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_params: int, *, c
         shapes = {"x": {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},
                   "p": None}
     else:
+        from .nn import TunableModel
+
         x, p = example_inputs(num_params, per_sample_batch, channels, height, width, per_sample=True)
         shapes = {"x": {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}, "p": None}
+        if isinstance(model, TunableModel):  # vmap specialises every dimension: say so, fixed shapes
+            shapes = None
     torch.onnx.export(model, (x, p), str(path), input_names=["x", "p"], output_names=["y"], dynamo=True,
                       dynamic_shapes=shapes, verbose=False)
     return path

@@ -1,19 +1,25 @@
-"""Tunable layers (depends on torch alone).
+"""Tunable layers and model conversion (depends on torch alone).
 
 - :class:`TunableConv2d`, :class:`TunableConvTranspose2d`, :class:`TunableLinear`,
-  :class:`TunableParameter`: K = P·E weight sets mixed by aggregation weights from p.
-- :class:`ParamMap`: the p -> aggregation-weights map (``"identity"`` or ``"affine"``).
-- :func:`tunable_params`: carry p to every tunable layer of a model (thread-safe).
-- :func:`make_tunable` / :class:`TunableModel`: convert an existing model, call it as
-  ``model(x, p)``.
-- :mod:`tunableconv.nn.functional`: the functional forms.
+  :class:`TunableParameter`: explicit layers, ``layer(x, p)``, K weight sets mixed by
+  aggregation weights from p — for models you write yourself.
+- :func:`make_tunable` / :class:`TunableModel`: make every parameter of an existing model
+  tunable and call it as ``model(x, p)`` (p substituted with ``torch.func.functional_call``;
+  per sample under ``vmap``; knob maps per layer); ``conversion_report()``, ``freeze(p)``,
+  ``sweep(x, ps)``.
+- :class:`ParamMap`: the p -> aggregation-weights map (``"identity"`` or ``"affine"``) on a
+  knob domain (``"simplex"`` or ``"cube"``).
+- :mod:`tunableconv.nn.params`: the accepted shapes of p (shared, per sample, knob maps)
+  and their validation; :mod:`tunableconv.nn.trunk`: sweeps with a p-independent trunk;
+  :mod:`tunableconv.nn.functional`: the functional forms.
 """
 
 from . import functional
-from .convert import TunableModel, make_tunable
+from .convert import ConversionEntry, ConversionReport, TunableModel, TunableSlot, make_tunable
 from .layers import TunableConv2d, TunableConvTranspose2d, TunableLinear, TunableParameter
-from .mapping import ParamMap, affine_init
-from .params import as_params, check_params, current_params, tunable_params
+from .mapping import ParamMap, affine_init, num_weight_sets
+from .params import DOMAINS, as_params, check_domain, check_params, params_kind, resample_map
+from .trunk import sweep_outputs
 
 __all__ = [
     "functional",
@@ -23,10 +29,17 @@ __all__ = [
     "TunableParameter",
     "ParamMap",
     "affine_init",
+    "num_weight_sets",
     "TunableModel",
+    "TunableSlot",
+    "ConversionEntry",
+    "ConversionReport",
     "make_tunable",
-    "tunable_params",
-    "current_params",
     "check_params",
+    "check_domain",
     "as_params",
+    "params_kind",
+    "resample_map",
+    "sweep_outputs",
+    "DOMAINS",
 ]

@@ -1,9 +1,14 @@
 """Tunable layers: P·E weight sets in one tensor, mixed by aggregation weights from p.
 
-Every layer is called as ``layer(x, p)`` or, inside :func:`~tunableconv.nn.tunable_params`,
-as ``layer(x)``. p has shape ``(P,)`` (shared by the batch: weights are mixed once and one
-ordinary op runs) or ``(B, P)`` (per sample: batch-as-groups op). See
-:mod:`tunableconv.nn.functional` for the maths.
+Every layer is called as ``layer(x, p)`` with p explicit. p has shape ``(P,)`` (shared by the
+batch: weights are mixed once and one ordinary op runs), ``(B, P)`` (per sample:
+batch-as-groups op) or, for the spatial layers, a knob map ``(P, H, W)`` / ``(B, P, H, W)``
+(the op once per weight set, outputs mixed per pixel; the map is resampled to the output
+size). See :mod:`tunableconv.nn.functional` for the maths and :mod:`tunableconv.nn.params`
+for the shapes. ``domain="cube"`` gives P independent knobs (K = 1 + P·E weight sets: a base
+and one direction per knob, see :mod:`tunableconv.nn.mapping`).
+
+For models you did not write, use :func:`tunableconv.nn.make_tunable` instead.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from torch.nn.modules.utils import _pair
 from ..errors import InvalidParamsError
 from . import functional as TF
 from .mapping import MappingKind, ParamMap
-from .params import ParamsLike, check_params, current_params
+from .params import ParamsLike, check_params, map_to_channels_last
 
 
 class _TunableMixin:
-    """Shared logic: resolving p and turning it into aggregation weights."""
+    """Shared logic: validating p and turning it into aggregation weights."""
 
     param_map: ParamMap
 
@@ -37,34 +42,37 @@ class _TunableMixin:
     def num_weight_sets(self) -> int:
         return self.param_map.num_weights
 
-    def aggregation_weights(self, p: ParamsLike | None = None, batch_size: int | None = None) -> Tensor:
-        """Aggregation weights ``(K,)`` or ``(B, K)`` for ``p`` (or the context's p)."""
+    @property
+    def domain(self) -> str:
+        return self.param_map.domain
+
+    def aggregation_weights(self, p: ParamsLike | None, batch_size: int | None = None, allow_map: bool = False) -> Tensor:
+        """Aggregation weights ``(K,)``, ``(B, K)`` or, for a knob map, ``(B, K, H, W)``."""
         if p is None:
-            p = current_params()
-            if p is None:
-                raise InvalidParamsError(
-                    f"{type(self).__name__} needs interactive parameters: call layer(x, p) "
-                    "or run it inside `with tunable_params(p):`"
-                )
-            if p.shape[-1] != self.num_params:
-                raise InvalidParamsError(
-                    f"{type(self).__name__} has {self.num_params} interactive parameter(s), p has {p.shape[-1]}"
-                )
-            if p.dim() == 2 and batch_size is not None and p.shape[0] != batch_size:
-                raise InvalidParamsError(f"per-sample p has {p.shape[0]} rows but the batch has {batch_size} samples")
-        else:
-            p = check_params(p, self.num_params, batch_size)
-        return self.param_map(p.to(device=self.weight.device))  # type: ignore[attr-defined]
+            raise InvalidParamsError(f"{type(self).__name__} needs interactive parameters: call it as layer(x, p)")
+        p = check_params(p, self.num_params, batch_size, allow_map=allow_map)
+        p = p.to(device=self.weight.device)  # type: ignore[attr-defined]
+        if p.dim() <= 2:
+            return self.param_map(p)
+        if p.dim() == 3:
+            p = p.unsqueeze(0)
+        return self.param_map(map_to_channels_last(p)).permute(0, 3, 1, 2)
 
 
-def _init_like_torch(weight_sets: Tensor, bias_sets: Tensor | None) -> None:
+def _init_like_torch(weight_sets: Tensor, bias_sets: Tensor | None, domain: str = "simplex") -> None:
     """Initialise each weight set as the matching torch layer initialises its weight.
 
     torch uses kaiming_uniform(a=sqrt(5)) on the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    on the bias, with fan_in computed on one weight (not on the stacked tensor).
+    on the bias, with fan_in computed on one weight (not on the stacked tensor). On the cube
+    only the base (set 0) is initialised so; the knob directions start at zero.
     """
     with torch.no_grad():
-        for k in range(weight_sets.shape[0]):
+        sets = 1 if domain == "cube" else weight_sets.shape[0]
+        if domain == "cube":
+            weight_sets[1:].zero_()
+            if bias_sets is not None:
+                bias_sets[1:].zero_()
+        for k in range(sets):
             nn.init.kaiming_uniform_(weight_sets[k], a=math.sqrt(5))
             if bias_sets is not None:
                 fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight_sets[k])
@@ -72,12 +80,22 @@ def _init_like_torch(weight_sets: Tensor, bias_sets: Tensor | None) -> None:
                 nn.init.uniform_(bias_sets[k], -bound, bound)
 
 
-def _fill_from(layer: nn.Module, plain: nn.Module) -> nn.Module:
-    """Copy a plain layer's weight and bias into every weight set of ``layer``."""
+def fill_sets(sets: Tensor, value: Tensor, domain: str) -> None:
+    """Start weight sets from a plain tensor: every set a copy (simplex), or base = value and
+    directions = 0 (cube). Either way the layer computes ``value``'s op for every p."""
     with torch.no_grad():
-        layer.weight.copy_(plain.weight.unsqueeze(0).expand_as(layer.weight))
-        if plain.bias is not None:
-            layer.bias.copy_(plain.bias.unsqueeze(0).expand_as(layer.bias))
+        if domain == "cube":
+            sets[0].copy_(value)
+            sets[1:].zero_()
+        else:
+            sets.copy_(value.unsqueeze(0).expand_as(sets))
+
+
+def _fill_from(layer: nn.Module, plain: nn.Module) -> nn.Module:
+    """Copy a plain layer's weight and bias into ``layer``'s weight sets (see :func:`fill_sets`)."""
+    fill_sets(layer.weight, plain.weight, layer.domain)
+    if plain.bias is not None:
+        fill_sets(layer.bias, plain.bias, layer.domain)
     return layer
 
 
@@ -106,9 +124,12 @@ class TunableConv2d(_TunableMixin, nn.Module):
         num_params: P, the number of interactive parameters.
         mapping: ``"affine"`` (learned, default) or ``"identity"``.
         expansion: E weight sets per parameter (affine map only).
+        domain: ``"simplex"`` (P objectives mixed, K = P·E) or ``"cube"`` (P independent
+            knobs, K = 1 + P·E).
 
     Shapes:
-        x ``(B, C_in, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H', W')``.
+        x ``(B, C_in, H, W)``, p ``(P,)``, ``(B, P)``, ``(P, H, W)`` or ``(B, P, H, W)``
+        -> ``(B, C_out, H', W')``.
         ``weight``: ``(K, C_out, C_in/groups, kh, kw)``; ``bias``: ``(K, C_out)``.
     """
 
@@ -126,6 +147,7 @@ class TunableConv2d(_TunableMixin, nn.Module):
         padding_mode: str = "zeros",
         mapping: MappingKind = "affine",
         expansion: int = 1,
+        domain: str = "simplex",
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -145,28 +167,29 @@ class TunableConv2d(_TunableMixin, nn.Module):
         self.dilation = _pair(dilation)
         self.groups = groups
         self.padding_mode = padding_mode
-        self.param_map = ParamMap(num_params, expansion, mapping)
+        self.param_map = ParamMap(num_params, expansion, mapping, domain)
         k = self.param_map.num_weights
         self.weight = nn.Parameter(torch.empty(k, out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(k, out_channels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        _init_like_torch(self.weight, self.bias)
+        _init_like_torch(self.weight, self.bias, self.domain)
         self.param_map.reset_parameters()
 
-    def forward(self, x: Tensor, p: ParamsLike | None = None) -> Tensor:
-        agg = self.aggregation_weights(p, x.shape[0])
+    def forward(self, x: Tensor, p: ParamsLike) -> Tensor:
+        agg = self.aggregation_weights(p, x.shape[0], allow_map=True)
         return TF.tunable_conv2d(
             x, self.weight, self.bias, agg, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
         )
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, num_params: int, mapping: MappingKind = "affine", expansion: int = 1) -> "TunableConv2d":
-        """A tunable layer whose every weight set is a copy of ``conv``'s weight."""
+    def from_conv(cls, conv: nn.Conv2d, num_params: int, mapping: MappingKind = "affine", expansion: int = 1,
+                  domain: str = "simplex") -> "TunableConv2d":
+        """A tunable layer that computes ``conv`` for every p (see :func:`fill_sets`)."""
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, num_params, conv.stride, conv.padding,
-            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, mapping, expansion,
+            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, mapping, expansion, domain,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
         return _fill_from(layer, conv)
 
@@ -219,6 +242,7 @@ class TunableConvTranspose2d(_TunableMixin, nn.Module):
         dilation=1,
         mapping: MappingKind = "affine",
         expansion: int = 1,
+        domain: str = "simplex",
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -231,32 +255,33 @@ class TunableConvTranspose2d(_TunableMixin, nn.Module):
         self.output_padding = _pair(output_padding)
         self.dilation = _pair(dilation)
         self.groups = groups
-        self.param_map = ParamMap(num_params, expansion, mapping)
+        self.param_map = ParamMap(num_params, expansion, mapping, domain)
         k = self.param_map.num_weights
         self.weight = nn.Parameter(torch.empty(k, in_channels, out_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(k, out_channels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        _init_like_torch(self.weight, self.bias)
+        _init_like_torch(self.weight, self.bias, self.domain)
         self.param_map.reset_parameters()
 
-    def forward(self, x: Tensor, p: ParamsLike | None = None) -> Tensor:
-        agg = self.aggregation_weights(p, x.shape[0])
+    def forward(self, x: Tensor, p: ParamsLike) -> Tensor:
+        agg = self.aggregation_weights(p, x.shape[0], allow_map=True)
         return TF.tunable_conv_transpose2d(
             x, self.weight, self.bias, agg, self.stride, self.padding, self.output_padding, self.groups, self.dilation
         )
 
     @classmethod
     def from_conv(
-        cls, conv: nn.ConvTranspose2d, num_params: int, mapping: MappingKind = "affine", expansion: int = 1
+        cls, conv: nn.ConvTranspose2d, num_params: int, mapping: MappingKind = "affine", expansion: int = 1,
+        domain: str = "simplex",
     ) -> "TunableConvTranspose2d":
-        """A tunable layer whose every weight set is a copy of ``conv``'s weight."""
+        """A tunable layer that computes ``conv`` for every p (see :func:`fill_sets`)."""
         if conv.padding_mode != "zeros":
             raise ValueError("ConvTranspose2d only supports padding_mode='zeros'")
         layer = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, num_params, conv.stride, conv.padding,
-            conv.output_padding, conv.groups, conv.bias is not None, conv.dilation, mapping, expansion,
+            conv.output_padding, conv.groups, conv.bias is not None, conv.dilation, mapping, expansion, domain,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
         return _fill_from(layer, conv)
 
@@ -281,7 +306,8 @@ class TunableLinear(_TunableMixin, nn.Module):
 
     Shapes:
         shared p ``(P,)``: x ``(*, in)`` -> ``(*, out)``;
-        per-sample p ``(B, P)``: x ``(B, *, in)`` -> ``(B, *, out)``.
+        per-sample p ``(B, P)``: x ``(B, *, in)`` -> ``(B, *, out)``;
+        knob map ``(B, P, H, W)``: x ``(B, H, W, in)`` (channels last) -> ``(B, H, W, out)``.
         ``weight``: ``(K, out, in)``; ``bias``: ``(K, out)``.
     """
 
@@ -293,28 +319,30 @@ class TunableLinear(_TunableMixin, nn.Module):
         bias: bool = True,
         mapping: MappingKind = "affine",
         expansion: int = 1,
+        domain: str = "simplex",
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.param_map = ParamMap(num_params, expansion, mapping)
+        self.param_map = ParamMap(num_params, expansion, mapping, domain)
         k = self.param_map.num_weights
         self.weight = nn.Parameter(torch.empty(k, out_features, in_features))
         self.bias = nn.Parameter(torch.empty(k, out_features)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        _init_like_torch(self.weight, self.bias)
+        _init_like_torch(self.weight, self.bias, self.domain)
         self.param_map.reset_parameters()
 
-    def forward(self, x: Tensor, p: ParamsLike | None = None) -> Tensor:
-        agg = self.aggregation_weights(p, x.shape[0] if x.dim() > 1 else None)
+    def forward(self, x: Tensor, p: ParamsLike) -> Tensor:
+        agg = self.aggregation_weights(p, x.shape[0] if x.dim() > 1 else None, allow_map=x.dim() == 4)
         return TF.tunable_linear(x, self.weight, self.bias, agg)
 
     @classmethod
-    def from_linear(cls, lin: nn.Linear, num_params: int, mapping: MappingKind = "affine", expansion: int = 1) -> "TunableLinear":
-        """A tunable layer whose every weight set is a copy of ``lin``'s weight."""
-        layer = cls(lin.in_features, lin.out_features, num_params, lin.bias is not None, mapping, expansion).to(
+    def from_linear(cls, lin: nn.Linear, num_params: int, mapping: MappingKind = "affine", expansion: int = 1,
+                    domain: str = "simplex") -> "TunableLinear":
+        """A tunable layer that computes ``lin`` for every p (see :func:`fill_sets`)."""
+        layer = cls(lin.in_features, lin.out_features, num_params, lin.bias is not None, mapping, expansion, domain).to(
             device=lin.weight.device, dtype=lin.weight.dtype
         )
         return _fill_from(layer, lin)
@@ -340,8 +368,9 @@ class TunableParameter(_TunableMixin, nn.Module):
         init: the initial value ``(*S)`` (copied into every set) or a shape.
         num_params, mapping, expansion: as the other tunable layers.
 
-    Call ``param(p)`` (or ``param()`` inside :func:`tunable_params`): returns ``(*S)`` for a
-    shared p and ``(B, *S)`` for a per-sample p — the caller broadcasts the leading B.
+    Call ``param(p)``: returns ``(*S)`` for a shared p and ``(B, *S)`` for a per-sample p —
+    the caller broadcasts the leading B. A bare tensor has no spatial layout, so knob maps
+    are refused here (for a converted model, :func:`make_tunable` handles maps per layer).
     """
 
     def __init__(
@@ -350,9 +379,10 @@ class TunableParameter(_TunableMixin, nn.Module):
         num_params: int,
         mapping: MappingKind = "affine",
         expansion: int = 1,
+        domain: str = "simplex",
     ) -> None:
         super().__init__()
-        self.param_map = ParamMap(num_params, expansion, mapping)
+        self.param_map = ParamMap(num_params, expansion, mapping, domain)
         k = self.param_map.num_weights
         if isinstance(init, Tensor):
             data = init.detach().clone().unsqueeze(0).repeat((k,) + (1,) * init.dim())
@@ -364,7 +394,7 @@ class TunableParameter(_TunableMixin, nn.Module):
     def shape(self) -> torch.Size:
         return self.weight.shape[1:]
 
-    def forward(self, p: ParamsLike | None = None) -> Tensor:
+    def forward(self, p: ParamsLike) -> Tensor:
         return TF.mix(self.weight, self.aggregation_weights(p))
 
     def extra_repr(self) -> str:
