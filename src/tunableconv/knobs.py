@@ -1,0 +1,318 @@
+r"""The knob space of a model: what its p means, stored in every model file.
+
+Vocabulary (used the same way everywhere in tunableconv):
+
+- **p**: the interactive parameters, a vector in [0, 1]^P that the network takes as input.
+- **knob**: one coordinate of p, with a name and a description (``fidelity``, ``deblur``).
+- **domain**: ``"simplex"`` — p mixes P objectives (Σ p = 1 is the intended use) — or
+  ``"cube"`` — P independent knobs in [0, 1]^P.
+- **slider**: a named 1-D path s ∈ [0, 1] ↦ p(s) = start + s·(end − start), e.g. the
+  denoiser's ``strength``: p = (s, 1 − s). A slider may carry a **calibration**, a monotone
+  piecewise-linear map u ↦ s that makes equal moves of the user's slider u change the image
+  by about equal amounts (``tunableconv calibrate``); ``--raw`` skips it.
+- On the cube each knob may carry its own calibration (along its axis, the other knobs at
+  their defaults).
+
+Besides the knobs, a knob space records what a runner needs: the **scale** factor (1 for
+restoration at the same size, 4 for ×4 super-resolution), whether **tiled inference is
+exact** (a finite receptive field; instance norm or global pooling make it inexact), the
+receptive-field radius in input pixels when known, and the **colour** space.
+
+Stored as JSON under the ``knob_space`` key of the model file's metadata (format
+``tunableconv-model/2``). Files of format 1 (the first shipped denoisers) have no such key;
+:meth:`KnobSpace.from_model_info` derives their knob space from the old fields (knob list,
+``info["strength"]``, ``info["calibration"]``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import InputError, InvalidParamsError
+
+DOMAINS = ("simplex", "cube")
+DEFAULT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _fail(where: str, field_name: str, why: str) -> InputError:
+    return InputError(f"{where}: knob_space.{field_name} {why}")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone piecewise-linear map from the user's slider u to the raw value s (both in [0, 1])."""
+
+    slider: tuple[float, ...]
+    raw: tuple[float, ...]
+
+    def __call__(self, u: float) -> float:
+        return float(np.interp(u, self.slider, self.raw))
+
+    def inverse(self, s: float) -> float:
+        return float(np.interp(s, self.raw, self.slider))
+
+    def to_dict(self) -> dict:
+        return {"slider": list(self.slider), "raw": list(self.raw)}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "model file", field_name: str = "calibration") -> "Calibration":
+        if not isinstance(d, Mapping) or "slider" not in d or "raw" not in d:
+            raise _fail(where, field_name, "must be an object with 'slider' and 'raw' lists")
+        u, s = d["slider"], d["raw"]
+        ok = (isinstance(u, list) and isinstance(s, list) and len(u) == len(s) >= 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in u + s))
+        if not ok:
+            raise _fail(where, field_name, "must hold two equally long lists (>= 2) of finite numbers")
+        if u[0] != 0 or u[-1] != 1 or any(b < a for a, b in zip(u, u[1:])) or any(b < a for a, b in zip(s, s[1:])):
+            raise _fail(where, field_name, "must be non-decreasing, the slider from 0 to 1")
+        if min(s) < 0 or max(s) > 1:
+            raise _fail(where, field_name, "raw values must lie in [0, 1]")
+        return cls(tuple(float(v) for v in u), tuple(float(v) for v in s))
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One coordinate of p."""
+
+    name: str
+    description: str = ""
+    calibration: Calibration | None = None  # cube only: along this knob's axis
+
+    def to_dict(self) -> dict:
+        d: dict = {"name": self.name, "description": self.description}
+        if self.calibration is not None:
+            d["calibration"] = self.calibration.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class Slider:
+    """A named 1-D path through the knob space, p(s) = start + s·(end − start)."""
+
+    name: str
+    start: tuple[float, ...]
+    end: tuple[float, ...]
+    description: str = ""
+    calibration: Calibration | None = None
+
+    def raw(self, u: float, calibrated: bool = True) -> float:
+        """The raw position s on the path for the user's slider value u."""
+        return self.calibration(u) if calibrated and self.calibration is not None else float(u)
+
+    def p(self, u: float, calibrated: bool = True) -> list[float]:
+        s = self.raw(u, calibrated)
+        return [a + s * (b - a) for a, b in zip(self.start, self.end)]
+
+    def to_dict(self) -> dict:
+        d: dict = {"name": self.name, "description": self.description, "start": list(self.start), "end": list(self.end)}
+        if self.calibration is not None:
+            d["calibration"] = self.calibration.to_dict()
+        return d
+
+
+@dataclass
+class KnobSpace:
+    """Everything a runner needs to know about a model's p (see the module docstring)."""
+
+    knobs: list[Knob]
+    domain: str = "simplex"
+    default: list[float] | None = None
+    sliders: list[Slider] = field(default_factory=list)
+    scale: int = 1
+    tiling_exact: bool = True
+    receptive_field: int | None = None
+    color: str = "rgb"
+
+    def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {DOMAINS}, got {self.domain!r}")
+        if self.default is None:
+            n = len(self.knobs)
+            self.default = [1.0 / n] * n if self.domain == "simplex" and n else [1.0] * n
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def num_params(self) -> int:
+        return len(self.knobs)
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.knobs]
+
+    def slider(self, name: str) -> Slider:
+        for s in self.sliders:
+            if s.name == name:
+                return s
+        have = ", ".join(s.name for s in self.sliders) or "none"
+        raise InvalidParamsError(f"this model has no slider {name!r} (sliders: {have})")
+
+    @property
+    def main_slider(self) -> Slider | None:
+        """The first named slider (the one a simple UI shows), if any."""
+        return self.sliders[0] if self.sliders else None
+
+    # -- p from what a user gives -------------------------------------------------------------
+    def resolve(
+        self,
+        p: Sequence[float] | None = None,
+        *,
+        knobs: Mapping[str, float] | None = None,
+        slider: tuple[str, float] | None = None,
+        calibrated: bool = True,
+    ) -> Tensor:
+        """p ``(P,)`` from raw values, named knob values (others at their defaults), or a slider.
+
+        On the cube, named knob values go through each knob's calibration unless ``calibrated``
+        is False. Raises :class:`InvalidParamsError` (one line) on bad input.
+        """
+        given = sum(x is not None for x in (p, knobs, slider))
+        if given > 1:
+            raise InvalidParamsError("give the knobs one way: raw p, named knob values or a slider")
+        if self.num_params == 0:
+            if given:
+                raise InvalidParamsError("this model has no knobs")
+            return torch.zeros(0)
+        if p is not None:
+            values = [float(v) for v in p]
+            if len(values) != self.num_params:
+                raise InvalidParamsError(f"this model has {self.num_params} knobs ({', '.join(self.names)}), got {len(values)} value(s)")
+        elif knobs is not None:
+            values = list(self.default or [])
+            for name, v in knobs.items():
+                if name not in self.names:
+                    raise InvalidParamsError(f"unknown knob {name!r}; knobs: {', '.join(self.names)}")
+                _unit(v, name)
+                i = self.names.index(name)
+                cal = self.knobs[i].calibration
+                values[i] = cal(float(v)) if calibrated and cal is not None and self.domain == "cube" else float(v)
+        elif slider is not None:
+            name, u = slider
+            _unit(u, name)
+            values = self.slider(name).p(float(u), calibrated)
+        else:
+            values = list(self.default or [])
+        for name, v in zip(self.names, values):
+            _unit(v, name)
+        return torch.tensor(values, dtype=torch.float32)
+
+    # -- evaluation grids -------------------------------------------------------------------
+    def grid(self, values: Sequence[float] = DEFAULT_GRID) -> Tensor:
+        """Settings to evaluate, ``(N, P)``.
+
+        Cube: every knob on ``values`` (the product). Simplex: the points of the simplex whose
+        coordinates lie on ``values`` and sum to 1 (P = 2: (s, 1 − s) for s in ``values``, in
+        that order).
+        """
+        vals = sorted({float(v) for v in values})
+        if any(not 0 <= v <= 1 for v in vals):
+            raise InvalidParamsError("grid values must lie in [0, 1]")
+        if self.num_params == 0:
+            return torch.zeros(1, 0)
+        if self.domain == "cube":
+            return torch.tensor(list(itertools.product(vals, repeat=self.num_params)), dtype=torch.float32)
+        if self.num_params == 2:
+            return torch.tensor([[v, 1.0 - v] for v in [float(x) for x in values]], dtype=torch.float32)
+        pts = [c for c in itertools.product(vals, repeat=self.num_params) if abs(sum(c) - 1) < 1e-6]
+        return torch.tensor(pts, dtype=torch.float32)
+
+    # -- storage -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "knobs": [k.to_dict() for k in self.knobs], "domain": self.domain, "default": list(self.default or []),
+            "sliders": [s.to_dict() for s in self.sliders], "scale": self.scale, "tiling_exact": self.tiling_exact,
+            "receptive_field": self.receptive_field, "color": self.color,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "model file") -> "KnobSpace":
+        """Validate and parse; every problem is an :class:`InputError` naming ``where`` and the field."""
+        if not isinstance(d, Mapping):
+            raise _fail(where, "", "must be a JSON object")
+        knobs_raw = d.get("knobs", [])
+        if not isinstance(knobs_raw, list):
+            raise _fail(where, "knobs", "must be a list")
+        knobs = []
+        for i, k in enumerate(knobs_raw):
+            if not isinstance(k, Mapping) or not isinstance(k.get("name"), str) or not k["name"]:
+                raise _fail(where, f"knobs[{i}]", "must be an object with a non-empty 'name'")
+            desc = k.get("description", "")
+            if not isinstance(desc, str):
+                raise _fail(where, f"knobs[{i}].description", "must be a string")
+            cal = Calibration.from_dict(k["calibration"], where, f"knobs[{i}].calibration") if k.get("calibration") else None
+            knobs.append(Knob(k["name"], desc, cal))
+        if len({k.name for k in knobs}) != len(knobs):
+            raise _fail(where, "knobs", "has duplicate names")
+        n = len(knobs)
+        domain = d.get("domain", "simplex")
+        if domain not in DOMAINS:
+            raise _fail(where, "domain", f"must be one of {', '.join(DOMAINS)}, got {domain!r}")
+        default = d.get("default")
+        if default is not None and not _unit_vector(default, n):
+            raise _fail(where, "default", f"must be a list of {n} numbers in [0, 1]")
+        sliders = []
+        for i, s in enumerate(d.get("sliders", []) or []):
+            if not isinstance(s, Mapping) or not isinstance(s.get("name"), str) or not s["name"]:
+                raise _fail(where, f"sliders[{i}]", "must be an object with a non-empty 'name'")
+            for end in ("start", "end"):
+                if not _unit_vector(s.get(end), n):
+                    raise _fail(where, f"sliders[{i}].{end}", f"must be a list of {n} numbers in [0, 1]")
+            cal = Calibration.from_dict(s["calibration"], where, f"sliders[{i}].calibration") if s.get("calibration") else None
+            sliders.append(Slider(s["name"], tuple(map(float, s["start"])), tuple(map(float, s["end"])),
+                                  s.get("description", "") if isinstance(s.get("description", ""), str) else "", cal))
+        scale = d.get("scale", 1)
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale not in (1, 2, 3, 4, 8):
+            raise _fail(where, "scale", f"must be 1, 2, 3, 4 or 8, got {scale!r}")
+        exact = d.get("tiling_exact", True)
+        if not isinstance(exact, bool):
+            raise _fail(where, "tiling_exact", "must be true or false")
+        rf = d.get("receptive_field")
+        if rf is not None and (not isinstance(rf, int) or isinstance(rf, bool) or rf < 0):
+            raise _fail(where, "receptive_field", "must be a non-negative integer or null")
+        color = d.get("color", "rgb")
+        if color not in ("rgb", "gray"):
+            raise _fail(where, "color", f"must be 'rgb' or 'gray', got {color!r}")
+        return cls(knobs, domain, [float(v) for v in default] if default is not None else None, sliders, scale, exact, rf, color)
+
+    @classmethod
+    def from_model_info(cls, info: Any) -> "KnobSpace":
+        """The knob space of a loaded file's :class:`~tunableconv.models.files.ModelInfo`.
+
+        Format 2 files store it; format 1 files (the first shipped denoisers) are migrated:
+        their knob list, the ``strength`` slider p = (s, 1 − s) when ``info["strength"]`` is
+        set, and its ``info["calibration"]``.
+        """
+        where = str(getattr(info, "path", None) or "model file")
+        stored = getattr(info, "knob_space", None)
+        if stored is not None:
+            return cls.from_dict(stored, where)
+        extra = getattr(info, "info", {}) or {}
+        knobs = [Knob(str(k.get("name", f"p{i}")), str(k.get("description", ""))) for i, k in enumerate(info.knobs or [])]
+        if len(knobs) != info.num_params:
+            knobs = [Knob(f"p{i}") for i in range(info.num_params)]
+        sliders = []
+        if extra.get("strength") and info.num_params == 2:
+            cal = extra.get("calibration")
+            sliders.append(Slider("strength", (0.0, 1.0), (1.0, 0.0), "1: remove the noise; 0: keep grain and detail",
+                                  Calibration.from_dict(cal, where, "calibration (format 1)") if cal else None))
+        args = getattr(info, "arguments", {}) or {}
+        scale = int(args.get("upscale", 1)) if isinstance(args.get("upscale", 1), int) else 1
+        default = [1.0, 0.0] if sliders else None
+        return cls(knobs, "simplex", default, sliders, scale if scale in (1, 2, 3, 4, 8) else 1, True, None, "rgb")
+
+
+def _unit(v: Any, name: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+        raise InvalidParamsError(f"{name} must be a number in [0, 1], got {v!r}")
+
+
+def _unit_vector(v: Any, n: int) -> bool:
+    return (isinstance(v, list) and len(v) == n
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x <= 1 for x in v))
