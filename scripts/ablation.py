@@ -30,7 +30,7 @@ One thing changes at a time against ``base`` (the recipe as it is). For each var
 
 Usage::
 
-    python scripts/ablation.py --out results/ablation --runs /work/ablation-runs
+    python scripts/ablation.py --out results/ablation --runs runs/ablation
     python scripts/ablation.py --out results/ablation --variants base,loss-l2,fixed   # a subset
     python scripts/ablation.py --out results/ablation --add "best=task.mix=targets;task.vertex_share=0.2"
     python scripts/ablation.py --out /tmp/abl --base-steps 4 --tiny                     # a smoke run
