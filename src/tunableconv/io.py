@@ -415,11 +415,13 @@ def from_uint8_array(array: np.ndarray) -> torch.Tensor:
     return _dequantize(torch.from_numpy(array), 255).permute(2, 0, 1).contiguous()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Write a file atomically: ``write(file)`` fills a temporary file in the destination
-    folder, which is flushed to disk and renamed over ``path``. On any failure (including
-    KeyboardInterrupt) the temporary file is removed and ``path`` is untouched, so a crash
-    never leaves a partial or broken output. OS errors become one-line :class:`InputError`.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None] | bytes) -> Path:
+    """Write a file atomically: ``write(file)`` (or the given bytes) fills a temporary file in
+    the destination folder, which is flushed to disk, checked to hold every byte written
+    (a full disk or a file-size limit can make writes come up short without an error) and
+    renamed over ``path``. On any failure (including KeyboardInterrupt) the temporary file is
+    removed and ``path`` is untouched, so a crash never leaves a partial or broken output. OS
+    errors become one-line :class:`InputError`.
     """
     path = Path(path)
     folder = path.parent
@@ -439,9 +441,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             raise InputError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
     try:
         with os.fdopen(fd, "wb") as file:
-            write(file)
+            if isinstance(write, (bytes, bytearray)):
+                file.write(write)
+            else:
+                write(file)
+            expected = file.tell()
             file.flush()
             os.fsync(file.fileno())
+            actual = os.fstat(file.fileno()).st_size
+        if actual != expected:
+            raise InputError(f"cannot write {path}: only {actual} of {expected} bytes reached the disk "
+                             "(disk full or a file-size limit?)")
         os.replace(temp, path)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -488,7 +498,11 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 
     elif fmt == "TIFF" and features.check("libtiff"):
         options = {"compression": "tiff_deflate"}
 
-    atomic_write(path, lambda file: pil.save(file, format=fmt, **options))
+    # encode into memory first: Pillow's JPEG/BMP encoders write straight to a file descriptor
+    # and do not notice short writes, so a full disk would go unreported
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt, **options)
+    atomic_write(path, buffer.getvalue())
     return path
 
 
