@@ -501,7 +501,10 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 
     # encode into memory first: Pillow's JPEG/BMP encoders write straight to a file descriptor
     # and do not notice short writes, so a full disk would go unreported
     buffer = io.BytesIO()
-    pil.save(buffer, format=fmt, **options)
+    try:
+        pil.save(buffer, format=fmt, **options)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
     atomic_write(path, buffer.getvalue())
     return path
 
