@@ -442,3 +442,13 @@ def test_two_threads_different_p_do_not_mix():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_batch_coupled_layers_with_per_sample_p_say_what_to_do():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    model = make_tunable(net, 2).train()
+    x, p = torch.rand(4, 3, 8, 8), torch.rand(4, 2)
+    with pytest.raises(RuntimeError, match="per_sample='loop'"):
+        model(x, p)
+    looped = make_tunable(net, 2, per_sample="loop").train()
+    assert looped(x, p).shape == (4, 4, 6, 6)  # one shared-p call per setting: BatchNorm per sub-batch

@@ -279,7 +279,14 @@ class TunableModel(nn.Module):
             out = self._call_shared(method, (first,) + args[1:], kwargs, p_i)
             return tree_map(lambda t: t.squeeze(0) if isinstance(t, Tensor) else t, out)
 
-        return vmap(one, in_dims=(0, 0), randomness="different")(p, args[0])
+        try:
+            return vmap(one, in_dims=(0, 0), randomness="different")(p, args[0])
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RuntimeError(
+                f"per-sample p runs the model under torch.func.vmap, which failed: {first} — layers that mix "
+                "the samples of a batch (BatchNorm in training mode) cannot take per-sample p; use shared p, "
+                "or make_tunable(..., per_sample='loop')") from err
 
     def _run_loop(self, method: str, args: tuple, kwargs: dict, p: Tensor) -> Any:
         """Per-sample p as one shared-p call per distinct setting, results put back in batch order."""
