@@ -1,19 +1,20 @@
-"""``tunableconv eval``: PSNR/SSIM of a denoiser along its strength slider, on noisy test sets.
+"""``tunableconv eval``: any model on its task's protocol, over its knob space.
 
-Writes ``results.json`` (everything), ``results.md`` (tables in the paper's Table-1 layout:
-rows = sigma per dataset, columns = slider values, cells "PSNR to ground truth / PSNR to
-the noise-preservation target"; SSIM; evenness; gap to the reference) and
-``psnr_vs_p.png`` into --out.
-
-Noise is seeded per (seed, dataset, image, sigma): every model and run sees the same noisy
-images. Outputs are clamped to [0, 1] and quantised to 8 bits before the metrics. The
-slider goes through the model's stored calibration unless --raw. Models without knobs are
-evaluated once. See tunableconv.evaluate for the conventions.
+The model file names its task and stores its knob space; the task degrades each test image
+at each evaluation case (denoising: one case per noise σ) with draws seeded per (seed,
+dataset, image, case), so every model and run sees the same inputs. A model with a slider on
+a 2-knob simplex runs along the slider (calibrated unless --raw); any other knob space on
+its grid (the cube's product grid, the simplex's points). Metrics against the ground truth
+(--metrics), PSNR against each objective's target and against the blended target, evenness
+along each line of the grid; with --compare, a reference model and the gap at the fidelity
+end. Writes results.json, results.md and one picture per dataset and case (curves for a
+slider, heat maps for two cube knobs, triangles for three knobs on a simplex). See
+tunableconv.evaluation for the conventions.
 
 Examples::
 
     tunableconv eval --model denoise --data cbsd68,kodak24 --sigma 15,25,50 --out results/denoise
-    tunableconv eval --model denoise --compare denoise-fixed --out results/denoise
+    tunableconv eval --model denoise --data cbsd68 --sigma 25 --p-grid 0,0.5,1 --metrics psnr,ssim,lpips --out /tmp/e
     tunableconv eval --model runs/x/model.safetensors --data my/folder --max-images 4 --crop 128 --out /tmp/ev
 """
 
@@ -24,39 +25,40 @@ import shlex
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ap = sub.add_parser("eval", help="evaluate a denoiser along its slider (PSNR, SSIM, evenness)",
+    ap = sub.add_parser("eval", help="evaluate a model on its task's protocol over its knob space",
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
     ap.add_argument("--data", default="cbsd68",
                     help="comma-separated test sets: names under the data root (cbsd68, kodak24, ...) or folders "
                          "(default: cbsd68)")
-    ap.add_argument("--sigma", default="15,25,50", help="noise levels on the 0..255 scale (default: 15,25,50)")
+    ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
+                    help="the task's degradation levels, comma-separated (denoising: the noise sigma on the 0..255 "
+                         "scale; default: the task's, 15,25,50 for denoising)")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1",
-                    help="slider values s in [0, 1], p = (s, 1 - s) (default: 0,0.25,0.5,0.75,1)")
-    ap.add_argument("--out", help="output folder (results.json, results.md, psnr_vs_p.png)")
-    ap.add_argument("--compare", metavar="MODEL",
-                    help="reference model (e.g. denoise-fixed) on the same noisy images; reports the gap at s = 1")
+                    help="knob (or slider) values in [0, 1] (default: 0,0.25,0.5,0.75,1)")
+    ap.add_argument("--metrics", default="psnr,ssim", help="against the ground truth: psnr, ssim, lpips, niqe (default: psnr,ssim)")
+    ap.add_argument("--out", help="output folder (results.json, results.md, pictures)")
+    ap.add_argument("--compare", metavar="MODEL", help="reference model (e.g. denoise-fixed) on the same inputs")
     ap.add_argument("--max-images", type=int, metavar="N", help="only the first N images of each test set")
     ap.add_argument("--crop", type=int, metavar="N", help="centre-crop the images to N x N")
-    ap.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    ap.add_argument("--raw", action="store_true", help="raw p = (s, 1 - s): ignore the model's stored calibration")
+    ap.add_argument("--seed", type=int, default=0, help="degradation seed (default: 0)")
+    ap.add_argument("--raw", action="store_true", help="raw knob values: ignore the model's stored calibration")
     ap.add_argument("--data-root", help="data root (default: TUNABLECONV_DATA or ../shared/data)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     ap.add_argument("--tile", type=int, metavar="N", help="run the models on N x N tiles (bounds memory)")
     ap.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--no-plot", action="store_true", help="skip psnr_vs_p.png (no matplotlib needed)")
-    ap.add_argument("--no-ssim", action="store_true", help="skip SSIM (about a third of the time with small models)")
+    ap.add_argument("--no-plot", action="store_true", help="no pictures (no matplotlib needed)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.set_defaults(func=run)
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The equivalent ``tunableconv eval ...`` command line (all options explicit)."""
-    parts = ["tunableconv", "eval", "--model", args.model, "--data", args.data, "--sigma", args.sigma,
-             "--p-grid", args.p_grid, "--seed", str(args.seed)]
-    for flag, value in (("--out", args.out), ("--compare", args.compare), ("--max-images", args.max_images),
-                        ("--crop", args.crop), ("--data-root", args.data_root), ("--tile", args.tile),
-                        ("--threads", args.threads)):
+    parts = ["tunableconv", "eval", "--model", args.model, "--data", args.data, "--p-grid", args.p_grid,
+             "--metrics", args.metrics, "--seed", str(args.seed)]
+    for flag, value in (("--levels", args.levels), ("--out", args.out), ("--compare", args.compare),
+                        ("--max-images", args.max_images), ("--crop", args.crop), ("--data-root", args.data_root),
+                        ("--tile", args.tile), ("--threads", args.threads)):
         if value is not None:
             parts += [flag, str(value)]
     if args.device != "cpu":
@@ -67,13 +69,15 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..evaluate import check_grid, check_sigmas, evaluate, results_markdown, write_report
+    from ..evaluate import parse_numbers
+    from ..evaluation import evaluate, parse_metrics, results_markdown, write_report
 
     # Cheap checks first, before loading anything.
-    check_sigmas(args.sigma)
-    check_grid(args.p_grid)
+    grid = parse_numbers(args.p_grid, "p grid")
+    levels = parse_numbers(args.levels, "levels") if args.levels is not None else None
+    parse_metrics(args.metrics)
     if not args.out:
-        raise InputError("give --out FOLDER for results.json, results.md and psnr_vs_p.png")
+        raise InputError("give --out FOLDER for results.json, results.md and the pictures")
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
@@ -84,21 +88,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise InputError("the plot needs matplotlib: pip install 'tunableconv[eval]', or pass --no-plot") from None
-
+            raise InputError("the pictures need matplotlib: pip install 'tunableconv[eval]', or pass --no-plot") from None
     results = evaluate(
-        args.model, args.data, args.sigma, args.p_grid,
-        reference=args.compare, seed=args.seed, max_images=args.max_images, crop=args.crop, raw=args.raw,
-        data_root=args.data_root, device=args.device, tile=args.tile, progress=not args.no_progress,
-        command=command_line(args), compute_ssim=not args.no_ssim,
+        args.model, args.data, levels=levels, grid=grid, metrics=args.metrics, reference=args.compare, seed=args.seed,
+        max_images=args.max_images, crop=args.crop, raw=args.raw, data_root=args.data_root, device=args.device,
+        tile=args.tile, progress=not args.no_progress, command=command_line(args),
     )
     paths = write_report(results, args.out, plot=not args.no_plot)
     md = results_markdown(results)
-    # the PSNR table (and the gap line) on stdout
-    sections = md.split("\n## ")
-    print("## " + sections[1].rstrip())
-    gap = next((s for s in sections if s.startswith("Gap")), None)
-    if gap:
-        print("\n" + gap.splitlines()[2])
+    print(md.split("\n## ", 1)[1].split("\n## ")[0].rstrip() if "\n## " in md else md)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())} ({results['wall_seconds']:.1f} s)")
     return 0
