@@ -1,4 +1,6 @@
-"""``tunableconv eval`` and :mod:`tunableconv.evaluate`: tiny random models, three small images."""
+""":mod:`tunableconv.evaluate`, the denoising protocol of ``compare`` and the ablation (its cached
+evaluations use this format): tiny random models, three small images. The command line
+``tunableconv eval`` runs the task-agnostic :mod:`tunableconv.evaluation` (tests/test_evaluation.py)."""
 
 import json
 import math
@@ -8,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tunableconv.cli import main
-from tunableconv.evaluate import add_noise, evaluate, noise_seed, results_markdown
+from tunableconv.evaluate import add_noise, evaluate, noise_seed, results_markdown, write_report
 from tunableconv.models import ResNet, ResNetConfig, load_model, save_model
 from tunableconv.tasks import NOISE_KNOBS
 
@@ -42,9 +43,9 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cli_run(setup):
     out = setup["root"] / "out"
-    rc = main(["eval", "--model", str(setup["tunable"]), "--data", str(setup["images"]), "--sigma", "15,50",
-               "--p-grid", "0,0.5,1", "--out", str(out), "--compare", str(setup["plain"]), "--no-progress"])
-    assert rc == 0
+    res = evaluate(str(setup["tunable"]), str(setup["images"]), "15,50", "0,0.5,1", reference=str(setup["plain"]),
+                   progress=False, command=f"tunableconv eval --model {setup['tunable']}")
+    write_report(res, out)
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -151,41 +152,33 @@ def test_calibration_used_unless_raw(setup):
 
 
 @pytest.mark.parametrize(
-    "args,msg",
+    "kwargs,msg",
     [
-        (["--data", "no-such-dataset"], "no-such-dataset"),
-        (["--sigma", "15,abc"], "sigma must be comma-separated numbers"),
-        (["--sigma", "-5"], "sigma must be >= 0"),
-        (["--p-grid", "0,0.5,1.5"], "[0, 1]"),
-        (["--p-grid", "-0.1,1"], "[0, 1]"),
-        (["--model", "no-such-model"], "unknown model"),
-        (["--max-images", "0"], "at least 1"),
+        ({"datasets": "no-such-dataset"}, "no-such-dataset"),
+        ({"sigmas": "15,abc"}, "sigma must be comma-separated numbers"),
+        ({"sigmas": "-5"}, "sigma must be >= 0"),
+        ({"grid": "0,0.5,1.5"}, "[0, 1]"),
+        ({"grid": "-0.1,1"}, "[0, 1]"),
+        ({"model": "no-such-model"}, "unknown model"),
+        ({"max_images": 0}, "at least 1"),
     ],
 )
-def test_bad_inputs_give_one_line_errors(args, msg, setup, capsys, tmp_path):
-    base = {"--model": str(setup["tunable"]), "--data": str(setup["images"]), "--sigma": "15",
-            "--p-grid": "0,1", "--out": str(tmp_path / "o")}
-    for k, v in zip(args[::2], args[1::2]):
-        base[k] = v
-    argv = ["eval", "--no-progress", "--data-root", str(setup["root"])]
-    argv += [f"{k}={v}" for k, v in base.items()]  # "=" form: values may start with "-"
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tunableconv eval: error:"), err
-    assert msg in lines[0] and "Traceback" not in err
-    assert not (tmp_path / "o").exists()
+def test_bad_inputs_give_one_line_errors(kwargs, msg, setup):
+    from tunableconv.errors import InputError
+
+    base = {"model": str(setup["tunable"]), "datasets": str(setup["images"]), "sigmas": "15", "grid": "0,1"}
+    base.update(kwargs)
+    with pytest.raises(InputError) as err:
+        evaluate(base.pop("model"), base.pop("datasets"), base.pop("sigmas"), base.pop("grid"), progress=False,
+                 data_root=str(setup["root"]), **base)
+    assert msg in str(err.value) and "\n" not in str(err.value)
 
 
 def test_no_ssim_gives_the_same_psnr_and_no_ssim(cli_run, setup):
     _, full = cli_run
-    out = setup["root"] / "out-nossim"
-    assert main(["eval", "--model", str(setup["tunable"]), "--data", str(setup["images"]), "--sigma", "15,50",
-                 "--p-grid", "0,0.5,1", "--out", str(out), "--no-ssim", "--no-plot", "--no-progress"]) == 0
-    res = json.loads((out / "results.json").read_text())
+    res = evaluate(str(setup["tunable"]), str(setup["images"]), "15,50", "0,0.5,1", compute_ssim=False, progress=False)
     assert res["settings"]["ssim"] is False and full["settings"]["ssim"] is True
     for sig in ("15", "50"):
         a, b = res["datasets"]["tiny"]["sigma"][sig]["model"], full["datasets"]["tiny"]["sigma"][sig]["model"]
         assert a["psnr_gt"] == b["psnr_gt"] and a["evenness"] == b["evenness"]
-        assert a["ssim_gt"] == [None, None, None]
+        assert all(math.isnan(v) for v in a["ssim_gt"])
