@@ -296,3 +296,57 @@ def test_count_parameters():
     m.training_stages(4)[1].begin(m)
     assert count_parameters(m, trainable_only=True) == plain
     assert all(count_parameters(build(n)) > plain for n in NAMES)
+
+
+# ------------------------------------------------------------------ the task's knob space, SR backbones
+@pytest.mark.parametrize("name", ["dni", "adafm", "cfsnet", "dynamicnet", "ftn"])
+def test_one_control_value_methods_on_a_one_knob_cube(name):
+    cls, cfg = BASELINES[name]
+    m = cls(cfg(channels=8, num_blocks=2, num_params=1, domain="cube")).eval()
+    assert [s.p for s in m.training_stages(4)] == [(0.0,), (1.0,)]
+    with torch.no_grad():
+        for q in m.parameters():
+            q.add_(0.05 * torch.randn_like(q))
+    x = torch.rand(2, 3, 12, 12)
+    p = torch.tensor([[0.0], [1.0]])
+    two = cls(cfg(channels=8, num_blocks=2))  # the same weights on the 2-simplex: alpha = p[..., 1]
+    two.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, p), two.eval()(x, torch.tensor([[1.0, 0.0], [0.0, 1.0]])))
+    with pytest.raises(ValueError, match="one control value"):
+        cls(cfg(channels=8, num_blocks=2, num_params=3))
+
+
+@pytest.mark.parametrize("name", ["dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn"])
+def test_baselines_keep_the_upsampler_of_a_x2_backbone(name):
+    plain = ResNet(ResNetConfig(channels=8, num_blocks=2, num_params=0, upscale=2)).eval()
+    x = torch.rand(2, 3, 10, 12)
+    assert torch.equal(run_resnet(plain, x, plain.body), plain(x))
+    cls, cfg = BASELINES[name]
+    m = cls(cfg(channels=8, num_blocks=2, upscale=2)).eval()
+    with torch.no_grad():
+        y = m(x, torch.tensor([0.5, 0.5]))
+        assert y.shape == (2, 3, 20, 24)
+        main = m.net_a if name == "dni" else m.main
+        torch.testing.assert_close(m(x, torch.tensor([1.0, 0.0])), main(x))  # the objective-1 end is the main network
+
+
+@torch.no_grad()
+def test_cresmd_on_the_cube_and_conditioned_on_the_degradation():
+    x = x_batch(2)
+    cube = build("cresmd", num_params=2, domain="cube")  # s = W p + b starts at W = 0, b = 1: s = 1 for every p
+    main = plain_from(cube, "main.")
+    torch.testing.assert_close(cube(x, torch.tensor([0.3, 0.9])), main(x))
+    assert cube.conditioned_on == "p" and cube.training_stages(3)[0].p is None
+    deg = build("cresmd", condition="degradation", num_params=1, domain="cube", reference_p=[1.0, 0.0])
+    assert deg.conditioned_on == "condition" and deg.num_params == 1 and deg.domain == "cube"
+    assert deg.scales[0].in_features == 1 and deg.training_stages(3)[0].p == (1.0, 0.0)  # the loss's fixed p
+    torch.testing.assert_close(deg(x, torch.tensor([[0.1], [0.2]])), plain_from(deg, "main.")(x))
+    perturb(deg, 0.3)
+    assert not torch.allclose(deg(x[:1], torch.tensor([0.05])), deg(x[:1], torch.tensor([0.2])))  # the level matters
+    with pytest.raises(ValueError, match="reference_p"):
+        build("cresmd", condition="degradation", num_params=1, domain="cube")
+    with pytest.raises(ValueError, match="cube"):
+        build("cresmd", condition="degradation", num_params=1, reference_p=[1.0, 0.0])
+    with pytest.raises(ValueError, match="condition must be"):
+        build("cresmd", condition="sigma")

@@ -1,10 +1,13 @@
 """The comparison of controllable networks on the same work (the paper's Table 1).
 
-Every method is trained from the same recipe — backbone size, data, objectives, number of
-gradient steps, seed — differing only in ``model.arch`` (two-stage methods split the steps
-between their stages, see :mod:`tunableconv.models.baselines`), then evaluated on the same
-seeded noisy images. The knob is the strength s with p = (s, 1 − s); every method is
-evaluated at its *raw* knob (no calibration), so none gets a remapping the others lack.
+A task lists the methods it can be compared with (:attr:`tunableconv.tasks.Task.rivals`)
+and the recipe of each budget (:attr:`~tunableconv.tasks.Task.budgets`). Every method is
+trained from the same recipe — backbone size, data, objectives, number of gradient steps,
+seed — differing only in ``model.arch`` (two-stage methods split the steps between their
+stages, see :mod:`tunableconv.models.baselines`; the rivals take the task's knob count and
+domain), then evaluated on the same seeded degraded images. For denoising the knob is the
+strength s with p = (s, 1 − s); every method is evaluated at its *raw* knob (no
+calibration), so none gets a remapping the others lack.
 
 Checkpoints live in ``RUNS/METHOD`` (default ``OUT/runs``) and are resumable; each finished
 model is copied to ``OUT/models/METHOD.safetensors`` and reused from there.
@@ -21,34 +24,35 @@ from typing import Any
 import torch
 
 from .errors import InputError
+from .tasks import get_task
 from .train import Recipe, Trainer, get_recipe
 
-METHODS = ["tunable", "fixed", "dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn"]
-BUDGETS = {"small": "denoise-small-v1", "paper": "denoise-paper"}  # v1: frozen, see recipes.py
-BACKBONE_KEYS = ("channels", "num_blocks", "kernel_size", "input_residual", "in_channels", "out_channels")
+BACKBONE_KEYS = ("channels", "num_blocks", "kernel_size", "input_residual", "in_channels", "out_channels", "upscale")
 
 
-def recipe_for(method: str, budget: str, overrides: list[str] = ()) -> Recipe:
-    """The denoising recipe of ``budget`` turned into ``method`` (same size, data, steps, seed)."""
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
-    if budget not in BUDGETS:
-        raise InputError(f"unknown budget {budget!r}; budgets: {', '.join(BUDGETS)}")
-    r = get_recipe(BUDGETS[budget])
+def methods_for(task: str) -> list[str]:
+    """The methods ``task`` can be compared with, the tunable model first."""
+    return list(get_task(task).rivals)
+
+
+def recipe_for(method: str, budget: str, overrides: list[str] = (), task: str = "denoise") -> Recipe:
+    """The recipe of ``task``'s ``budget`` turned into ``method`` (same size, data, steps, seed)."""
+    cls = get_task(task)
+    if method not in cls.rivals:
+        raise InputError(f"unknown method {method!r}; methods: {', '.join(cls.rivals)}")
+    if budget not in cls.budgets:
+        raise InputError(f"unknown budget {budget!r}; budgets: {', '.join(cls.budgets)}")
+    r = get_recipe(cls.budgets[budget])
     for o in overrides:
         r.override(o)
+    if r.task.name != task:
+        raise InputError(f"the overrides turned the {task} recipe into a {r.task.name} one")
     r.name = f"compare-{method}"
-    if method == "fixed":
-        r.model.args["num_params"] = 0
-        r.task.fidelity_only = True
-    elif method != "tunable":
-        r.model.arch = method
-        r.model.args = {k: v for k, v in r.model.args.items() if k in BACKBONE_KEYS}
-    return r
+    return cls.rival_recipe(method, r, BACKBONE_KEYS)
 
 
 def train_method(method: str, out: Path, budget: str, overrides: list[str] = (), progress: bool = True,
-                 stop_at: int | None = None, runs: Path | None = None) -> Path | None:
+                 stop_at: int | None = None, runs: Path | None = None, task: str = "denoise") -> Path | None:
     """Train (or continue, or reuse) one method; returns its finished model file.
 
     Finished models are kept in ``OUT/models/METHOD.safetensors`` (small; meant to be
@@ -60,7 +64,7 @@ def train_method(method: str, out: Path, budget: str, overrides: list[str] = (),
 
     from .models import read_metadata
 
-    recipe = recipe_for(method, budget, overrides)
+    recipe = recipe_for(method, budget, overrides, task)
     final = out / "models" / f"{method}.safetensors"
     if final.is_file():
         steps = read_metadata(final).info.get("training", {}).get("steps")
@@ -111,16 +115,22 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def middle_p(model: torch.nn.Module) -> torch.Tensor:
+    """The centre of ``model``'s knob domain: 1/P per knob on the simplex, 0.5 on the cube (P = 2: (0.5, 0.5))."""
+    n = int(getattr(model, "num_params", 2))
+    return torch.full((n,), 1.0 / n if getattr(model, "domain", "simplex") == "simplex" else 0.5)
+
+
 @torch.no_grad()
 def inference_cost(models: dict[str, torch.nn.Module], plain: torch.nn.Module, size: int = 256, repeats: int = 10) -> dict:
     """Inference time of each model relative to the plain backbone, timed in alternation
-    (plain, model, plain, model, ...) in one process; shared p = (0.5, 0.5), batch 1, NHWC input
-    as :class:`~tunableconv.restore.Restorer` runs them."""
+    (plain, model, plain, model, ...) in one process; a shared p at the centre of each model's
+    domain (:func:`middle_p`), batch 1, NHWC input as :class:`~tunableconv.restore.Restorer` runs them."""
     x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
-    p = torch.tensor([0.5, 0.5])
     out = {}
     for name, model in models.items():
-        fn = (lambda: model(x)) if getattr(model, "num_params", 2) == 0 else (lambda: model(x, p))
+        p = middle_p(model) if getattr(model, "num_params", 2) else None
+        fn = (lambda: model(x)) if p is None else (lambda: model(x, p))
         for _ in range(2):
             plain(x), fn()
         tp, tm = [], []

@@ -1,6 +1,8 @@
 """``tunableconv compare``: train and evaluate every controllable method on the same work.
 
-Example (resumable: stop it at any time and run the same command again)::
+``--task T`` is any task that lists rivals (``tunableconv.tasks.TASKS``); its methods and the
+recipe of each ``--budget`` come from the task. Example (resumable: stop it at any time and
+run the same command again)::
 
     tunableconv compare --task denoise --budget small --out results/compare-denoise
     tunableconv compare --task denoise --budget small --out results/compare-denoise --methods tunable,fixed,dni
@@ -21,15 +23,18 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..tasks import TASKS  # light: the compare module (trainer, models) loads only when the command runs
+
     ap = sub.add_parser("compare", help="train and compare every controllable method (Table 1)", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", default="denoise", choices=["denoise"])
-    ap.add_argument("--budget", default="small", help="small (this CPU) or paper (GPU)")
+    ap.add_argument("--task", default="denoise", choices=[n for n, t in TASKS.items() if len(t.rivals) > 1],
+                    help="a task that lists rivals (its methods and budgets come from it)")
+    ap.add_argument("--budget", default="small", help="the task's budget, e.g. small (this CPU) or paper (GPU)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--runs", default=None, help="folder for the training checkpoints (default OUT/runs)")
     ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                     help="stop each unfinished run after this step (continue later with the same command)")
-    ap.add_argument("--methods", default=None, help="comma-separated subset (default: all)")
+    ap.add_argument("--methods", default=None, help="comma-separated subset of the task's methods (default: all)")
     ap.add_argument("--steps", type=int, default=None, help="gradient steps of every method (default: the budget's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="recipe override applied to every method (repeatable)")
@@ -68,15 +73,20 @@ def run(args: argparse.Namespace) -> int:
     from .. import compare as C
     from ..data import ImageFolderEval
     from ..errors import InputError
-    from ..evaluate import add_noise, parse_numbers
+    from ..evaluate import parse_numbers
     from ..models import ResNet, ResNetConfig
     from ..restore import Restorer
     from ..sweep import make_strip, sweep_labels, sweep_params
+    from ..tasks import get_task
 
-    methods = C.METHODS if not args.methods else [m.strip() for m in args.methods.split(",")]
+    task_cls = get_task(args.task)
+    known = C.methods_for(args.task)
+    if args.budget not in task_cls.budgets:
+        raise InputError(f"unknown budget {args.budget!r} for the {args.task} task; budgets: {', '.join(task_cls.budgets)}")
+    methods = known if not args.methods else [m.strip() for m in args.methods.split(",")]
     for m in methods:
-        if m not in C.METHODS:
-            raise InputError(f"unknown method {m!r}; methods: {', '.join(C.METHODS)}")
+        if m not in known:
+            raise InputError(f"unknown method {m!r}; methods: {', '.join(known)}")
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps else [])
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -91,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"== {m}", file=sys.stderr)
             files[m] = C.train_method(m, out, args.budget, overrides, progress=not args.no_progress,
-                                      stop_at=args.stop_at, runs=Path(args.runs) if args.runs else None)
+                                      stop_at=args.stop_at, runs=Path(args.runs) if args.runs else None, task=args.task)
     unfinished = [m for m, f in files.items() if f is None]
     if unfinished:
         print(f"stopped before the end: {', '.join(unfinished)}; run the same command again to continue")
@@ -126,16 +136,19 @@ def run(args: argparse.Namespace) -> int:
     if args.no_table:
         print(f"evaluated: {', '.join(methods)}")
         return 0
-    recipe = C.recipe_for("tunable", args.budget, overrides)
+    recipe = C.recipe_for("tunable", args.budget, overrides, args.task)
+    task = task_cls(recipe)
     backbone = {k: v for k, v in recipe.model.args.items() if k in C.BACKBONE_KEYS}
     plain = ResNet(ResNetConfig(**backbone, num_params=0)).eval()
     cost = C.inference_cost(models, plain)
     labels = list(next(iter(results.values()))["datasets"])  # names as evaluate() reports them
     table = C.table1(results, labels)
-    # one strip per method on the same noisy crop (first image of the first dataset, sigma 25)
+    # one strip per method on the same degraded crop (first image of the first dataset, the
+    # task's middle evaluation case: sigma 25 for denoising), degraded by the task
     ds = ImageFolderEval(datasets[0], max_images=1, crop=args.crop or 192, data_root=args.data_root)
     clean = ds[0]["clean"]
-    noisy = add_noise(clean, 25.0, 0, datasets[0], 0)
+    cases = task.evaluation_cases()
+    noisy = task.degrade_case(clean, cases[len(cases) // 2], torch.Generator().manual_seed(0)).input
     grid = parse_numbers(args.p_grid, "--p-grid")
     (out / "strips").mkdir(parents=True, exist_ok=True)
     for m in methods:

@@ -4,12 +4,15 @@ A recipe has four sections::
 
     model:  architecture and its arguments
     data:   training/validation data and patching
-    task:   what is learned (degradation, objectives, p sampler)
+    task:   what is learned (degradation, objectives, p sampler): a tagged union keyed by
+            ``task.name``, one dataclass per task (``tunableconv.tasks.TASKS[name].section_class``,
+            e.g. :class:`~tunableconv.tasks.DenoiseTaskSection`)
     train:  optimisation and bookkeeping
 
 ``--set train.lr=2e-4`` overrides one field (values are parsed as YAML: numbers, lists,
 booleans); nested fields are reached with more dots (``--set train.disc.lr=2e-4``). Unknown
-sections or fields are errors.
+sections or fields are errors. ``--set task.name=T`` switches the task: the section becomes
+task T's, with T's defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from ..tasks import TASKS, DenoiseTaskSection, TaskSection
 
 
 @dataclass
@@ -42,22 +46,6 @@ class DataSection:
     val: str = "cbsd68"
     val_images: int = 4
     val_crop: int = 128
-
-
-@dataclass
-class TaskSection:
-    name: str = "denoise"
-    sigma: list = field(default_factory=lambda: [5.0, 50.0])  # noise std on the 0..255 scale
-    val_sigma: float = 25.0
-    beta: float = 0.9  # noise preservation: target = clean + beta (noisy - clean)
-    loss: str = "l1"  # per-objective distance: l1, l2, charbonnier
-    mix: str = "losses"  # losses: sum_i p_i L_i (the paper); targets: L(output, sum_i p_i target_i)
-    fidelity_only: bool = False  # the fixed reference network: one objective, no knobs
-    sampler: str = "simplex"  # simplex, cube, mixture
-    vertex_share: float = 0.0
-    edge_share: float = 0.0
-    p_granularity: str = "sample"  # sample (per-sample p), batch (one p per step), or group:N
-    val_grid: list = field(default_factory=lambda: [0.0, 0.5, 1.0])  # strengths s, p = (s, 1 - s)
 
 
 @dataclass
@@ -117,14 +105,14 @@ class TrainSection:
     disc: DiscOptimizerSection = field(default_factory=DiscOptimizerSection)  # discriminator optimiser (GAN objectives)
 
 
-def _section_from_dict(cls, d: dict, where: str):
+def _section_from_dict(cls, d: dict, where: str, what: str = ""):
     """Build dataclass ``cls`` from a mapping, nested dataclass fields included; unknown fields are errors."""
     if not isinstance(d, dict):
         raise InputError(f"recipe section {where!r} must be a mapping, got {d!r}")
     known = {f.name: f for f in fields(cls)}
     bad = set(d) - set(known)
     if bad:
-        raise InputError(f"unknown field(s) in recipe section {where!r}: {', '.join(sorted(bad))}")
+        raise InputError(f"unknown field(s) in recipe section {where!r}{what}: {', '.join(sorted(bad))}")
     kwargs = {}
     for k, v in d.items():
         sub = _NESTED.get((cls, k))
@@ -135,13 +123,32 @@ def _section_from_dict(cls, d: dict, where: str):
 #: dataclass-valued fields of the sections: (section class, field name) -> field class
 _NESTED = {(TrainSection, "disc"): DiscOptimizerSection}
 
+#: the task of a ``task`` section that names none (every saved recipe names its task)
+DEFAULT_TASK = "denoise"
+
+
+def task_section_class(name: Any) -> type[TaskSection]:
+    """The section dataclass of task ``name`` (``TASKS[name].section_class``)."""
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r} in recipe section 'task'; known: {', '.join(TASKS)}")
+    return TASKS[name].section_class
+
+
+def task_section_from_dict(d: Any) -> TaskSection:
+    """The ``task`` section from a mapping: the class is chosen by its ``name`` (default
+    ``denoise``), unknown fields are errors."""
+    if not isinstance(d, dict):
+        raise InputError(f"recipe section 'task' must be a mapping, got {d!r}")
+    name = d.get("name", DEFAULT_TASK)
+    return _section_from_dict(task_section_class(name), {**d, "name": name}, "task", f" (task {name})")
+
 
 @dataclass
 class Recipe:
     name: str = "custom"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
-    task: TaskSection = field(default_factory=TaskSection)
+    task: TaskSection = field(default_factory=DenoiseTaskSection)
     train: TrainSection = field(default_factory=TrainSection)
 
     # --- serialisation -------------------------------------------------------------------
@@ -161,7 +168,10 @@ class Recipe:
             if f.name == "name":
                 kwargs["name"] = str(d["name"])
                 continue
-            sec_cls = {"model": ModelSection, "data": DataSection, "task": TaskSection, "train": TrainSection}[f.name]
+            if f.name == "task":
+                kwargs["task"] = task_section_from_dict(d["task"] or {})
+                continue
+            sec_cls = {"model": ModelSection, "data": DataSection, "train": TrainSection}[f.name]
             kwargs[f.name] = _section_from_dict(sec_cls, d[f.name] or {}, f.name)
         return cls(**kwargs)
 
@@ -200,6 +210,10 @@ class Recipe:
             parsed = value
         if section == "model" and name.startswith("args."):
             sec.args[name[5:]] = parsed
+            return self
+        if section == "task" and name == "name":  # another task: its own section, with its defaults
+            if parsed != sec.name:
+                self.task = task_section_class(parsed)()
             return self
         *path, name = name.split(".")
         where = section

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import InputError
-from .config import DataSection, ModelSection, Recipe, TaskSection, TrainSection
+from ..tasks import DenoiseTaskSection
+from .config import DataSection, ModelSection, Recipe, TrainSection
 
 
 def denoise_small_v1() -> Recipe:
@@ -24,7 +25,7 @@ def denoise_small_v1() -> Recipe:
         name="denoise-small-v1",
         model=ModelSection("resnet", dict(channels=32, num_blocks=6, num_params=2, mapping="affine", expansion=1)),
         data=DataSection(train="train/bsds400", patch_size=48, num_workers=1, val="cbsd68", val_images=4, val_crop=128),
-        task=TaskSection(name="denoise", sigma=[5.0, 50.0], beta=0.9, loss="l1", sampler="simplex"),
+        task=DenoiseTaskSection(name="denoise", sigma=[5.0, 50.0], beta=0.9, loss="l1", sampler="simplex"),
         train=TrainSection(steps=8000, batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=100, grad_clip=1.0,
                            threads=1, log_every=20, val_every=1000, ckpt_every=200),
     )
@@ -67,7 +68,7 @@ def denoise_paper() -> Recipe:
         name="denoise-paper",
         model=ModelSection("resnet", dict(channels=64, num_blocks=16, num_params=2, mapping="affine", expansion=1)),
         data=DataSection(train="train/bsds400", patch_size=64, num_workers=4, val="cbsd68", val_images=68, val_crop=0),
-        task=TaskSection(name="denoise", sigma=[5.0, 50.0], beta=0.9, loss="l1", sampler="simplex"),
+        task=DenoiseTaskSection(name="denoise", sigma=[5.0, 50.0], beta=0.9, loss="l1", sampler="simplex"),
         train=TrainSection(steps=500_000, batch_size=16, lr=1e-4, schedule="step", milestones=[200_000, 400_000],
                            gamma=0.5, log_every=100, val_every=10_000, ckpt_every=5_000, device="cuda"),
     )

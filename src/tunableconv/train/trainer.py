@@ -2,19 +2,24 @@
 
 Every step:
 
-1. a batch of clean patches is cropped from the training images, degraded, and per-sample
-   interactive parameters p are drawn (all in the data workers);
+1. a batch of clean patches is cropped from the training images, degraded by the task
+   (:meth:`~tunableconv.tasks.Task.degrade`: the input, one target per objective, the true
+   degradation levels as ``condition``), and per-sample interactive parameters p are drawn
+   (all in the data workers);
 2. the model runs as ``model(input, p)`` and the *same* p mixes the objectives:
-   ``loss = mean_b Σ_i p_bi · w_i · L_i(output_b, batch_b)``;
+   ``loss = mean_b Σ_i p_bi · w_i · L_i(output_b, batch_b)``. A model conditioned on the
+   degradation (``conditioned_on = "condition"``, e.g. CResMD as published) runs as
+   ``model(input, condition)`` instead; the loss still gets p;
 3. backward, optional gradient clipping, optimiser and LR-schedule step, optional EMA (with
    warm-up, see :class:`EMA`); discriminators of adversarial objectives take their own step
    with their own optimiser and LR schedule (``train.disc``).
 
 Determinism and exact resume: every random choice of step s and global sample i (image,
-crop, flips, noise, p) comes from a generator seeded by (seed, s, i). The data stream
-therefore has no state to save, the same samples reach the same places whatever the number
-of workers or processes, and a run killed at any time and resumed from its last checkpoint
-ends with the same weights as an uninterrupted run (on the CPU, same thread count).
+crop, flips, noise, p) comes from a generator seeded by (seed, s, i) (the streams of
+:mod:`tunableconv.seeding`). The data stream therefore has no state to save, the same
+samples reach the same places whatever the number of workers or processes, and a run
+killed at any time and resumed from its last checkpoint ends with the same weights as an
+uninterrupted run (on the CPU, same thread count).
 
 Distributed data parallel: launched by ``torchrun``; process r of W takes samples
 [r·B/W, (r+1)·B/W) of every global batch of size B; gradients are averaged by DDP, so the
@@ -37,6 +42,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..seeding import STEP, generator
+from ..tasks import Sample, Task, build_task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Recipe
 
@@ -44,22 +51,19 @@ LATEST = "latest.safetensors"
 FINAL = "model.safetensors"
 
 
-def sample_seed(seed: int, step: int, index: int) -> int:
-    """A well-mixed 63-bit seed for (run seed, step, global sample index)."""
-    x = (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB + 1) & (2**64 - 1)
-    x ^= x >> 31
-    x = (x * 0xD6E8FEB86659FD93) & (2**64 - 1)
-    x ^= x >> 32
-    return x & (2**63 - 1)
-
-
 # ----------------------------------------------------------------------------------------
 # data: one item = one step's (local) batch
 # ----------------------------------------------------------------------------------------
 class StepBatches(torch.utils.data.Dataset):
-    """Item s is this process's share of the global batch of step s, fully seeded."""
+    """Item s is this process's share of the global batch of step s, fully seeded.
 
-    def __init__(self, images, task, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    An item is the dict of :meth:`~tunableconv.tasks.Sample.to_batch` (``input``, ``clean``,
+    ``condition``, ``target_<objective>``; each ``(B_local, ...)``) plus ``p`` ``(B_local, P)``.
+    Per sample i: the image index, the crop and flips, the task's degradation, then p, all
+    from the stream (seed, s, i); p shared by the step or a group comes from those streams.
+    """
+
+    def __init__(self, images, task: Task, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
         if batch_size % world:
             raise InputError(f"batch size {batch_size} is not divisible by the {world} processes")
         self.images, self.task, self.batch_size, self.seed = images, task, batch_size, seed
@@ -69,17 +73,15 @@ class StepBatches(torch.utils.data.Dataset):
         return 2**62
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        items = []
-        step_gen = torch.Generator().manual_seed(sample_seed(self.seed, step, -1))
-        shared_p = self.task.sample_p(step_gen)  # used when p is per batch / per group
+        samples, ps = [], []
+        shared_p = self.task.sample_p(generator(self.seed, step, STEP))  # used when p is per batch / per group
         for i in self.local:
-            g = torch.Generator().manual_seed(sample_seed(self.seed, step, i))
+            g = generator(self.seed, step, i)
             idx = int(torch.randint(len(self.images), (1,), generator=g))
             clean = self.images.sample(idx, g)["clean"]
-            item = self.task.degrade(clean, g)
-            item["p"] = self.task.choose_p(g, shared_p, step, i)
-            items.append(item)
-        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+            samples.append(self.task.degrade(clean, g))
+            ps.append(self.task.choose_p(g, shared_p, step, i))
+        return {**Sample.stack(samples).to_batch(), "p": torch.stack(ps)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -192,9 +194,11 @@ class Trainer:
     with metadata, EMA weights when EMA is on), ``summary.json``.
     """
 
-    def __init__(self, recipe: Recipe, out: str | os.PathLike, *, progress: bool = True) -> None:
-        from ..tasks import build_task
-
+    def __init__(self, recipe: Recipe, out: str | os.PathLike, *, task: Task | None = None, progress: bool = True) -> None:
+        """``task``: the task object of ``recipe`` (default ``build_task(recipe)``); it builds
+        the model and the loss, degrades the samples, draws p and validates."""
+        if task is not None and task.recipe is not recipe:
+            raise InputError(f"the task object was built for another recipe ({task.recipe.name!r}, not {recipe.name!r})")
         self.recipe = recipe
         self.out = Path(out)
         self.progress = progress
@@ -203,7 +207,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = torch.device(cfg.device if not cfg.device.startswith("cuda") else f"cuda:{self.dist.local_rank}")
-        self.task = build_task(recipe)
+        self.task = task if task is not None else build_task(recipe)
         torch.manual_seed(cfg.seed)  # model initialisation
         self.model = self.task.build_model(recipe).to(self.device)
         self.loss = self.task.build_loss().to(self.device)
@@ -464,7 +468,11 @@ class Trainer:
         return summary
 
     def export_final(self, summary: dict[str, Any]) -> Path:
-        """Write ``model.safetensors`` (EMA weights if EMA is on) with metadata."""
+        """Write ``model.safetensors`` (EMA weights if EMA is on) with metadata: the task, the
+        recipe, the training summary, the task's facts, the knob list and the knob space
+        (:meth:`~tunableconv.tasks.Task.knob_space` of the model)."""
+        import inspect
+
         from ..models import save_model
 
         model = self.model
@@ -472,5 +480,9 @@ class Trainer:
             model = self.task.build_model(self.recipe)
             model.load_state_dict(self.ema.shadow)
         info = {"task": self.task.name, "recipe": self.recipe.to_dict(), "training": summary, **self.task.model_info()}
+        space = self.task.knob_space(model)
+        extra: dict[str, Any] = {}
+        if "knob_space" in inspect.signature(save_model).parameters:  # model files of format 2 store it
+            extra["knob_space"] = space
         return save_model(model.cpu() if model is not self.model else model, self.out / FINAL,
-                          knobs=self.task.knobs(), info=info)
+                          knobs=[{"name": k.name, "description": k.description} for k in space.knobs], info=info, **extra)

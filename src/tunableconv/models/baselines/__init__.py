@@ -3,13 +3,17 @@
 Every class here follows one contract (see :class:`~._backbone.Baseline`):
 
 - constructed from its config dataclass (backbone fields ``in_channels``, ``out_channels``,
-  ``channels``, ``num_blocks``, ``kernel_size``, ``input_residual`` as in
-  :class:`~tunableconv.models.ResNetConfig`, plus method-specific ones); the main network
-  is a plain :class:`~tunableconv.models.ResNet` of that size;
-- ``num_params = 2``; ``model(x, p)`` with p ``(2,)`` or ``(B, 2)`` on the simplex,
-  p = (p_obj1, p_obj2); the method's own control value is α = p[..., 1] (0: the objective-1
-  network, 1: the objective-2 end). CResMD uses the whole p;
-- ``architecture`` and ``arguments()`` for model files;
+  ``channels``, ``num_blocks``, ``kernel_size``, ``input_residual``, ``upscale`` as in
+  :class:`~tunableconv.models.ResNetConfig`, the task's ``num_params`` and ``domain``, plus
+  method-specific ones); the main network is a plain :class:`~tunableconv.models.ResNet` of
+  that size (with its upsampler for a ×s backbone);
+- ``model(x, p)`` with p ``(P,)`` or ``(B, P)``. The defaults are denoising's: P = 2 on the
+  simplex, p = (p_obj1, p_obj2), and the method's own control value is α = p[..., 1] (0: the
+  objective-1 network, 1: the objective-2 end); a 1-knob cube, α = p[..., 0], is the other
+  knob space a one-α method supports (see ``_backbone``). CResMD uses the whole p, or, with
+  ``condition="degradation"``, the sample's true degradation levels instead
+  (``conditioned_on = "condition"``: the trainer passes ``batch["condition"]``);
+- ``architecture``, ``arguments()`` and ``receptive_field()`` for model files;
 - ``training_stages(total_steps) -> list[Stage]``: how the trainer must train it.
 
 =============  ===========================================  ===========================
@@ -19,7 +23,7 @@ architecture   class                                        stages
 ``adafm``      :class:`AdaFM` (feature modification)         basic; AdaFM layers
 ``cfsnet``     :class:`CFSNet` (coupled branches)            main; tuning + control
 ``dynamicnet`` :class:`DynamicNet` (tuning blocks)           main; tuning blocks
-``cresmd``     :class:`CResMD` (conditional residuals)       one stage, p sampled
+``cresmd``     :class:`CResMD` (conditional residuals)       one stage, p sampled (or fixed)
 ``ftn``        :class:`FTN` (filter transition)              main; FTNs
 =============  ===========================================  ===========================
 
@@ -27,7 +31,7 @@ architecture   class                                        stages
 :func:`count_parameters` is for cost tables.
 """
 
-from ._backbone import Baseline, BaselineConfig, Stage, count_parameters
+from ._backbone import ALPHA_SPACES, Baseline, BaselineConfig, Stage, count_parameters, resnet_receptive_field
 from .adafm import AdaFM, AdaFMConfig
 from .cfsnet import CFSNet, CFSNetConfig
 from .cresmd import CResMD, CResMDConfig
@@ -46,7 +50,7 @@ BASELINES = {
 }
 
 __all__ = [
-    "BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters",
+    "BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters", "ALPHA_SPACES", "resnet_receptive_field",
     "DNI", "DNIConfig", "AdaFM", "AdaFMConfig", "CFSNet", "CFSNetConfig",
     "DynamicNet", "DynamicNetConfig", "CResMD", "CResMDConfig", "FTN", "FTNConfig",
 ]

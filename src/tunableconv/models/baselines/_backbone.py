@@ -2,14 +2,26 @@
 
 Every baseline keeps its objective-1 network as a plain :class:`~tunableconv.models.ResNet`
 (``num_params=0``), so the main network is, by construction, the same topology as the
-tunable model (head conv, N ResBlocks, body conv + long residual, tail conv, input
-residual) and can be compared against a plain ResNet tensor for tensor. A method adds its
-own modules next to it and, where it must act between blocks, walks the same
-``head`` / ``body`` / ``body_tail`` / ``tail`` modules with :func:`run_resnet`.
+tunable model (head conv, N ResBlocks, body conv + long residual, optional upsampler, tail
+conv, input residual) and can be compared against a plain ResNet tensor for tensor. A
+method adds its own modules next to it and, where it must act between blocks, walks the
+same ``head`` / ``body`` / ``body_tail`` / ``upsampler`` / ``tail`` modules with
+:func:`run_resnet`.
+
+Knobs. The knob count ``num_params`` and domain ``domain`` come from the task (the trainer's
+task fills them in; the defaults, 2 on the simplex, are denoising's). The five methods with
+one control value α (DNI, AdaFM, CFSNet, Dynamic-Net, FTN) support the two knob spaces that
+are one path between two objectives:
+
+- 2 knobs on the simplex, p = (1 − α, α): α = p[..., 1], the stages train at (1, 0) then (0, 1);
+- 1 knob on the cube, p = (α,): α = p[..., 0], the stages train at (0,) then (1,).
+
+CResMD takes the whole p (any count, either domain) or, as published, the degradation levels.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import ClassVar
@@ -18,15 +30,22 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import InvalidParamsError
-from ...nn.params import _is_symbolic, check_params
+from ...nn.params import _is_symbolic, check_domain, check_params
 from ..resnet import ResNet, ResNetConfig
 
-NUM_PARAMS = 2  # p = (p_obj1, p_obj2); the methods' own control value is alpha = p[..., 1]
+NUM_PARAMS = 2  # the default knob count (denoising: p = (p_obj1, p_obj2), alpha = p[..., 1])
+
+#: the knob spaces of the one-control-value methods: (num_params, domain) -> (index of alpha in p, p at alpha = 0, p at alpha = 1)
+ALPHA_SPACES: dict[tuple[int, str], tuple[int, tuple[float, ...], tuple[float, ...]]] = {
+    (2, "simplex"): (1, (1.0, 0.0), (0.0, 1.0)),
+    (1, "cube"): (0, (0.0,), (1.0,)),
+}
 
 
 @dataclass
 class BaselineConfig:
-    """Backbone fields every baseline shares (same meaning and defaults as :class:`ResNetConfig`)."""
+    """Backbone fields every baseline shares (same meaning and defaults as :class:`ResNetConfig`),
+    and the task's knob count and domain."""
 
     in_channels: int = 3
     out_channels: int = 3
@@ -34,6 +53,9 @@ class BaselineConfig:
     num_blocks: int = 16
     kernel_size: int = 3
     input_residual: bool = True
+    upscale: int = 1
+    num_params: int = NUM_PARAMS
+    domain: str = "simplex"
 
 
 def _no_op(model: nn.Module) -> None:
@@ -47,8 +69,8 @@ class Stage:
     Attributes:
         name: a short label for logs.
         steps: optimiser steps in this stage; a model's stages sum to the requested total.
-        p: the fixed ``(p_obj1, p_obj2)`` every sample gets in this stage, or ``None``:
-            draw p per sample from the simplex (as the tunable model is trained).
+        p: the fixed p every sample gets in this stage (e.g. ``(1.0, 0.0)``), or ``None``:
+            draw p per sample (as the tunable model is trained).
         trainable: ``trainable(model)`` -> the parameters the optimiser updates in this
             stage; every other parameter stays frozen.
         on_start: ``on_start(model)``, run once when the stage begins (before the optimiser
@@ -60,7 +82,7 @@ class Stage:
 
     name: str
     steps: int
-    p: tuple[float, float] | None
+    p: tuple[float, ...] | None
     trainable: Callable[[nn.Module], list[nn.Parameter]]
     on_start: Callable[[nn.Module], None] = _no_op
 
@@ -94,19 +116,21 @@ def two_stages(
     second: Callable[[nn.Module], list[nn.Parameter]],
     second_start: Callable[[nn.Module], None] = _no_op,
     names: tuple[str, str] = ("objective 1", "objective 2"),
+    endpoints: tuple[tuple[float, ...], tuple[float, ...]] = ((1.0, 0.0), (0.0, 1.0)),
 ) -> list[Stage]:
     """The usual two-stage schedule, split 50/50 (stage 1 takes the odd step, if any).
 
-    Stage 1 trains ``first`` at p = (1, 0) (alpha = 0); stage 2 trains ``second`` at
-    p = (0, 1) (alpha = 1) with everything else frozen.
+    Stage 1 trains ``first`` at p = ``endpoints[0]`` (alpha = 0; default (1, 0)); stage 2
+    trains ``second`` at p = ``endpoints[1]`` (alpha = 1; default (0, 1)) with everything
+    else frozen.
     """
     total_steps = int(total_steps)
     if total_steps < 2:
         raise ValueError(f"a two-stage baseline needs at least 2 training steps, got {total_steps}")
     half = total_steps // 2
     return [
-        Stage(names[0], total_steps - half, (1.0, 0.0), first),
-        Stage(names[1], half, (0.0, 1.0), second, second_start),
+        Stage(names[0], total_steps - half, tuple(endpoints[0]), first),
+        Stage(names[1], half, tuple(endpoints[1]), second, second_start),
     ]
 
 
@@ -120,26 +144,50 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def plain_resnet(cfg: BaselineConfig) -> ResNet:
-    """The fixed (``num_params=0``) ResNet with the backbone size of ``cfg``."""
+    """The fixed (``num_params=0``) ResNet with the backbone size (and upscale) of ``cfg``."""
     return ResNet(ResNetConfig(
         in_channels=cfg.in_channels, out_channels=cfg.out_channels, channels=cfg.channels,
         num_blocks=cfg.num_blocks, kernel_size=cfg.kernel_size, num_params=0,
-        input_residual=cfg.input_residual,
+        input_residual=cfg.input_residual, upscale=cfg.upscale,
     ))
 
 
-def run_resnet(net: ResNet, x: Tensor, body: Callable[[Tensor], Tensor], long_scale: Tensor | None = None) -> Tensor:
-    """``net``'s forward (no upsampler) with its residual blocks replaced by ``body``.
+def resnet_receptive_field(num_blocks: int, kernel_size: int, upscale: int = 1, extra_convs: int = 0,
+                           extra_radius: int = 0) -> int:
+    r"""Receptive-field radius, in input pixels, of the :class:`~tunableconv.models.ResNet` topology.
 
-    ``y = tail(f + s ⊙ body_tail(body(f))) + x`` with ``f = head(x)``; ``s`` is
-    ``long_scale`` (1 when None). ``run_resnet(net, x, net.body)`` equals ``net(x)`` exactly.
+    With r = ⌊k/2⌋: the head, the 2N block convs and the body conv run at the input's
+    resolution (2N + 2 convs, plus ``extra_convs`` more of radius r and ``extra_radius``
+    pixels of other input-resolution layers, e.g. AdaFM's depthwise filters); the upsampler's
+    stage j conv at scale 2^j (one conv at scale 1 for ×3) and the tail at scale s count
+    r / scale each. The bilinear input residual of a ×s model reaches 1 input pixel.
+    Radius = ⌈(2N + 2 + extra_convs)·r + extra_radius + Σ r / scale⌉ (scale 1: (2N + 3)·r + …).
+    """
+    r = kernel_size // 2
+    total = (2 * num_blocks + 2 + extra_convs) * r + extra_radius
+    stages = {1: [], 2: [1], 3: [1], 4: [1, 2], 8: [1, 2, 4]}[upscale]
+    total += sum(r / s for s in stages) + r / upscale
+    return max(math.ceil(total), 1 if upscale > 1 else 0)
+
+
+def run_resnet(net: ResNet, x: Tensor, body: Callable[[Tensor], Tensor], long_scale: Tensor | None = None) -> Tensor:
+    """``net``'s forward with its residual blocks replaced by ``body``.
+
+    ``y = tail(up(f + s ⊙ body_tail(body(f)))) + skip(x)`` with ``f = head(x)``; ``s`` is
+    ``long_scale`` (1 when None), ``up`` the upsampler (identity at scale 1) and ``skip`` the
+    input residual (x, bilinearly upscaled for a ×s backbone). ``run_resnet(net, x, net.body)``
+    equals ``net(x)`` exactly.
     """
     feat = net.head(x)
     res = net.body_tail(body(feat))
     feat = feat + (res if long_scale is None else long_scale * res)
+    feat = net.upsampler(feat)
     out = net.tail(feat)
-    if net.config.input_residual and out.shape[1] == x.shape[1]:
-        out = out + x
+    if net.config.input_residual:
+        scale = net.config.upscale
+        skip = x if scale == 1 else nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        if skip.shape[1] == out.shape[1]:
+            out = out + skip
     return out
 
 
@@ -174,11 +222,17 @@ def per_alpha(x: Tensor, alpha: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) 
 
 
 class Baseline(nn.Module):
-    """Common base: config handling, ``num_params = 2``, ``arguments()``, p validation."""
+    """Common base: config handling, the knob space, ``arguments()``, p validation, α.
+
+    ``one_control_value``: the method has one control value α and needs one of
+    :data:`ALPHA_SPACES` (CResMD does not). ``conditioned_on``: what ``model(x, ·)`` takes
+    besides x, ``"p"`` or (CResMD with ``condition="degradation"``) ``"condition"``.
+    """
 
     architecture: ClassVar[str] = ""
     config_class: ClassVar[type[BaselineConfig]] = BaselineConfig
-    num_params: int = NUM_PARAMS
+    one_control_value: ClassVar[bool] = True
+    conditioned_on: str = "p"
 
     def __init__(self, config: BaselineConfig | None, kwargs: dict) -> None:
         super().__init__()
@@ -191,21 +245,48 @@ class Baseline(nn.Module):
             raise ValueError(f"channels and num_blocks must be >= 1, got {cfg.channels}, {cfg.num_blocks}")
         if cfg.kernel_size < 1 or cfg.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {cfg.kernel_size}")
+        check_domain(cfg.domain)
+        if cfg.num_params < 1:
+            raise ValueError(f"num_params must be >= 1 (a rival is controllable), got {cfg.num_params}")
+        if self.one_control_value and (cfg.num_params, cfg.domain) not in ALPHA_SPACES:
+            raise ValueError(f"{self.architecture} has one control value: it needs 2 knobs on the simplex or 1 on the cube, "
+                             f"got {cfg.num_params} on the {cfg.domain}")
         self.config = cfg
+
+    @property
+    def num_params(self) -> int:
+        """The length of what ``model(x, ·)`` takes: the knob count P (the condition size
+        for a model conditioned on the degradation)."""
+        return self.config.num_params
+
+    @property
+    def domain(self) -> str:
+        return self.config.domain
 
     def arguments(self) -> dict:
         """The constructor arguments (the config as a dict), JSON-serialisable."""
         return asdict(self.config)
 
+    def receptive_field(self) -> int:
+        """Receptive-field radius in input pixels (the ResNet's; methods adding depth override)."""
+        c = self.config
+        return resnet_receptive_field(c.num_blocks, c.kernel_size, c.upscale)
+
     def check(self, p: Tensor | Iterable[float] | None, x: Tensor) -> Tensor:
-        """Validate p (``(2,)`` or ``(B, 2)``, values in [0, 1]) and return it as a tensor like ``x``."""
+        """Validate p (``(P,)`` or ``(B, P)``, values in [0, 1]) and return it as a tensor like ``x``."""
         if p is None:
-            raise InvalidParamsError(f"{self.architecture} is controllable: call it as model(x, p) with p = (p_obj1, p_obj2)")
-        return check_params(p, NUM_PARAMS, x.shape[0], device=x.device, dtype=x.dtype)
+            raise InvalidParamsError(f"{self.architecture} is controllable: call it as model(x, p) with {self.num_params} value(s)")
+        return check_params(p, self.num_params, x.shape[0], device=x.device, dtype=x.dtype)
+
+    def endpoints(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """p at α = 0 and at α = 1 (the two training stages' settings)."""
+        return ALPHA_SPACES[(self.config.num_params, self.config.domain)][1:]
 
     def alpha(self, p: Tensor | Iterable[float] | None, x: Tensor) -> Tensor:
-        """The method's control value alpha = p[..., 1]: ``()`` shared or ``(B,)`` per sample."""
-        return self.check(p, x)[..., 1]
+        """The method's control value α (p[..., 1] on the 2-simplex, p[..., 0] on the 1-cube):
+        ``()`` shared or ``(B,)`` per sample."""
+        index = ALPHA_SPACES[(self.config.num_params, self.config.domain)][0]
+        return self.check(p, x)[..., index]
 
     def training_stages(self, total_steps: int) -> list[Stage]:
         raise NotImplementedError

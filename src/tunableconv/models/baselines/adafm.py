@@ -29,7 +29,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..resnet import ResBlock
-from ._backbone import Baseline, BaselineConfig, Stage, parameters_of, plain_resnet, run_resnet, spatial, two_stages
+from ._backbone import (
+    Baseline,
+    BaselineConfig,
+    Stage,
+    parameters_of,
+    plain_resnet,
+    resnet_receptive_field,
+    run_resnet,
+    spatial,
+    two_stages,
+)
 
 
 @dataclass
@@ -79,7 +89,7 @@ class AdaFM(Baseline):
         return x + block.res_scale * r
 
     def forward(self, x: Tensor, p: Tensor) -> Tensor:
-        """x ``(B, C, H, W)``, p ``(2,)`` or ``(B, 2)`` -> ``(B, C_out, H, W)``."""
+        """x ``(B, C, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H·s, W·s)``."""
         alpha = spatial(self.alpha(p, x))
 
         def body(z: Tensor) -> Tensor:
@@ -89,6 +99,13 @@ class AdaFM(Baseline):
 
         return run_resnet(self.main, x, body)
 
+    def receptive_field(self) -> int:
+        """The ResNet's plus the two depthwise AdaFM filters of every block."""
+        c = self.config
+        return resnet_receptive_field(c.num_blocks, c.kernel_size, c.upscale,
+                                      extra_radius=2 * c.num_blocks * (c.adafm_kernel_size // 2))
+
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Basic network at p = (1, 0), then only the AdaFM layers at p = (0, 1). 50/50 split."""
-        return two_stages(total_steps, parameters_of("main"), parameters_of("adafm"), names=("basic", "adafm"))
+        return two_stages(total_steps, parameters_of("main"), parameters_of("adafm"),
+                          names=("basic", "adafm"), endpoints=self.endpoints())

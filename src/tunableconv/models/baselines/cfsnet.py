@@ -66,7 +66,7 @@ class CFSNet(Baseline):
         return (a * self.control(a)).unflatten(-1, (self.config.num_blocks, self.config.channels))
 
     def forward(self, x: Tensor, p: Tensor) -> Tensor:
-        """x ``(B, C, H, W)``, p ``(2,)`` or ``(B, 2)`` -> ``(B, C_out, H, W)``."""
+        """x ``(B, C, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H·s, W·s)``."""
         alpha = self.alpha(p, x)
         if all_zero(alpha):
             return self.main(x)
@@ -83,4 +83,5 @@ class CFSNet(Baseline):
 
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Main branch at p = (1, 0), then tuning branch + control at p = (0, 1). 50/50 split."""
-        return two_stages(total_steps, parameters_of("main"), parameters_of("tuning", "control"), names=("main", "tuning"))
+        return two_stages(total_steps, parameters_of("main"), parameters_of("tuning", "control"),
+                          names=("main", "tuning"), endpoints=self.endpoints())

@@ -57,10 +57,11 @@ class DNI(Baseline):
         return {name: torch.lerp(w, theta_b[name], alpha) for name, w in self.net_a.named_parameters()}
 
     def forward(self, x: Tensor, p: Tensor) -> Tensor:
-        """x ``(B, C, H, W)``, p ``(2,)`` or ``(B, 2)`` -> ``(B, C_out, H, W)``."""
+        """x ``(B, C, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H·s, W·s)``."""
         alpha = self.alpha(p, x)
         return per_alpha(x, alpha, lambda xs, a: functional_call(self.net_a, self.interpolated_parameters(a), (xs,)))
 
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Train A at p = (1, 0); copy A into B; fine-tune B at p = (0, 1). 50/50 split."""
-        return two_stages(total_steps, parameters_of("net_a"), parameters_of("net_b"), _copy_a_into_b, names=("A", "B"))
+        return two_stages(total_steps, parameters_of("net_a"), parameters_of("net_b"), _copy_a_into_b,
+                          names=("A", "B"), endpoints=self.endpoints())

@@ -22,7 +22,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._backbone import Baseline, BaselineConfig, Stage, all_zero, parameters_of, plain_resnet, run_resnet, spatial, two_stages
+from ._backbone import (
+    Baseline,
+    BaselineConfig,
+    Stage,
+    all_zero,
+    parameters_of,
+    plain_resnet,
+    resnet_receptive_field,
+    run_resnet,
+    spatial,
+    two_stages,
+)
 
 
 @dataclass
@@ -64,7 +75,7 @@ class DynamicNet(Baseline):
         self.tuning = nn.ModuleDict({str(j): TuningBlock(cfg.channels, cfg.kernel_size) for j in depths})
 
     def forward(self, x: Tensor, p: Tensor) -> Tensor:
-        """x ``(B, C, H, W)``, p ``(2,)`` or ``(B, 2)`` -> ``(B, C_out, H, W)``."""
+        """x ``(B, C, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H·s, W·s)``."""
         alpha = self.alpha(p, x)
         if all_zero(alpha):
             return self.main(x)
@@ -79,6 +90,12 @@ class DynamicNet(Baseline):
 
         return run_resnet(self.main, x, body)
 
+    def receptive_field(self) -> int:
+        """The ResNet's plus the two convs of every tuning block (they run in sequence with the blocks)."""
+        c = self.config
+        return resnet_receptive_field(c.num_blocks, c.kernel_size, c.upscale, extra_convs=2 * len(self.tuning))
+
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Main network at p = (1, 0), then the tuning blocks at p = (0, 1). 50/50 split."""
-        return two_stages(total_steps, parameters_of("main"), parameters_of("tuning"), names=("main", "tuning"))
+        return two_stages(total_steps, parameters_of("main"), parameters_of("tuning"),
+                          names=("main", "tuning"), endpoints=self.endpoints())

@@ -84,10 +84,11 @@ class FTN(Baseline):
         return out
 
     def forward(self, x: Tensor, p: Tensor) -> Tensor:
-        """x ``(B, C, H, W)``, p ``(2,)`` or ``(B, 2)`` -> ``(B, C_out, H, W)``."""
+        """x ``(B, C, H, W)``, p ``(P,)`` or ``(B, P)`` -> ``(B, C_out, H·s, W·s)``."""
         alpha = self.alpha(p, x)
         return per_alpha(x, alpha, lambda xs, a: functional_call(self.main, self.kernels(a), (xs,)))
 
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Main network at p = (1, 0), then only the FTNs at p = (0, 1). 50/50 split."""
-        return two_stages(total_steps, parameters_of("main"), parameters_of("ftn"), names=("main", "ftn"))
+        return two_stages(total_steps, parameters_of("main"), parameters_of("ftn"),
+                          names=("main", "ftn"), endpoints=self.endpoints())

@@ -1,0 +1,49 @@
+"""Tasks: what a recipe learns — degradation, objectives, p sampling, knob space, evaluation cases.
+
+The protocol is :class:`~.base.Task` (see :mod:`tunableconv.tasks.base`); each task is one
+class in its own module, listed explicitly in :data:`TASKS`:
+
+==========  ==========================================  =============================
+name        class                                       knobs
+==========  ==========================================  =============================
+``denoise`` :class:`~.denoise.DenoiseTask`              fidelity / noise_preservation
+                                                        (simplex; slider ``strength``)
+==========  ==========================================  =============================
+
+Its recipe fields are the task's :class:`~.base.TaskSection` subclass
+(``TASKS[name].section_class``): the recipe's ``task`` section is a tagged union keyed by
+``task.name``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from .base import CONTROLS, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, conditioned_on, runner_facts, target_key
+from .denoise import NOISE_KNOBS, STRENGTH, DenoiseTask, DenoiseTaskSection
+
+if TYPE_CHECKING:
+    from ..train.config import Recipe
+
+#: task name -> task class
+TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask}
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class called ``name`` (a one-line error listing the known ones otherwise)."""
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def build_task(recipe: "Recipe") -> Task:
+    """The task object of ``recipe`` (``recipe.task.name``), its section validated."""
+    return get_task(recipe.task.name)(recipe)
+
+
+__all__ = [
+    "TASKS", "get_task", "build_task", "Task", "TaskSection", "Sample", "EvalCase", "PSampling", "RunnerFacts",
+    "CONTROLS", "conditioned_on", "runner_facts", "target_key",
+    "DenoiseTask", "DenoiseTaskSection", "NOISE_KNOBS", "STRENGTH",
+]
