@@ -237,7 +237,11 @@ def test_three_knob_model(client, models):
     r = client.post("/api/restore", json={"image_id": info["id"], "model": "three", "p": p})
     assert r.status_code == 200, r.text
     _assert_matches_library(_decode(r.content), _expected(models["three"], read_image(data), p=p))
-    detail = _assert_json_error(client.post("/api/restore", json={"image_id": info["id"], "model": "three"}), 422)
+    # no knob values: the knob space's default p (1/3 each on the 3-simplex)
+    default = client.post("/api/restore", json={"image_id": info["id"], "model": "three"})
+    assert default.status_code == 200 and default.headers["x-tunableconv-p"] == ",".join(["0.333333"] * 3)
+    detail = _assert_json_error(client.post("/api/restore", json={"image_id": info["id"], "model": "three",
+                                                                  "p": [0.5, 0.5]}), 422)
     assert "k0, k1, k2" in detail
     detail = _assert_json_error(
         client.post("/api/restore", json={"image_id": info["id"], "model": "three", "strength": 0.5}), 422)
@@ -404,9 +408,9 @@ def test_bad_sample_names(client, name):
     ({"model": "nosuchmodel", "strength": 0.5}, 404, "unknown model"),
     ({"model": "/etc/passwd", "strength": 0.5}, 404, "unknown model"),
     ({"model": "tiny.safetensors"}, 404, "unknown model"),
-    ({"p": [0.5]}, 422, "has 2 knob(s)"),
-    ({"p": [0.2, 0.3, 0.5]}, 422, "has 2 knob(s)"),
-    ({"p": []}, 422, "has 2 knob(s)"),
+    ({"p": [0.5]}, 422, "model 'tiny' has 2 knobs"),
+    ({"p": [0.2, 0.3, 0.5]}, 422, "model 'tiny' has 2 knobs"),
+    ({"p": []}, 422, "model 'tiny' has 2 knobs"),
     ({"p": [0.5, 1.5]}, 422, "[0, 1]"),
     ({"p": [-0.1, 0.5]}, 422, "[0, 1]"),
     ({"p": [0.5, "x"]}, 422, "valid number"),

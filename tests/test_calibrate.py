@@ -39,6 +39,18 @@ def test_fit_inverts_a_known_response():
     np.testing.assert_allclose(cal["raw"], np.sqrt(cal["slider"]), atol=0.02)
 
 
+def test_max_points_bounds_the_work():
+    images = [torch.rand(3, 8, 8)]
+    raw = _restorer()
+    path = lambda s: raw.strength_to_p(s, calibrated=False)  # noqa: E731
+    calls = []
+    counted = lambda s: calls.append(s) or path(s)  # noqa: E731
+    response = measure_response(raw, images, counted, np.linspace(0, 1, 5).tolist(), max_points=7, max_step=0.0)
+    assert len(response["s"]) == 7 and len(calls) == 2 + 7  # the two ends once, then 7 values in all
+    with pytest.raises(ValueError, match="max_points"):
+        measure_response(raw, images, path, np.linspace(0, 1, 11).tolist(), max_points=4)
+
+
 def test_fit_rejects_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         fit_calibration([0, 0.5, 1], [0, float("nan"), 1])
@@ -50,7 +62,8 @@ def test_calibration_makes_the_slider_even():
     images = [torch.rand(3, 16, 16) for _ in range(2)]
     grid = np.linspace(0, 1, 11).tolist()  # refined adaptively where the response jumps
     raw = _restorer()
-    response = measure_response(raw, images, [0], grid)  # no noise: outputs stay in [0, 1]
+    path = lambda s: raw.strength_to_p(s, calibrated=False)  # noqa: E731 - the slider's raw path
+    response = measure_response(raw, images, path, grid)  # clean inputs: outputs stay in [0, 1]
     np.testing.assert_allclose(response["d"], np.array(response["s"]) ** 3, atol=1e-4)
     assert all(np.isclose(response["s"], g).any() for g in grid)
     cal = fit_calibration(response["s"], response["d"], points=41)

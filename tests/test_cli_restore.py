@@ -305,8 +305,9 @@ def test_sweep_library_functions(files):
     r = Restorer.load(str(files["three"]))
     values = sweep_values(3)
     assert values == [0.0, 0.5, 1.0]
-    ps = sweep_params(r, values, knob_index=2)
-    assert torch.allclose(ps[1], torch.tensor([0.25, 0.25, 0.5]))
+    ps = sweep_params(r, values, knob_index=2)  # the other knobs at their defaults (1/3 on the 3-simplex)
+    assert torch.allclose(ps[1], torch.tensor([1 / 3, 1 / 3, 0.5]))
+    assert torch.equal(sweep_params(r, values, knob="k2")[1], ps[1])
     ps = sweep_params(r, values, knob_index=0, base=[0.0, 0.3, 0.9])
     assert torch.allclose(ps[2], torch.tensor([1.0, 0.3, 0.9]))
     assert sweep_labels(r, values, knob_index=1) == ["k1=0.00", "k1=0.50", "k1=1.00"]

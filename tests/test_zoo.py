@@ -70,3 +70,25 @@ def test_strength_trades_noise_removal_for_noise_preservation(calibrated):
         nt = [float(psnr(o, target)) for o in outs]
         assert all(a > b for a, b in zip(gt, gt[1:])), gt
         assert all(a < b for a, b in zip(nt, nt[1:])), nt
+
+
+def test_shipped_format_1_files_migrate_to_a_knob_space(tmp_path):
+    """The shipped files stay format 1 (never rewritten); their knob space is migrated on
+    reading, and a format-2 copy carrying that knob space gives the same outputs."""
+    from tunableconv.models import save_model
+    from tunableconv.models.files import FORMAT_1, FORMAT_2
+
+    r = Restorer.load("denoise")
+    assert r.info.format == FORMAT_1 and r.info.knob_space is None
+    space = r.space
+    assert space.domain == "simplex" and space.names == ["fidelity", "noise_preservation"]
+    assert space.default == [1.0, 0.0] and [s.name for s in space.sliders] == ["strength"]
+    assert space.slider("strength").calibration is not None and space.scale == 1 and space.tiling_exact
+    assert space.receptive_field == 2 * r.info.arguments["num_blocks"] + 3  # 3x3 convs: head, blocks, body tail, tail
+    torch.testing.assert_close(r.params(), r.params(strength=1.0))  # the default p is strength 1
+    copy = Restorer.load(str(save_model(r.model, tmp_path / "d2.safetensors", knob_space=space, info=r.info.info)))
+    assert copy.info.format == FORMAT_2 and copy.space == space
+    x = torch.rand(3, 40, 44)
+    for s in (0.0, 0.3, 1.0):
+        assert torch.equal(r(x, r.params(strength=s)), copy(x, copy.params(strength=s)))
+    assert Restorer.load("denoise-fixed").space.num_params == 0

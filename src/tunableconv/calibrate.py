@@ -1,33 +1,44 @@
-r"""Calibrated slider: make equal slider moves change the image by equal amounts.
+r"""Calibrated sliders and knobs: make equal moves change the image by equal amounts.
 
-A tunable model's response to its raw strength s is usually uneven (an L1 mixture of two
-targets tends to switch rather than blend). We measure the response curve on images that
-are *not* test images (training images by default),
+A tunable model's response along a path through its knobs is usually uneven (an L1 mixture
+of two targets tends to switch rather than blend). For each path p(s), s ∈ [0, 1] — every
+named slider of the model's knob space, and on the cube each knob along its own axis with
+the other knobs at their defaults — we measure the response curve on images that are *not*
+test images (training images by default), degraded as the model's task degrades them,
 
 .. math::
-    D(s) = \operatorname{mean}_{\text{images}} \frac{\lVert o_s - o_0 \rVert}{\lVert o_1 - o_0 \rVert},
+    D(s) = \operatorname{mean}_{\text{images}} \frac{\lVert o_{p(s)} - o_{p(0)} \rVert}{\lVert o_{p(1)} - o_{p(0)} \rVert},
 
 make it monotone (running maximum, clipped to [0, 1]; D(0) = 0 and D(1) = 1 by definition)
-and store its inverse as a monotone piecewise-linear map from the user's slider u to the raw
-strength, ``raw = D^{-1}(u)``, in the model file's metadata
-(``info["calibration"] = {"slider": [...], "raw": [...], ...}``). The CLI, the sweeps and the
+and store its inverse as a monotone piecewise-linear map from the user's value u to the raw
+s, ``raw = D^{-1}(u)``, in the model file's knob space (a
+:class:`~tunableconv.knobs.Calibration` on the slider or knob). The CLI, the sweeps and the
 web app apply it by default; the raw p stays available (``--p``, ``--raw``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .errors import InputError
+from .knobs import Calibration, KnobSpace
+
+#: Bounds of what a user can ask for (issue 16 B4).
+MAX_GRID = 101
+MAX_POINTS = 201
 
 
 def fit_calibration(grid: Sequence[float], response: Sequence[float], points: int = 21) -> dict:
     """Monotone inverse of a measured response curve.
 
     Args:
-        grid: raw strengths s_0 = 0 < ... < s_n = 1.
+        grid: raw values s_0 = 0 < ... < s_n = 1.
         response: D(s) on that grid (any values; made monotone here).
         points: number of slider knots of the stored map.
 
@@ -49,56 +60,118 @@ def fit_calibration(grid: Sequence[float], response: Sequence[float], points: in
     return {"slider": [round(float(v), 6) for v in u], "raw": [round(float(v), 6) for v in np.maximum.accumulate(raw)]}
 
 
+@dataclass(frozen=True)
+class CalibrationTarget:
+    """One path to calibrate: a named slider (``kind="slider"``) or a cube knob along its axis
+    (``kind="knob"``). ``path(s)`` is the raw p at s ∈ [0, 1] (no calibration applied)."""
+
+    kind: str
+    name: str
+    path: Callable[[float], Tensor]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def calibration_targets(space: KnobSpace) -> list[CalibrationTarget]:
+    """Every named slider, and on the cube every knob along its own axis (the others at their defaults)."""
+    targets = [CalibrationTarget("slider", s.name, lambda v, s=s: torch.tensor(s.p(v, calibrated=False)))
+               for s in space.sliders]
+    if space.domain == "cube":
+        targets += [CalibrationTarget("knob", name, lambda v, name=name: space.along_knob(name, v, calibrated=False))
+                    for name in space.names]
+    return targets
+
+
+def with_calibration(space: KnobSpace, target: CalibrationTarget, calibration: dict | Calibration) -> KnobSpace:
+    """``space`` with ``calibration`` stored on ``target``'s slider or knob."""
+    cal = calibration if isinstance(calibration, Calibration) else Calibration.from_dict(
+        {"slider": calibration["slider"], "raw": calibration["raw"]}, "calibration", target.label)
+    if target.kind == "slider":
+        return space.with_slider_calibration(target.name, cal)
+    return space.with_knob_calibration(target.name, cal)
+
+
 @torch.no_grad()
-def measure_response(restorer, images: Sequence[Tensor], sigmas: Sequence[float], grid: Sequence[float],
-                     seed: int = 0, progress: bool = False, max_step: float = 0.02, max_points: int = 61) -> dict:
-    """D(s) of ``restorer`` at raw strengths on noisy versions of ``images``.
+def measure_response(restorer, inputs: Sequence[Tensor], path: Callable[[float], Tensor], grid: Sequence[float],
+                     progress: bool = False, max_step: float = 0.02, max_points: int = 61,
+                     desc: str = "calibrate") -> dict[str, Any]:
+    """D(s) of ``restorer`` along ``path`` (raw s -> p) on the network inputs ``inputs``.
 
-    Starts from ``grid`` (which must contain 0 and 1), then adaptively adds midpoints of the
-    interval with the largest jump of D until no jump exceeds ``max_step`` or ``max_points``
-    strengths are measured: uneven sliders change fastest in a narrow band of s, which a
-    uniform grid samples too coarsely.
+    Starts from ``grid`` (0 and 1 are added), then adaptively adds midpoints of the interval
+    with the largest jump of D until no jump exceeds ``max_step`` or ``max_points`` values are
+    measured in all (uneven sliders change fastest in a narrow band of s, which a uniform
+    grid samples too coarsely). The initial grid counts towards ``max_points``.
 
-    Returns ``{"s": sorted strengths, "d": mean curve, "d_per_sigma": {sigma: curve}}``.
+    Returns ``{"s": sorted values, "d": mean curve}``.
+
+    Raises:
+        InputError: ``max_points`` smaller than the initial grid, or the two ends of the path
+            give the same image (nothing to calibrate).
     """
     from tqdm import tqdm
 
-    g = torch.Generator().manual_seed(seed)
-    cases = []  # (sigma, noisy, o_0, ||o_1 - o_0||)
-    for clean in images:
-        for sigma in sigmas:
-            noisy = clean + (sigma / 255.0) * torch.randn(clean.shape, generator=g)
-            o0 = restorer(noisy, restorer.strength_to_p(0.0, calibrated=False))
-            o1 = restorer(noisy, restorer.strength_to_p(1.0, calibrated=False))
-            cases.append((f"{sigma:g}", noisy, o0, float(torch.linalg.vector_norm(o1 - o0))))
-    if any(c[3] == 0 for c in cases):
-        raise ValueError("the two knob ends give the same image: there is no response to calibrate")
+    points = sorted({round(float(v), 9) for v in grid} | {0.0, 1.0})
+    if len(points) > max_points:
+        raise InputError(f"the initial grid has {len(points)} values but max_points is {max_points}: "
+                         "lower --grid or raise --max-points")
+    cases = []  # (input, o_0, ||o_1 - o_0||)
+    for x in inputs:
+        o0, o1 = restorer(x, path(0.0)), restorer(x, path(1.0))
+        cases.append((x, o0, float(torch.linalg.vector_norm(o1 - o0))))
+    if any(c[2] == 0 for c in cases):
+        raise InputError("the two ends of the path give the same image: there is no response to calibrate")
 
-    def d_at(s: float) -> dict[str, float]:
-        per: dict[str, list[float]] = {}
-        for key, noisy, o0, denom in cases:
-            o = restorer(noisy, restorer.strength_to_p(float(s), calibrated=False))
-            per.setdefault(key, []).append(float(torch.linalg.vector_norm(o - o0)) / denom)
-        out = {k: float(np.mean(v)) for k, v in per.items()}
-        out["mean"] = float(np.mean([x for v in per.values() for x in v]))
-        return out
+    def d_at(s: float) -> float:
+        return float(np.mean([float(torch.linalg.vector_norm(restorer(x, path(float(s))) - o0)) / denom
+                              for x, o0, denom in cases]))
 
-    points = sorted({float(v) for v in grid} | {0.0, 1.0})
-    bar = tqdm(total=max_points, desc="calibrate", disable=not progress)
-    values: dict[float, dict[str, float]] = {}
+    bar = tqdm(total=max_points, desc=desc, disable=not progress)
+    values: dict[float, float] = {}
     for s in points:
         values[s] = d_at(s)
         bar.update(1)
     while len(values) < max_points:
         ss = sorted(values)
-        jumps = [(values[b]["mean"] - values[a]["mean"], a, b) for a, b in zip(ss, ss[1:])]
-        jump, a, b = max(jumps)
+        jump, a, b = max((values[b] - values[a], a, b) for a, b in zip(ss, ss[1:]))
         if jump <= max_step or b - a < 1e-4:
             break
         values[(a + b) / 2] = d_at((a + b) / 2)
         bar.update(1)
     bar.close()
     ss = sorted(values)
-    keys = sorted({k for v in values.values() for k in v} - {"mean"}, key=float)
-    return {"s": [round(x, 6) for x in ss], "d": [round(values[x]["mean"], 5) for x in ss],
-            "d_per_sigma": {k: [round(values[x][k], 5) for x in ss] for k in keys}}
+    return {"s": [round(x, 6) for x in ss], "d": [round(values[x], 5) for x in ss]}
+
+
+def _degrade_for(info, clean: Tensor, generator: torch.Generator) -> Tensor:
+    """The network input for ``clean``, degraded as the task of the model file
+    (``info.info["task"]``, ``info`` a :class:`~tunableconv.models.files.ModelInfo`) degrades
+    its training images: the one place calibrate knows about a task.
+
+    The task layer (``tunableconv.tasks``: ``get_task(name)``, whose ``degrade(clean,
+    generator)`` returns a sample with ``.input``) is not committed yet; once it is, this body
+    becomes the one line ``return task_of(info).degrade(clean, generator).input`` (with
+    :func:`tunableconv.evaluation.task_of`). Until then, today's denoising degradation: Gaussian
+    noise of a level drawn uniformly from the training range (``recipe.task.sigma``, else
+    ``info["sigma_range"]``, else 5..50 on the 0..255 scale), unclipped as in training — the
+    draws the denoise task makes, in the same order.
+    """
+    extra = info.info or {}
+    task = extra.get("task")
+    if task == "denoise":
+        low, high = _sigma_range(extra)
+        sigma = low + (high - low) * torch.rand((), generator=generator)
+        return clean + (sigma / 255.0) * torch.randn(clean.shape, generator=generator)
+    raise InputError(f"{info.path or 'model file'}: calibrate cannot degrade images for the task {task!r} of this "
+                     "model (info.task; known: denoise)")
+
+
+def _sigma_range(info: dict) -> tuple[float, float]:
+    recipe = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
+    section = recipe.get("task") if isinstance(recipe.get("task"), dict) else {}
+    for value in (section.get("sigma"), info.get("sigma_range")):
+        if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+                and 0 <= value[0] <= value[1] <= 255):
+            return float(value[0]), float(value[1])
+    return 5.0, 50.0

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ DEFAULT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _fail(where: str, field_name: str, why: str) -> InputError:
-    return InputError(f"{where}: knob_space.{field_name} {why}")
+    return InputError(f"{where}: knob_space{'.' + field_name if field_name else ''} {why}")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,11 @@ class Slider:
 
     def p(self, u: float, calibrated: bool = True) -> list[float]:
         s = self.raw(u, calibrated)
-        return [a + s * (b - a) for a, b in zip(self.start, self.end)]
+        return [min(1.0, max(0.0, a + s * (b - a))) for a, b in zip(self.start, self.end)]  # rounding stays in [0, 1]
+
+    def formula(self) -> str:
+        """The path in words, e.g. ``"p = (s, 1 - s)"`` for start (0, 1) and end (1, 0)."""
+        return "p = (" + ", ".join(_coordinate(a, b) for a, b in zip(self.start, self.end)) + ")"
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "description": self.description, "start": list(self.start), "end": list(self.end)}
@@ -154,10 +159,46 @@ class KnobSpace:
         have = ", ".join(s.name for s in self.sliders) or "none"
         raise InvalidParamsError(f"this model has no slider {name!r} (sliders: {have})")
 
+    def has_slider(self, name: str) -> bool:
+        return any(s.name == name for s in self.sliders)
+
     @property
     def main_slider(self) -> Slider | None:
         """The first named slider (the one a simple UI shows), if any."""
         return self.sliders[0] if self.sliders else None
+
+    def knob_index(self, name: str | int) -> int:
+        """The position of a knob given by name (or by index, checked)."""
+        if isinstance(name, int) and not isinstance(name, bool):
+            if not 0 <= name < self.num_params:
+                raise InvalidParamsError(f"knob index {name} out of range: this model has {self.num_params} knob(s) "
+                                         f"({self.describe_names()})")
+            return name
+        if name not in self.names:
+            raise InvalidParamsError(f"unknown knob {name!r}; knobs: {', '.join(self.names) or 'none'}")
+        return self.names.index(name)
+
+    def describe_names(self) -> str:
+        """``"0=fidelity, 1=noise_preservation"``."""
+        return ", ".join(f"{i}={n}" for i, n in enumerate(self.names))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether any slider or (cube) knob carries a calibration."""
+        return any(s.calibration is not None for s in self.sliders) or any(k.calibration is not None for k in self.knobs)
+
+    def off_domain(self, p: Sequence[float] | Tensor) -> str | None:
+        """A one-line note when p lies off the domain the model was trained on (the simplex:
+        Σ p = 1), else None. Such p are allowed (raw values are the user's to choose) but a
+        runner should say so."""
+        if self.domain != "simplex" or self.num_params < 2:
+            return None
+        values = [float(v) for v in (p.tolist() if isinstance(p, Tensor) else p)]
+        total = sum(values)
+        if abs(total - 1.0) <= 1e-3:
+            return None
+        return (f"p sums to {total:.3g}, off the simplex this model was trained on (its knobs "
+                f"{', '.join(self.names)} are weights that sum to 1); used as given")
 
     # -- p from what a user gives -------------------------------------------------------------
     def resolve(
@@ -168,10 +209,12 @@ class KnobSpace:
         slider: tuple[str, float] | None = None,
         calibrated: bool = True,
     ) -> Tensor:
-        """p ``(P,)`` from raw values, named knob values (others at their defaults), or a slider.
+        """p ``(P,)`` from raw values, named knob values, or a slider (nothing: the default).
 
-        On the cube, named knob values go through each knob's calibration unless ``calibrated``
-        is False. Raises :class:`InvalidParamsError` (one line) on bad input.
+        Named knob values: on the cube, the knobs not named stay at their defaults and each
+        named one goes through its calibration unless ``calibrated`` is False; on the simplex
+        the knobs are weights of one mixture, so every knob must be named (raw values).
+        Raises :class:`InvalidParamsError` (one line) on bad input.
         """
         given = sum(x is not None for x in (p, knobs, slider))
         if given > 1:
@@ -181,10 +224,19 @@ class KnobSpace:
                 raise InvalidParamsError("this model has no knobs")
             return torch.zeros(0)
         if p is not None:
-            values = [float(v) for v in p]
+            if hasattr(p, "tolist"):  # a tensor or an array
+                p = p.tolist()
+            if isinstance(p, (str, bytes)) or not isinstance(p, Sequence):
+                raise InvalidParamsError(f"p must be a list of {self.num_params} numbers, got {p!r}")
+            values = list(p)
             if len(values) != self.num_params:
                 raise InvalidParamsError(f"this model has {self.num_params} knobs ({', '.join(self.names)}), got {len(values)} value(s)")
+            for name, v in zip(self.names, values):
+                _unit(v, name)
+            values = [float(v) for v in values]
         elif knobs is not None:
+            if not isinstance(knobs, Mapping):
+                raise InvalidParamsError(f"named knob values must map knob names to numbers, got {knobs!r}")
             values = list(self.default or [])
             for name, v in knobs.items():
                 if name not in self.names:
@@ -193,15 +245,53 @@ class KnobSpace:
                 i = self.names.index(name)
                 cal = self.knobs[i].calibration
                 values[i] = cal(float(v)) if calibrated and cal is not None and self.domain == "cube" else float(v)
+            missing = [n for n in self.names if n not in knobs]
+            if self.domain == "simplex" and missing:
+                raise InvalidParamsError(f"missing knob value(s) for {', '.join(missing)}: the knobs of this model are "
+                                         f"weights on the simplex, give every knob ({', '.join(self.names)})")
         elif slider is not None:
+            if not (isinstance(slider, (tuple, list)) and len(slider) == 2 and isinstance(slider[0], str)):
+                raise InvalidParamsError(f"a slider is given as (name, value), got {slider!r}")
             name, u = slider
+            s = self.slider(name)
             _unit(u, name)
-            values = self.slider(name).p(float(u), calibrated)
+            values = s.p(float(u), calibrated)
         else:
             values = list(self.default or [])
         for name, v in zip(self.names, values):
             _unit(v, name)
         return torch.tensor(values, dtype=torch.float32)
+
+    def along_knob(self, knob: str | int, u: float, *, calibrated: bool = True,
+                   base: Sequence[float] | None = None) -> Tensor:
+        """p with one knob at ``u`` and the others at ``base`` (a full raw p whose entry for
+        this knob is ignored) or, without it, at their defaults.
+
+        On the cube ``u`` goes through the knob's calibration (unless ``calibrated`` is
+        False), which was fitted along exactly this path (the others at their defaults).
+        """
+        i = self.knob_index(knob)
+        name = self.names[i]
+        _unit(u, name)
+        values = [float(v) for v in self.resolve(p=base)] if base is not None else list(self.default or [])
+        cal = self.knobs[i].calibration
+        values[i] = cal(float(u)) if calibrated and cal is not None and self.domain == "cube" else float(u)
+        return self.resolve(p=values)
+
+    # -- derived spaces --------------------------------------------------------------------------
+    def with_slider_calibration(self, name: str, calibration: Calibration | None) -> "KnobSpace":
+        """A copy whose slider ``name`` carries ``calibration`` (None removes it)."""
+        self.slider(name)  # raises for an unknown name
+        sliders = [replace(s, calibration=calibration) if s.name == name else s for s in self.sliders]
+        return replace(self, sliders=sliders, knobs=list(self.knobs), default=list(self.default or []))
+
+    def with_knob_calibration(self, knob: str | int, calibration: Calibration | None) -> "KnobSpace":
+        """A copy whose (cube) knob carries ``calibration`` along its axis (None removes it)."""
+        if self.domain != "cube" and calibration is not None:
+            raise InvalidParamsError("per-knob calibrations belong to cube knobs; on the simplex calibrate a slider")
+        i = self.knob_index(knob)
+        knobs = [replace(k, calibration=calibration) if j == i else k for j, k in enumerate(self.knobs)]
+        return replace(self, knobs=knobs, sliders=list(self.sliders), default=list(self.default or []))
 
     # -- evaluation grids -------------------------------------------------------------------
     def grid(self, values: Sequence[float] = DEFAULT_GRID) -> Tensor:
@@ -233,42 +323,64 @@ class KnobSpace:
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "model file") -> "KnobSpace":
-        """Validate and parse; every problem is an :class:`InputError` naming ``where`` and the field."""
+        """Validate and parse; every problem is an :class:`InputError` naming ``where`` and the field.
+
+        Unknown fields are errors (a file written by a newer tunableconv says so rather than
+        being half understood).
+        """
         if not isinstance(d, Mapping):
             raise _fail(where, "", "must be a JSON object")
+        _no_unknown(d, _SPACE_FIELDS, where, "")
         knobs_raw = d.get("knobs", [])
         if not isinstance(knobs_raw, list):
             raise _fail(where, "knobs", "must be a list")
+        domain = d.get("domain", "simplex")
+        if domain not in DOMAINS:
+            raise _fail(where, "domain", f"must be one of {', '.join(DOMAINS)}, got {domain!r}")
         knobs = []
         for i, k in enumerate(knobs_raw):
-            if not isinstance(k, Mapping) or not isinstance(k.get("name"), str) or not k["name"]:
+            if not isinstance(k, Mapping) or not isinstance(k.get("name"), str) or not k["name"].strip():
                 raise _fail(where, f"knobs[{i}]", "must be an object with a non-empty 'name'")
+            _check_name(k["name"], where, f"knobs[{i}].name")
+            _no_unknown(k, ("name", "description", "calibration"), where, f"knobs[{i}]")
             desc = k.get("description", "")
             if not isinstance(desc, str):
                 raise _fail(where, f"knobs[{i}].description", "must be a string")
-            cal = Calibration.from_dict(k["calibration"], where, f"knobs[{i}].calibration") if k.get("calibration") else None
+            cal = None
+            if k.get("calibration") is not None:
+                if domain != "cube":
+                    raise _fail(where, f"knobs[{i}].calibration", "is only for cube knobs (on the simplex calibrate a slider)")
+                cal = Calibration.from_dict(k["calibration"], where, f"knobs[{i}].calibration")
             knobs.append(Knob(k["name"], desc, cal))
         if len({k.name for k in knobs}) != len(knobs):
             raise _fail(where, "knobs", "has duplicate names")
         n = len(knobs)
-        domain = d.get("domain", "simplex")
-        if domain not in DOMAINS:
-            raise _fail(where, "domain", f"must be one of {', '.join(DOMAINS)}, got {domain!r}")
         default = d.get("default")
         if default is not None and not _unit_vector(default, n):
             raise _fail(where, "default", f"must be a list of {n} numbers in [0, 1]")
+        sliders_raw = d.get("sliders", [])
+        if sliders_raw is None:
+            sliders_raw = []
+        if not isinstance(sliders_raw, list):
+            raise _fail(where, "sliders", "must be a list")
         sliders = []
-        for i, s in enumerate(d.get("sliders", []) or []):
-            if not isinstance(s, Mapping) or not isinstance(s.get("name"), str) or not s["name"]:
+        for i, s in enumerate(sliders_raw):
+            if not isinstance(s, Mapping) or not isinstance(s.get("name"), str) or not s["name"].strip():
                 raise _fail(where, f"sliders[{i}]", "must be an object with a non-empty 'name'")
+            _check_name(s["name"], where, f"sliders[{i}].name")
+            _no_unknown(s, ("name", "description", "start", "end", "calibration"), where, f"sliders[{i}]")
             for end in ("start", "end"):
                 if not _unit_vector(s.get(end), n):
                     raise _fail(where, f"sliders[{i}].{end}", f"must be a list of {n} numbers in [0, 1]")
-            cal = Calibration.from_dict(s["calibration"], where, f"sliders[{i}].calibration") if s.get("calibration") else None
-            sliders.append(Slider(s["name"], tuple(map(float, s["start"])), tuple(map(float, s["end"])),
-                                  s.get("description", "") if isinstance(s.get("description", ""), str) else "", cal))
+            desc = s.get("description", "")
+            if not isinstance(desc, str):
+                raise _fail(where, f"sliders[{i}].description", "must be a string")
+            cal = Calibration.from_dict(s["calibration"], where, f"sliders[{i}].calibration") if s.get("calibration") is not None else None
+            sliders.append(Slider(s["name"], tuple(map(float, s["start"])), tuple(map(float, s["end"])), desc, cal))
+        if len({s.name for s in sliders}) != len(sliders):
+            raise _fail(where, "sliders", "has duplicate names")
         scale = d.get("scale", 1)
-        if not isinstance(scale, int) or isinstance(scale, bool) or scale not in (1, 2, 3, 4, 8):
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale not in SCALES:
             raise _fail(where, "scale", f"must be 1, 2, 3, 4 or 8, got {scale!r}")
         exact = d.get("tiling_exact", True)
         if not isinstance(exact, bool):
@@ -286,31 +398,79 @@ class KnobSpace:
         """The knob space of a loaded file's :class:`~tunableconv.models.files.ModelInfo`.
 
         Format 2 files store it; format 1 files (the first shipped denoisers) are migrated:
-        their knob list, the ``strength`` slider p = (s, 1 − s) when ``info["strength"]`` is
-        set, and its ``info["calibration"]``.
+        their knob list, the domain of their architecture arguments (``"simplex"`` when they
+        have none), the ``strength`` slider p = (s, 1 − s) when ``info["strength"]`` is set
+        (two knobs), and its ``info["calibration"]``; the scale is the ``upscale`` argument.
         """
+        cached = getattr(info, "_space", None)  # validated when the file was opened
+        if isinstance(cached, KnobSpace):
+            return cached
         where = str(getattr(info, "path", None) or "model file")
         stored = getattr(info, "knob_space", None)
         if stored is not None:
             return cls.from_dict(stored, where)
         extra = getattr(info, "info", {}) or {}
-        knobs = [Knob(str(k.get("name", f"p{i}")), str(k.get("description", ""))) for i, k in enumerate(info.knobs or [])]
+        if not isinstance(extra, Mapping):
+            raise InputError(f"{where}: info must be a JSON object")
+        raw_knobs = info.knobs if isinstance(info.knobs, list) else []
+        knobs = [Knob(str(k.get("name", f"p{i}")), str(k.get("description", ""))) if isinstance(k, Mapping) else Knob(f"p{i}")
+                 for i, k in enumerate(raw_knobs)]
         if len(knobs) != info.num_params:
             knobs = [Knob(f"p{i}") for i in range(info.num_params)]
+        args = getattr(info, "arguments", {}) or {}
+        domain = args.get("domain", "simplex") if isinstance(args, Mapping) else "simplex"
+        if domain not in DOMAINS:
+            raise InputError(f"{where}: arguments.domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
         sliders = []
         if extra.get("strength") and info.num_params == 2:
             cal = extra.get("calibration")
             sliders.append(Slider("strength", (0.0, 1.0), (1.0, 0.0), "1: remove the noise; 0: keep grain and detail",
                                   Calibration.from_dict(cal, where, "calibration (format 1)") if cal else None))
-        args = getattr(info, "arguments", {}) or {}
-        scale = int(args.get("upscale", 1)) if isinstance(args.get("upscale", 1), int) else 1
+        up = args.get("upscale", 1) if isinstance(args, Mapping) else 1
+        scale = up if isinstance(up, int) and not isinstance(up, bool) and up in SCALES else 1
         default = [1.0, 0.0] if sliders else None
-        return cls(knobs, "simplex", default, sliders, scale if scale in (1, 2, 3, 4, 8) else 1, True, None, "rgb")
+        return cls(knobs, domain, default, sliders, scale, True, None, "rgb")
+
+
+_SPACE_FIELDS = ("knobs", "domain", "default", "sliders", "scale", "tiling_exact", "receptive_field", "color")
+SCALES = (1, 2, 3, 4, 8)
+
+
+def _no_unknown(d: Mapping, known: Sequence[str], where: str, field_name: str) -> None:
+    unknown = [str(k) for k in d if k not in known]
+    if unknown:
+        raise _fail(where, f"{field_name}" if field_name else "", f"has unknown field(s) {', '.join(sorted(unknown))} "
+                    f"(known: {', '.join(known)}; written by a newer tunableconv?)")
+
+
+def _check_name(name: str, where: str, field_name: str) -> None:
+    """Knob and slider names are typed on command lines (``--knob NAME=VALUE``): no ``=``,
+    ``,``, control characters or surrounding spaces, at most 64 characters."""
+    if (len(name) > 64 or name != name.strip() or any(c in name for c in "=,") or
+            any(not c.isprintable() for c in name)):
+        raise _fail(where, field_name, f"must be a short printable name without '=', ',' or surrounding spaces, "
+                                       f"got {name[:70]!r}")
+
+
+def _coordinate(a: float, b: float) -> str:
+    """One coordinate of a slider path a + s·(b − a), in words."""
+    if a == b:
+        return f"{a:g}"
+    if (a, b) == (0.0, 1.0):
+        return "s"
+    if (a, b) == (1.0, 0.0):
+        return "1 - s"
+    d = b - a
+    return f"{a:g} {'+' if d > 0 else '-'} {abs(d):g}s" if a else f"{d:g}s"
 
 
 def _unit(v: Any, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise InvalidParamsError(f"{name} must be a number in [0, 1], got {v!r}")
+    if math.isnan(v):
+        raise InvalidParamsError(f"{name} must be a number in [0, 1], got NaN")
+    if not 0 <= v <= 1:
+        raise InvalidParamsError(f"{name} must be a number in [0, 1], got {v:g}")
 
 
 def _unit_vector(v: Any, n: int) -> bool:

@@ -1,110 +1,163 @@
-"""Run a tunable model on images: knob handling, strength, tiling.
+"""Run a tunable model on images: knob handling through the model's knob space, tiling.
 
-:class:`Restorer` wraps a loaded model and its metadata. Knob values come as
+:class:`Restorer` wraps a loaded model and its metadata. What p means is read from the
+model file's knob space only (:class:`~tunableconv.knobs.KnobSpace`, ``restorer.space``),
+and every way of giving the knobs goes through :meth:`KnobSpace.resolve`:
 
-- ``p``: the raw interactive parameters, one value per knob (``--p 0.7,0.3``), or
-- ``strength``: the user-facing slider s in [0, 1] of models that define one (the denoiser:
-  p = (s, 1 − s)). When the model file stores a calibration (a monotone map from the
-  slider to the raw strength, see issue "knob quality"), the slider goes through it first.
+- ``p``: the raw interactive parameters, one value per knob (``--p 0.7,0.3``);
+- ``knobs``: values by knob name (``--knob fidelity=0.7``; on the cube the others stay at
+  their defaults and each value goes through the knob's calibration);
+- ``slider``: ``(name, u)`` — a named 1-D path of the model (``--slider strength=0.7``),
+  through its calibration unless ``calibrated=False`` (``--raw``);
+- ``strength``: shorthand for ``slider=("strength", u)`` (the denoiser: p = (s, 1 − s));
+- nothing: the knob space's default p.
+
+Tiled inference (``tile``) needs a model whose result does not depend on the whole image
+(``space.tiling_exact``); for other models it is refused unless ``force_tiling``. The
+scale factor of the output comes from the knob space.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .errors import InputError, InvalidParamsError
+from .knobs import KnobSpace
 from .models.files import ModelInfo
 
 
 @dataclass
 class Restorer:
+    """A loaded model with its metadata, callable on images."""
+
     model: nn.Module
     info: ModelInfo
     device: torch.device = torch.device("cpu")
 
     @classmethod
     def load(cls, name_or_path: str, device: str = "cpu") -> "Restorer":
+        """A shipped model name or a model file (formats 1 and 2), validated when opened."""
         from .models import load_model
         from .zoo import resolve
 
         try:
             dev = torch.device(device)
         except RuntimeError:
-            raise InputError(f"unknown device {device!r}") from None
+            raise InputError(f"unknown device {device!r} (use cpu, cuda, cuda:N or mps)") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda was asked for but no CUDA GPU is available")
+        if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise InputError("--device mps was asked for but this machine has no usable MPS (Apple GPU) backend")
         model, info = load_model(resolve(name_or_path), device=dev)
         return cls(model, info, dev)
 
+    # -- the knob space --------------------------------------------------------------------
+    @property
+    def space(self) -> KnobSpace:
+        """The model's knob space (stored in format-2 files, migrated for format 1)."""
+        return self.info.space
+
     @property
     def num_params(self) -> int:
-        return self.info.num_params
+        return self.space.num_params
+
+    @property
+    def scale(self) -> int:
+        return self.space.scale
 
     @property
     def has_strength(self) -> bool:
-        return self.info.info.get("strength") is not None and self.num_params == 2
+        """Whether the model has a slider named ``strength`` (``--strength`` is its shorthand)."""
+        return self.space.has_slider("strength")
 
     @property
     def calibration(self) -> dict | None:
-        return self.info.info.get("calibration")
+        """The ``strength`` slider's calibration as ``{"slider", "raw"}`` (None: none)."""
+        if not self.has_strength:
+            return None
+        cal = self.space.slider("strength").calibration
+        return cal.to_dict() if cal is not None else None
 
     def strength_to_p(self, s: float, calibrated: bool = True) -> Tensor:
-        """The slider s in [0, 1] -> p = (s', 1 − s') with s' the calibrated raw strength."""
+        """The ``strength`` slider at s in [0, 1] -> p (through its calibration unless ``calibrated`` is False)."""
         if not self.has_strength:
-            raise InvalidParamsError("this model has no strength slider: give its knobs with --p")
-        if not (isinstance(s, (int, float)) and math.isfinite(s)) or not 0 <= s <= 1:
-            raise InvalidParamsError(f"strength must be a number in [0, 1], got {s}")
-        cal = self.calibration if calibrated else None
-        if cal:
-            s = float(np.interp(s, cal["slider"], cal["raw"]))
-        return torch.tensor([s, 1.0 - s])
+            raise InvalidParamsError(self.no_strength_message())
+        return self.space.resolve(slider=("strength", s), calibrated=calibrated)
 
-    def params(self, p: Sequence[float] | None = None, strength: float | None = None, calibrated: bool = True) -> Tensor | None:
-        """Resolve the knob values to a p tensor (None for a plain model)."""
-        from .nn import check_params
-
+    def no_strength_message(self) -> str:
+        """Why ``--strength`` does not apply to this model, and what to give instead."""
         if self.num_params == 0:
-            if p is not None or strength is not None:
-                raise InvalidParamsError("this model has no knobs: drop --p / --strength")
-            return None
-        if p is not None and strength is not None:
-            raise InvalidParamsError("give either --p or --strength, not both")
-        if p is not None:
-            if len(p) != self.num_params:
-                names = ", ".join(self.info.knob_names)
-                raise InvalidParamsError(f"this model has {self.num_params} knobs ({names}), got {len(p)} value(s)")
-            return check_params(list(p), self.num_params)
-        if strength is None:
-            strength = 1.0 if self.has_strength else None
-            if strength is None:
-                raise InvalidParamsError(f"give the {self.num_params} knob values with --p")
-        return self.strength_to_p(strength, calibrated)
+            return "this model has no knobs: drop --strength"
+        sliders = ", ".join(s.name for s in self.space.sliders)
+        also = f" or a slider ({sliders}) with --slider NAME=VALUE" if sliders else ""
+        return (f"this model has no strength slider: give its knobs ({', '.join(self.space.names)}) with --p or "
+                f"--knob NAME=VALUE{also}")
 
+    def params(
+        self,
+        p: Sequence[float] | None = None,
+        strength: float | None = None,
+        calibrated: bool = True,
+        *,
+        knobs: Mapping[str, float] | None = None,
+        slider: tuple[str, float] | None = None,
+    ) -> Tensor | None:
+        """The p tensor for the given knob values (see the module docstring); None for a
+        model without knobs. Raises :class:`InvalidParamsError` (one line)."""
+        if strength is not None:
+            if slider is not None:
+                raise InvalidParamsError("give --strength or --slider, not both")
+            if not self.has_strength:
+                raise InvalidParamsError(self.no_strength_message())
+            slider = ("strength", strength)
+        p_tensor = self.space.resolve(p, knobs=knobs, slider=slider, calibrated=calibrated)
+        return None if self.num_params == 0 else p_tensor
+
+    # -- running ---------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, image: Tensor, p: Tensor | None, tile: int | None = None, overlap: int = 32,
-                 progress: bool = False) -> Tensor:
-        """Restore ``image`` (3, H, W) or (1, 3, H, W) in [0, 1]; returns (3, H', W') clamped to [0, 1]."""
+                 progress: bool = False, force_tiling: bool = False) -> Tensor:
+        """Restore ``image`` (3, H, W) or (1, 3, H, W) in [0, 1]; returns (3, H·s, W·s) clamped to [0, 1].
+
+        Raises:
+            InputError: tiles asked for a model whose tiled inference is not exact (unless
+                ``force_tiling``), or NaN/Inf in the output.
+        """
         x = image.unsqueeze(0) if image.dim() == 3 else image
         x = x.to(self.device, torch.float32)
+        if p is None and self.num_params:
+            raise InvalidParamsError(f"this model has {self.num_params} knobs: give its p (see Restorer.params)")
+        if p is not None and not self.num_params:
+            raise InvalidParamsError("this model has no knobs: pass p=None")
         run = (lambda t: self.model(t)) if p is None else (lambda t: self.model(t, p.to(self.device)))
 
         def fn(t: Tensor) -> Tensor:
             # NHWC activations: 1.4-1.7x faster convolutions on CPU (oneDNN), same values to ~1e-7
             return run(t.contiguous(memory_format=torch.channels_last)).contiguous()
 
-        if tile:
+        if tile and max(x.shape[-2:]) > tile:
+            self.check_tiling(force_tiling)
             from .tiling import tiled_apply
 
-            scale = int(self.info.arguments.get("upscale", 1))
-            y = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=scale, progress=progress)
+            y = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=self.scale, progress=progress)
         else:
             y = fn(x)
         if not torch.isfinite(y).all():
+            state = getattr(self.model, "state_dict", dict)()
+            if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
+                raise InputError("the model's weights hold NaN/Inf values: the model file is broken")
             raise InputError("the model produced NaN/Inf values for this input")
         return y[0].clamp(0, 1).cpu()
+
+    def check_tiling(self, force: bool = False) -> None:
+        """Refuse tiled inference for a model whose output depends on the whole image
+        (``tiling_exact`` false in its knob space) unless ``force``."""
+        if not self.space.tiling_exact and not force:
+            raise InputError("tiled inference is not exact for this model (it has global operations such as instance "
+                             "norm or pooling, so tiles would change the result): run without --tile, or pass "
+                             "--force-tiling to tile anyway")

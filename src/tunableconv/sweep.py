@@ -1,49 +1,60 @@
-"""Parameter sweeps: a model's outputs over a knob's range, as a labelled strip or a GIF.
+"""Parameter sweeps: a model's outputs along a slider or a knob, as a labelled strip or a
+GIF, and over two cube knobs as an image grid.
 
 Used by ``tunableconv sweep``, the demo and the web app::
 
     from tunableconv.restore import Restorer
-    from tunableconv.sweep import make_gif, make_strip, sweep_outputs, sweep_values
+    from tunableconv.sweep import make_gif, make_strip, sweep_labels, sweep_outputs, sweep_values
 
     r = Restorer.load("denoise")
     values = sweep_values(5)                      # 0, 0.25, 0.5, 0.75, 1
     outputs = sweep_outputs(r, noisy, values)     # one (3, H, W) tensor per value
     strip = make_strip(outputs, sweep_labels(r, values))   # PIL image, panels side by side
 
-What is swept:
+What is swept is read from the model's knob space only:
 
-- a model with a strength slider (the denoiser, p = (s, 1 - s)) and no ``knob_index``: the
-  strength s over ``values`` (calibrated unless ``calibrated=False``);
-- otherwise knob ``knob_index`` (0 when the model has a single knob) over ``values``; the
-  other knobs are held at ``base`` (their values from a full p vector), or, without
-  ``base``, share the remaining weight ``1 - v`` equally (so p stays on the simplex, which
-  for two knobs is exactly the raw strength).
+- ``slider=NAME``: the named slider (a 1-D path p(s)) over ``values``, calibrated unless
+  ``calibrated=False``;
+- ``knob=NAME`` (or ``knob_index=I``): that knob over ``values``, the other knobs at
+  ``base`` (a full raw p whose entry for this knob is ignored) or, without ``base``, at
+  their defaults; on the cube the values go through the knob's calibration;
+- neither: the model's first slider, else its only knob; a model with several knobs and
+  no slider needs a choice.
+
+:func:`grid_params` / :func:`grid_outputs` / :func:`make_grid` sweep two knobs of a cube
+model at once (the others at their defaults): rows follow the first knob, columns the second.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from .io import atomic_write
-
 from .errors import InputError, InvalidParamsError
+from .io import atomic_write
 from .restore import Restorer
 
 __all__ = [
+    "MAX_STEPS",
+    "MAX_GRID_STEPS",
+    "SweepTarget",
+    "sweep_target",
     "sweep_values",
     "sweep_params",
     "sweep_labels",
     "sweep_outputs",
+    "grid_params",
+    "grid_outputs",
     "to_pil",
     "label_panel",
     "make_strip",
+    "make_grid",
     "make_gif",
     "save_gif",
 ]
@@ -51,35 +62,58 @@ __all__ = [
 #: Background of the label band above each panel, and the text colour.
 LABEL_BACKGROUND = (255, 255, 255)
 LABEL_COLOUR = (0, 0, 0)
+#: Most values of one sweep (a strip of panels), and per axis of a grid.
+MAX_STEPS = 33
+MAX_GRID_STEPS = 11
 
 
-def sweep_values(steps: int, low: float = 0.0, high: float = 1.0) -> list[float]:
+def sweep_values(steps: int, low: float = 0.0, high: float = 1.0, max_steps: int = MAX_STEPS) -> list[float]:
     """``steps`` evenly spaced values from ``low`` to ``high`` (both included).
 
     Raises:
-        InputError: ``steps < 2`` or a range outside [0, 1].
+        InputError: ``steps`` outside ``[2, max_steps]`` or a range outside [0, 1].
     """
-    if steps < 2:
-        raise InputError(f"steps must be at least 2, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= max_steps:
+        raise InputError(f"steps must be a whole number in [2, {max_steps}], got {steps}")
     if not 0.0 <= low <= high <= 1.0:
         raise InputError(f"the sweep range must satisfy 0 <= low <= high <= 1, got [{low}, {high}]")
     return [float(v) for v in np.linspace(low, high, steps)]
 
 
-def _check_knob_index(restorer: Restorer, knob_index: int | None) -> int | None:
-    """The knob to sweep, or None for the strength slider."""
-    n = restorer.num_params
-    if n == 0:
+@dataclass(frozen=True)
+class SweepTarget:
+    """What a sweep moves: a named slider (``kind="slider"``) or one knob (``kind="knob"``)."""
+
+    kind: str
+    name: str
+    index: int | None = None  # the knob's position (knob sweeps)
+
+
+def sweep_target(restorer: Restorer, *, slider: str | None = None, knob: str | None = None,
+                 knob_index: int | None = None) -> SweepTarget:
+    """The slider or knob to sweep (see the module docstring).
+
+    Raises:
+        InvalidParamsError: no knobs, an unknown slider or knob, more than one choice, or a
+            choice needed (several knobs, no slider).
+    """
+    space = restorer.space
+    if space.num_params == 0:
         raise InvalidParamsError("this model has no knobs: there is nothing to sweep")
-    if knob_index is None:
-        if restorer.has_strength or n == 1:
-            return None if restorer.has_strength else 0
-        names = ", ".join(f"{i}={name}" for i, name in enumerate(restorer.info.knob_names))
-        raise InvalidParamsError(f"this model has {n} knobs: choose one with --knob-index ({names})")
-    if not 0 <= knob_index < n:
-        names = ", ".join(f"{i}={name}" for i, name in enumerate(restorer.info.knob_names))
-        raise InvalidParamsError(f"knob index {knob_index} out of range: this model has {n} knob(s) ({names})")
-    return knob_index
+    chosen = [n for n, v in (("--slider", slider), ("--knob", knob), ("--knob-index", knob_index)) if v is not None]
+    if len(chosen) > 1:
+        raise InvalidParamsError(f"sweep one thing: {' or '.join(chosen)}, not both")
+    if slider is not None:
+        return SweepTarget("slider", space.slider(slider).name)
+    if knob is not None or knob_index is not None:
+        i = space.knob_index(knob if knob is not None else int(knob_index))
+        return SweepTarget("knob", space.names[i], i)
+    if space.main_slider is not None:
+        return SweepTarget("slider", space.main_slider.name)
+    if space.num_params == 1:
+        return SweepTarget("knob", space.names[0], 0)
+    raise InvalidParamsError(f"this model has {space.num_params} knobs and no slider: choose what to sweep with "
+                             f"--knob NAME or --knob-index I ({space.describe_names()})")
 
 
 def sweep_params(
@@ -89,54 +123,54 @@ def sweep_params(
     knob_index: int | None = None,
     base: Sequence[float] | None = None,
     calibrated: bool = True,
+    slider: str | None = None,
+    knob: str | None = None,
 ) -> list[Tensor]:
     """The p vector for each sweep value (see the module docstring for what is swept).
 
     Args:
         restorer: the loaded model.
         values: slider or knob values in [0, 1].
-        knob_index: the knob to sweep; None sweeps the strength slider of models that have
-            one (or the only knob of a one-knob model).
-        base: a full p vector giving the values of the knobs that are not swept.
-        calibrated: pass the strength through the model's calibration (ignored for knobs).
+        knob_index, knob: the knob to sweep (by position or name).
+        base: a full raw p giving the values of the knobs that are not swept (knob sweeps).
+        calibrated: pass the values through the slider's or (cube) knob's calibration.
+        slider: the named slider to sweep.
 
     Raises:
-        InvalidParamsError: no knobs, a bad knob index, values or base outside [0, 1].
+        InvalidParamsError: no knobs, a bad choice, values or base outside [0, 1].
     """
-    from .nn import check_params
-
-    index = _check_knob_index(restorer, knob_index)
-    n = restorer.num_params
-    if index is None and base is not None:
-        raise InvalidParamsError("base values apply to a knob sweep: choose the knob with --knob-index")
-    base_t = check_params(list(base), n).to(torch.float32) if base is not None else None
+    target = sweep_target(restorer, slider=slider, knob=knob, knob_index=knob_index)
+    space = restorer.space
+    if target.kind == "slider" and base is not None:
+        raise InvalidParamsError("--base (the other knobs' values) applies to a knob sweep: choose the knob with --knob")
+    if base is not None:
+        try:
+            space.resolve(p=base)
+        except InvalidParamsError as exc:
+            raise InvalidParamsError(f"--base: {exc}") from None
     out = []
     for v in values:
         v = float(v)
         if not (np.isfinite(v) and 0.0 <= v <= 1.0):
             raise InvalidParamsError(f"sweep values must lie in [0, 1], got {v}")
-        if index is None:
-            out.append(restorer.strength_to_p(v, calibrated))
-            continue
-        if base_t is not None:
-            p = base_t.clone()
+        if target.kind == "slider":
+            out.append(space.resolve(slider=(target.name, v), calibrated=calibrated))
         else:
-            p = torch.full((n,), (1.0 - v) / (n - 1) if n > 1 else 0.0)
-        p[index] = v
-        out.append(check_params(p, n))
+            out.append(space.along_knob(target.name, v, calibrated=calibrated, base=base))
     return out
 
 
 def sweep_labels(restorer: Restorer, values: Sequence[float], *, knob_index: int | None = None,
-                 calibrated: bool = True) -> list[str]:
-    """Panel labels: ``"s=0.25"`` for the strength slider (``"raw s=0.25"`` uncalibrated
-    when the model has a calibration), ``"NAME=0.25"`` for a knob."""
-    index = _check_knob_index(restorer, knob_index)
-    if index is None:
-        prefix = "raw s" if (not calibrated and restorer.calibration) else "s"
+                 calibrated: bool = True, slider: str | None = None, knob: str | None = None) -> list[str]:
+    """Panel labels ``"NAME=0.25"`` (the slider's or knob's name); ``"raw NAME=0.25"`` for
+    values used uncalibrated where the model has a calibration for them."""
+    target = sweep_target(restorer, slider=slider, knob=knob, knob_index=knob_index)
+    space = restorer.space
+    if target.kind == "slider":
+        has_cal = space.slider(target.name).calibration is not None
     else:
-        names = restorer.info.knob_names
-        prefix = names[index] if index < len(names) else f"p{index}"
+        has_cal = space.domain == "cube" and space.knobs[target.index].calibration is not None
+    prefix = f"raw {target.name}" if (has_cal and not calibrated) else target.name
     return [f"{prefix}={float(v):.2f}" for v in values]
 
 
@@ -150,14 +184,58 @@ def sweep_outputs(
     calibrated: bool = True,
     tile: int | None = None,
     overlap: int = 32,
+    slider: str | None = None,
+    knob: str | None = None,
+    force_tiling: bool = False,
 ) -> list[Tensor]:
     """Run ``restorer`` on ``image`` ``(3, H, W)`` at each sweep value.
 
     Returns one ``(3, H', W')`` tensor in [0, 1] per value, in order. See
     :func:`sweep_params` for the arguments.
     """
-    params = sweep_params(restorer, values, knob_index=knob_index, base=base, calibrated=calibrated)
-    return [restorer(image, p, tile=tile, overlap=overlap) for p in params]
+    params = sweep_params(restorer, values, knob_index=knob_index, base=base, calibrated=calibrated,
+                          slider=slider, knob=knob)
+    return [restorer(image, p, tile=tile, overlap=overlap, force_tiling=force_tiling) for p in params]
+
+
+def grid_params(restorer: Restorer, knobs: Sequence[str], values: Sequence[float], *,
+                calibrated: bool = True) -> list[list[Tensor]]:
+    """p for a grid over two knobs of a cube model: ``[row][column]``, rows the first knob,
+    columns the second, every other knob at its default; values through each knob's
+    calibration unless ``calibrated`` is False.
+
+    Raises:
+        InvalidParamsError: not a cube model, not two different knobs, values outside [0, 1].
+    """
+    space = restorer.space
+    if space.domain != "cube":
+        raise InvalidParamsError("a grid sweeps two independent knobs of a cube model; this model's knobs are weights "
+                                 "on the simplex (sweep a slider or one knob instead)")
+    if len(knobs) != 2:
+        raise InvalidParamsError(f"a grid needs two knob names, got {len(knobs)}")
+    rows_i, cols_i = (space.knob_index(k) for k in knobs)
+    if rows_i == cols_i:
+        raise InvalidParamsError(f"a grid needs two different knobs, got {knobs[0]!r} twice")
+    grid = []
+    for a in values:
+        row = []
+        for b in values:
+            for name, v in ((knobs[0], a), (knobs[1], b)):
+                if not (np.isfinite(float(v)) and 0.0 <= float(v) <= 1.0):
+                    raise InvalidParamsError(f"sweep values must lie in [0, 1], got {v}")
+            p = space.along_knob(rows_i, float(a), calibrated=calibrated)
+            p = space.along_knob(cols_i, float(b), calibrated=calibrated, base=p.tolist())
+            row.append(p)
+        grid.append(row)
+    return grid
+
+
+def grid_outputs(restorer: Restorer, image: Tensor, knobs: Sequence[str], values: Sequence[float], *,
+                 calibrated: bool = True, tile: int | None = None, overlap: int = 32,
+                 force_tiling: bool = False) -> list[list[Tensor]]:
+    """The outputs of :func:`grid_params`'s settings on ``image``, ``[row][column]``."""
+    return [[restorer(image, p, tile=tile, overlap=overlap, force_tiling=force_tiling) for p in row]
+            for row in grid_params(restorer, knobs, values, calibrated=calibrated)]
 
 
 def to_pil(image: Tensor | Image.Image) -> Image.Image:
@@ -243,6 +321,39 @@ def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | N
         strip.paste(p, (x, 0))
         x += p.width + gap
     return strip
+
+
+def make_grid(images: Sequence[Sequence[Tensor | Image.Image]], row_labels: Sequence[str],
+              column_labels: Sequence[str], gap: int = 4) -> Image.Image:
+    """Panels in rows and columns; each panel labelled ``"ROW, COLUMN"`` in a band above it.
+
+    Args:
+        images: ``[row][column]`` tensors ``(3, H, W)`` in [0, 1] or PIL images, all rows of
+            equal length.
+        row_labels, column_labels: one per row / column, e.g. ``"deblur=0.50"``.
+        gap: white pixels between panels.
+    """
+    if not images or not images[0]:
+        raise InputError("make_grid needs at least one image")
+    if any(len(row) != len(images[0]) for row in images):
+        raise InputError("make_grid needs rows of equal length")
+    if len(row_labels) != len(images) or len(column_labels) != len(images[0]):
+        raise InputError(f"{len(row_labels)} row and {len(column_labels)} column labels for a "
+                         f"{len(images)}x{len(images[0])} grid")
+    if gap < 0:
+        raise InputError(f"gap must be >= 0, got {gap}")
+    flat = [im for row in images for im in row]
+    labels = [f"{r}, {c}" for r in row_labels for c in column_labels]
+    panels = _labelled(flat, labels)
+    cols = len(images[0])
+    cell_w = max(p.width for p in panels)
+    cell_h = max(p.height for p in panels)
+    rows = len(images)
+    grid = Image.new("RGB", (cols * cell_w + gap * (cols - 1), rows * cell_h + gap * (rows - 1)), LABEL_BACKGROUND)
+    for k, panel in enumerate(panels):
+        r, c = divmod(k, cols)
+        grid.paste(panel, (c * (cell_w + gap), r * (cell_h + gap)))
+    return grid
 
 
 def make_gif(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | None = None,

@@ -9,7 +9,7 @@ HTTP API (all under ``/api``; errors are JSON ``{"detail": "one line"}`` with a 
 =======  ==============================  ==================================================
 GET      /api/health                     ``{"status": "ok", "version": ...}``
 GET      /api/config                     the server's limits (upload size, pixels, ...)
-GET      /api/models                     the loaded models, their knobs and strength slider
+GET      /api/models                     the served models and their knob spaces (a bad file: its error)
 GET      /api/samples                    the bundled sample photos (by name)
 POST     /api/images                     multipart upload (field ``file``) -> image info
 POST     /api/images/from-sample         ``{"name": "astronaut"}`` -> image info
@@ -17,9 +17,10 @@ POST     /api/images/{id}/degrade        ``{"noise_sigma", "blur_sigma", "seed"}
 GET      /api/images/{id}                image info
 GET      /api/images/{id}/image.png      the stored image (``?region=preview|full``)
 DELETE   /api/images/{id}                forget an image
-POST     /api/restore                    ``{"image_id", "model", "strength" | "p", ...}`` -> PNG/JPEG
+POST     /api/restore                    ``{"image_id", "model", "p" | "knobs" | "slider"+"value" |
+                                         "strength", "calibrated", ...}`` -> PNG/JPEG
 POST     /api/download                   the same at full resolution (tiled), as an attachment
-POST     /api/sweep                      a labelled strip of outputs over a knob's range (PNG)
+POST     /api/sweep                      a labelled strip along a slider or knob, or a 2-knob grid (PNG)
 =======  ==============================  ==================================================
 
 Design:
@@ -32,11 +33,13 @@ Design:
   size otherwise; ``/api/download`` processes the full image in tiles.
 - **Models** are loaded once, at start-up, and referred to by name only: zoo names and the
   files given to the server (``--model PATH``); no path sent by a client is ever opened, and
-  sample photos are looked up by name in a fixed list.
+  sample photos are looked up by name in a fixed list. What a model's knobs mean is read
+  from its file's knob space only (any domain, any sliders); a file that cannot be loaded
+  is listed by ``/api/models`` with its error line, and the other models are served.
 - **Jobs** (decoding, degrading, inference, encoding) run off the event loop in a pool of
   ``max_jobs`` threads; a semaphore bounds running + queued jobs (503 when full) and each job
   has a deadline (``request_timeout``; a tiled job stops at its next tile after it). Knob
-  values travel with each job (the layers read p from a per-call context variable), so
+  values travel with each job (p is passed to the model explicitly, per call), so
   concurrent requests never see each other's knobs; there is no per-request global state.
 - **Limits** (all in :class:`AppConfig`): upload bytes (413, checked while the body streams
   in), pixels (413), stored images (count and bytes), concurrent jobs, queue length, request
@@ -99,8 +102,8 @@ class AppConfig:
     models: list[str] = field(default_factory=list)
     #: Also serve every shipped model of :func:`tunableconv.zoo.available`.
     include_zoo: bool = True
-    #: The model selected when the page opens (default: the first of ``models``, else
-    #: ``denoise`` if shipped, else the first).
+    #: The model selected when the page opens (default: the first usable of ``models``, else
+    #: the first usable model; models with knobs before fixed ones).
     default_model: str | None = None
     device: str = "cpu"
     #: Largest accepted upload, bytes (413 above).
@@ -307,78 +310,95 @@ def _nbytes(item: StoredImage) -> int:
 # ----------------------------------------------------------------------------------------
 @dataclass
 class ModelEntry:
+    """One served model: its :class:`~tunableconv.restore.Restorer`, or the one-line error
+    that kept its file from loading (listed by ``/api/models``, refused by the other routes)."""
+
     name: str
-    restorer: Any  # tunableconv.restore.Restorer
+    restorer: Any  # tunableconv.restore.Restorer, None when the file could not be loaded
     source: str  # "zoo" or "file"
     card: list[str] = field(default_factory=list)
+    error: str | None = None
+    file: str | None = None  # the file name (no folder: server paths are not disclosed)
 
     @property
     def simplex(self) -> bool:
-        """Whether the knobs are meant to sum to one (trained on the simplex)."""
-        r = self.restorer
-        if r.num_params < 2:
-            return False
-        if r.has_strength:
-            return True
-        info = r.info.info
-        recipe = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
-        recipe_task = recipe.get("task") if isinstance(recipe.get("task"), dict) else {}
-        return bool(info.get("simplex")) or info.get("sampler") == "simplex" or recipe_task.get("sampler") == "simplex"
+        """Whether the knobs are weights that sum to one (the knob space's domain)."""
+        return self.restorer.space.domain == "simplex" and self.restorer.num_params >= 2
 
     def default_p(self) -> list[float]:
-        r = self.restorer
-        n = r.num_params
-        if n == 0:
-            return []
-        given = r.info.info.get("default_p")
-        if isinstance(given, list) and len(given) == n:
-            return [float(v) for v in given]
-        if r.has_strength:
-            return [float(v) for v in r.params(strength=1.0, calibrated=True)]
-        return [1.0 / n] * n if self.simplex else [0.5] * n
+        return [float(v) for v in self.restorer.space.default or []]
+
+    def usable(self) -> "ModelEntry":
+        """Itself, or 400 for a model whose file could not be loaded."""
+        if self.error is not None:
+            raise _err(400, f"model {self.name!r} is unavailable: {self.error}")
+        return self
 
     def describe(self) -> dict[str, Any]:
+        """The model for ``/api/models``: its knob space (``knob_space``, any domain) plus the
+        fields the bundled page reads (``has_strength``, ``simplex``, ``default_p``, ...)."""
+        if self.error is not None:
+            return {"name": self.name, "source": self.source, "file": self.file, "error": self.error,
+                    "available": False}
         r = self.restorer
-        info = r.info
+        info, space = r.info, r.space
         try:
             from ..commands.models import architecture_summary
 
             summary = architecture_summary(info.architecture, info.arguments)
         except Exception:  # the listing helper is optional here
             summary = info.architecture
-        knobs = [{"name": str(k.get("name", f"p{i}")), "description": str(k.get("description", ""))}
-                 for i, k in enumerate(info.knobs)]
+        strength = space.slider("strength") if r.has_strength else None
         return {
             "name": self.name,
             "source": self.source,
             "file": Path(info.path).name if info.path else None,
+            "available": True,
+            "error": None,
             "architecture": info.architecture,
             "summary": summary,
             "task": info.info.get("task"),
             "num_params": r.num_params,
-            "knobs": knobs,
+            "knobs": [{"name": k.name, "description": k.description} for k in space.knobs],
+            "knob_space": space.to_dict(),
+            "domain": space.domain,
+            "sliders": [{"name": sl.name, "description": sl.description, "formula": sl.formula(),
+                         "calibrated": sl.calibration is not None} for sl in space.sliders],
             "has_strength": r.has_strength,
-            "strength": info.info.get("strength") if r.has_strength else None,
-            "calibrated": bool(r.calibration),
+            "strength": strength.formula() if strength is not None else None,
+            "calibrated": bool(strength is not None and strength.calibration is not None),
             "simplex": self.simplex,
             "default_p": self.default_p(),
             "default_strength": 1.0 if r.has_strength else None,
-            "upscale": int(info.arguments.get("upscale", 1)),
+            "upscale": space.scale,
+            "scale": space.scale,
+            "tiling_exact": space.tiling_exact,
             "card": self.card,
         }
 
 
 class ModelRegistry:
-    """The served models, loaded once, by name."""
+    """The served models, loaded once, by name. A file that cannot be loaded is kept as an
+    entry with its error (listed, marked, refused), so the good models are still served."""
 
     def __init__(self, config: AppConfig) -> None:
         from .. import zoo
         from ..restore import Restorer
 
+        def load(name: str, path: Path, source: str) -> ModelEntry:
+            try:
+                restorer = Restorer.load(str(path), config.device)
+            except InputError as exc:
+                if "device" in str(exc):  # the operator's --device, not the file: stop
+                    raise
+                log.warning("model %s is unavailable: %s", name, exc)
+                return ModelEntry(name, None, source, [], " ".join(str(exc).split()), path.name)
+            return ModelEntry(name, restorer, source, _card(path), None, path.name)
+
         self.entries: dict[str, ModelEntry] = {}
         shipped = zoo.available() if config.include_zoo else {}
         for name, path in shipped.items():
-            self.entries[name] = ModelEntry(name, Restorer.load(str(path), config.device), "zoo", _card(path))
+            self.entries[name] = load(name, path, "zoo")
         given: list[str] = []  # served names of config.models, in order
         for spec in config.models:
             if spec in self.entries:  # a zoo name already loaded
@@ -391,24 +411,36 @@ class ModelRegistry:
                 name, source, k = path.stem, "file", 2
                 while name in self.entries:
                     name, k = f"{path.stem}-{k}", k + 1
-            self.entries[name] = ModelEntry(name, Restorer.load(str(path), config.device), source, _card(path))
+            self.entries[name] = load(name, path, source)
             given.append(name)
+        usable = [n for n, e in self.entries.items() if e.error is None]
         if not self.entries:
             raise InputError("no models to serve: no shipped models found; pass a model file with --model PATH")
+        if not usable:
+            first = next(iter(self.entries.values()))
+            raise InputError(f"no usable model to serve: {first.error}")
         if config.default_model is not None:
             if config.default_model not in self.entries:
                 raise InputError(f"default model {config.default_model!r} is not served ({', '.join(self.entries)})")
+            if self.entries[config.default_model].error is not None:
+                raise InputError(f"default model {config.default_model!r} is unavailable: "
+                                 f"{self.entries[config.default_model].error}")
             self.default = config.default_model
-        elif given:
-            self.default = given[0]
-        else:
-            self.default = "denoise" if "denoise" in self.entries else next(iter(self.entries))
+        else:  # the operator's first usable model, else the first usable one; tunable ones first
+            candidates = [n for n in given if n in usable] or usable
+            tunable = [n for n in candidates if self.entries[n].restorer.num_params > 0]
+            self.default = (tunable or candidates)[0]
+
+    @property
+    def broken(self) -> dict[str, str]:
+        """name -> error line of the models that could not be loaded."""
+        return {n: e.error for n, e in self.entries.items() if e.error is not None}
 
     def get(self, name: str) -> ModelEntry:
         entry = self.entries.get(name)
         if entry is None:
             raise _err(404, f"unknown model {name[:80]!r}; served models: {', '.join(self.entries)}")
-        return entry
+        return entry.usable()
 
 
 def _card(path: Path) -> list[str]:
@@ -437,6 +469,9 @@ class _CancellableModel:
         if self.cancel.is_set():
             raise JobCancelled()
         return self.model(*args, **kwargs)
+
+    def state_dict(self):
+        return self.model.state_dict()
 
 
 def _cancellable(restorer, cancel: threading.Event):
@@ -527,33 +562,31 @@ def _check_unit(value: float, what: str) -> float:
     return float(value)
 
 
-def resolve_knobs(entry: ModelEntry, p: list[float] | None, strength: float | None, calibrated: bool):
-    """The p tensor of one request (None for a model without knobs); 422 for bad values."""
+def resolve_knobs(entry: ModelEntry, p: list[float] | None = None, strength: float | None = None,
+                  calibrated: bool = True, *, knobs: dict[str, float] | None = None, slider: str | None = None,
+                  value: float | None = None):
+    """The p tensor of one request (None for a model without knobs), through the model's knob
+    space: raw ``p``, named ``knobs``, ``slider`` + ``value``, or ``strength`` (the slider
+    ``strength``); nothing gives the default p. 422 for bad values."""
     r = entry.restorer
-    n = r.num_params
-    given = r.info.knob_names
-    names = [given[i] if i < len(given) else f"p{i}" for i in range(n)]
-    if p is not None and strength is not None:
-        raise _err(422, "give either p (the knob values) or strength, not both")
-    if p is not None:
-        if n == 0:
-            raise _err(422, f"model {entry.name!r} has no knobs: leave p out")
-        if len(p) != n:
-            raise _err(422, f"model {entry.name!r} has {n} knob(s) ({', '.join(names)}), got {len(p)} value(s) in p")
-        values = [_check_unit(v, f"knob {name!r} (p[{i}])") for i, (name, v) in enumerate(zip(names, p))]
-        return r.params(p=values)
-    if strength is not None:
-        if not r.has_strength:
-            if n == 0:
-                raise _err(422, f"model {entry.name!r} has no knobs: leave strength out")
-            raise _err(422, f"model {entry.name!r} has no strength slider: give its {n} knob values in p "
-                            f"({', '.join(names)})")
-        return r.params(strength=_check_unit(strength, "strength"), calibrated=calibrated)
-    if n == 0:
-        return None
-    if r.has_strength:
-        return r.params(strength=1.0, calibrated=calibrated)
-    raise _err(422, f"give the {n} knob values of model {entry.name!r} in p ({', '.join(names)})")
+    if (slider is None) != (value is None):
+        raise _err(422, "give a slider's name in slider and its position in value, both")
+    given = [n for n, v in (("p", p), ("knobs", knobs), ("slider", slider), ("strength", strength)) if v is not None]
+    if len(given) > 1:
+        raise _err(422, f"give the knobs one way: {' or '.join(given)}, not both")
+    if r.num_params == 0 and given:
+        raise _err(422, f"model {entry.name!r} has no knobs: leave {given[0]} out")
+    if strength is not None and not r.has_strength:
+        raise _err(422, f"model {entry.name!r} has no strength slider: give its {r.num_params} knob values in p "
+                        f"({', '.join(r.space.names)})" + (f" or a slider ({', '.join(s.name for s in r.space.sliders)})"
+                                                          if r.space.sliders else ""))
+    try:
+        return r.params(p=p, strength=strength, calibrated=calibrated, knobs=knobs,
+                        slider=(slider, value) if slider is not None else None)
+    except InvalidParamsError as exc:
+        text = str(exc)
+        named = text.replace("this model", f"model {entry.name!r}", 1)
+        raise _err(422, named if named != text else f"model {entry.name!r}: {text}") from None
 
 
 def _p_header(p) -> str:
@@ -578,12 +611,19 @@ class DegradeRequest(_Body):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the noise")
 
 
+_Number = Annotated[float, Field(strict=True)]  # a JSON number (true/false and strings are refused)
+
+
 class KnobBody(_Body):
     image_id: str = Field(..., max_length=100, description="id returned by an image upload")
     model: str = Field(..., max_length=200, description="a model name from GET /api/models")
-    p: Optional[list[float]] = Field(None, max_length=64, description="raw knob values in [0, 1], one per knob")
-    strength: Optional[float] = Field(None, description="the strength slider s in [0, 1] (models with a strength)")
-    calibrated: bool = Field(True, description="pass the strength through the model's calibration")
+    p: Optional[list[_Number]] = Field(None, max_length=64, description="raw knob values in [0, 1], one per knob")
+    knobs: Optional[dict[str, _Number]] = Field(
+        None, max_length=64, description="knob values by name (simplex: every knob; cube: the others at their defaults)")
+    slider: Optional[str] = Field(None, max_length=100, description="a slider name from the model's knob space")
+    value: Optional[_Number] = Field(None, description="the slider's position in [0, 1] (with slider)")
+    strength: Optional[_Number] = Field(None, description="shorthand for slider 'strength' at this value")
+    calibrated: bool = Field(True, description="pass slider and knob values through the model's calibrations")
 
 
 class RestoreRequest(KnobBody):
@@ -599,8 +639,13 @@ class SweepRequest(_Body):
     image_id: str = Field(..., max_length=100)
     model: str = Field(..., max_length=200)
     steps: int = Field(5, ge=2, description="number of values from 0 to 1 (at most the server's max_sweep_steps)")
-    knob_index: Optional[int] = Field(None, ge=0, description="the knob to sweep (models without a strength slider)")
-    base: Optional[list[float]] = Field(None, max_length=64, description="values of the other knobs with knob_index")
+    slider: Optional[str] = Field(None, max_length=100, description="the slider to sweep (default: the model's first)")
+    knob: Optional[str] = Field(None, max_length=100, description="the knob to sweep, by name")
+    knob_index: Optional[int] = Field(None, ge=0, description="the knob to sweep, by position")
+    base: Optional[list[_Number]] = Field(None, max_length=64,
+                                          description="values of the other knobs in a knob sweep (a full p)")
+    grid: Optional[list[str]] = Field(None, min_length=2, max_length=2,
+                                      description="two knob names of a cube model: an image grid instead of a strip")
     calibrated: bool = True
     with_input: bool = Field(True, description="the input as the first panel")
 
@@ -891,13 +936,17 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
     async def _restore(body: KnobBody, region: str, fmt: str, compress_level: int):
         entry = registry.get(body.model)
         item = store.get(body.image_id)
-        p = resolve_knobs(entry, body.p, body.strength, body.calibrated)
+        p = resolve_knobs(entry, body.p, body.strength, body.calibrated, knobs=body.knobs, slider=body.slider,
+                          value=body.value)
+        # full resolution in tiles (bounded memory) when tiling is exact for the model; a model
+        # with global operations runs on the whole image (bounded by max_pixels)
+        exact = entry.restorer.space.tiling_exact
 
         def work(cancel):
             # the pixels are expanded here, in the job: queued requests hold no image memory
             image = _layout(item.region(region, config.preview_size), config.channels_last)
-            # full resolution in tiles (bounded memory); previews are small: one call
-            tile = config.tile if region == "full" and max(image.shape[-2:]) > config.tile else None
+            # previews are small: one call
+            tile = config.tile if exact and region == "full" and max(image.shape[-2:]) > config.tile else None
             start = time.perf_counter()
             restorer = _cancellable(entry.restorer, cancel)
             out = restorer(image, p, tile=tile, overlap=config.tile_overlap)
@@ -937,9 +986,11 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
     @app.post("/api/sweep", tags=["restore"], summary="A labelled strip of outputs over a knob's range",
               response_class=Response, responses={200: _PNG, **_ERRORS})
     async def sweep(body: SweepRequest):
-        """Sweeps the strength slider (models that have one) or knob ``knob_index`` from 0 to
-        1 on the preview region; see :mod:`tunableconv.sweep`."""
-        from ..sweep import make_strip, sweep_labels, sweep_params, sweep_values
+        """Sweeps a slider (``slider``; default the model's first) or a knob (``knob`` /
+        ``knob_index``, the others at ``base`` or their defaults) from 0 to 1 on the preview
+        region, or with ``grid`` two knobs of a cube model as an image grid; see
+        :mod:`tunableconv.sweep`."""
+        from ..sweep import grid_params, make_grid, make_strip, sweep_labels, sweep_params, sweep_values
 
         entry = registry.get(body.model)
         item = store.get(body.image_id)
@@ -949,29 +1000,42 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             for i, v in enumerate(body.base):
                 _check_unit(v, f"base[{i}]")
         r = entry.restorer
-        values = sweep_values(body.steps)
-        # validates the knob index and base before any work (InvalidParamsError -> 422)
-        sweep_params(r, values, knob_index=body.knob_index, base=body.base, calibrated=body.calibrated)
-        labels = sweep_labels(r, values, knob_index=body.knob_index, calibrated=body.calibrated)
+        values = sweep_values(body.steps, max_steps=config.max_sweep_steps)
+        choice = {"slider": body.slider, "knob": body.knob, "knob_index": body.knob_index}
+        # validates the choice and base before any work (InvalidParamsError -> 422)
+        if body.grid is not None:
+            if any(v is not None for v in (*choice.values(), body.base)):
+                raise _err(422, "grid chooses the two knobs itself: leave slider, knob, knob_index and base out")
+            grid_params(r, body.grid, values, calibrated=body.calibrated)
+            labels: list[str] = []
+        else:
+            sweep_params(r, values, base=body.base, calibrated=body.calibrated, **choice)
+            labels = sweep_labels(r, values, calibrated=body.calibrated, **choice)
 
         def work(cancel):
-            from ..sweep import sweep_outputs
+            from ..sweep import grid_outputs, sweep_outputs
 
             image = item.region("preview", config.preview_size)
             restorer = _cancellable(r, cancel)
-            outputs = sweep_outputs(restorer, _layout(image, config.channels_last), values,
-                                    knob_index=body.knob_index, base=body.base, calibrated=body.calibrated)
-            panels, names = list(outputs), list(labels)
-            if body.with_input:
-                shown = image.clamp(0, 1)
-                if shown.shape[-2:] != outputs[0].shape[-2:]:
-                    shown = torch.nn.functional.interpolate(shown[None], size=tuple(outputs[0].shape[-2:]),
-                                                            mode="nearest")[0]
-                panels.insert(0, shown)
-                names.insert(0, "input")
-            strip = make_strip(panels, names)
+            if body.grid is not None:
+                rows = grid_outputs(restorer, _layout(image, config.channels_last), body.grid, values,
+                                    calibrated=body.calibrated)
+                picture = make_grid(rows, [f"{body.grid[0]}={v:.2f}" for v in values],
+                                    [f"{body.grid[1]}={v:.2f}" for v in values])
+            else:
+                outputs = sweep_outputs(restorer, _layout(image, config.channels_last), values, base=body.base,
+                                        calibrated=body.calibrated, **choice)
+                panels, names = list(outputs), list(labels)
+                if body.with_input:
+                    shown = image.clamp(0, 1)
+                    if shown.shape[-2:] != outputs[0].shape[-2:]:
+                        shown = torch.nn.functional.interpolate(shown[None], size=tuple(outputs[0].shape[-2:]),
+                                                                mode="nearest")[0]
+                    panels.insert(0, shown)
+                    names.insert(0, "input")
+                picture = make_strip(panels, names)
             buf = io.BytesIO()
-            strip.save(buf, format="PNG", compress_level=1)
+            picture.save(buf, format="PNG", compress_level=1)
             return buf.getvalue()
 
         data = await jobs.run(work)

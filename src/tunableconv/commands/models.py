@@ -8,9 +8,12 @@ Examples::
     tunableconv models --show run/model.safetensors --json
 
 For each model: the architecture in a line, the number of stored parameters (counted from
-the file header, no weights loaded), the knobs and what they mean, the strength slider if
-any, the training task, and the first lines of its model card (``NAME.md`` beside the file).
-A shipped file that cannot be read is listed with its error and makes the exit status 1.
+the file header, no weights loaded), the training task, its knob space — the knobs and what
+they mean, the domain (simplex: the knobs are weights that sum to one; cube: independent
+knobs), the default p, the named sliders (1-D paths through the knobs), which sliders and
+knobs are calibrated, the scale factor, whether tiled inference is exact and the receptive
+field — and the first lines of its model card (``NAME.md`` beside the file). A shipped file
+that cannot be read is listed with its error and makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def architecture_summary(architecture: str, arguments: dict) -> str:
         n = int(a.get("num_params", 0))
         if n:
             expansion = f", expansion {a['expansion']}" if a.get("expansion", 1) != 1 else ""
-            kind = f"tunable ({n} knob{'s' if n != 1 else ''}, {a.get('mapping', 'affine')} mapping{expansion})"
+            domain = f", {a['domain']}" if a.get("domain", "simplex") != "simplex" else ""
+            kind = f"tunable ({n} knob{'s' if n != 1 else ''}{domain}, {a.get('mapping', 'affine')} mapping{expansion})"
         else:
             kind = "plain (no knobs)"
         up = f", x{a['upscale']} upscaling" if a.get("upscale", 1) != 1 else ""
@@ -93,6 +97,7 @@ def describe_model(path: str | Path, name: str | None = None, *, card_lines: int
 
     path = Path(path)
     info = read_metadata(path)
+    space = info.space
     shapes, meta = _header(path)
     count = sum(math.prod(s) for s in shapes.values())
     card, lines = model_card(path, card_lines)
@@ -104,10 +109,12 @@ def describe_model(path: str | Path, name: str | None = None, *, card_lines: int
         "summary": architecture_summary(info.architecture, info.arguments),
         "arguments": info.arguments,
         "parameters": count,
+        "format": info.format,
         "num_params": info.num_params,
         "knobs": info.knobs,
-        "strength": info.info.get("strength") if info.num_params == 2 else None,
-        "calibrated": bool(info.info.get("calibration")),
+        "knob_space": space.to_dict(),
+        "strength": space.slider("strength").formula() if space.has_slider("strength") else None,
+        "calibrated": space.calibrated,
         "task": info.info.get("task"),
         "info": info.info,
         "card_file": str(card) if card else None,
@@ -121,6 +128,38 @@ def describe_model(path: str | Path, name: str | None = None, *, card_lines: int
     return out
 
 
+def knob_space_lines(d: dict[str, Any]) -> list[str]:
+    """The knob space (:meth:`KnobSpace.to_dict`) as aligned lines of text."""
+    from ..knobs import KnobSpace
+
+    space = KnobSpace.from_dict(d, "knob space")
+    lines = []
+    if not space.knobs:
+        lines.append("knobs:        none (a fixed network)")
+    else:
+        what = ("simplex (the knobs are weights that sum to 1)" if space.domain == "simplex"
+                else "cube (independent knobs, each in [0, 1])")
+        lines.append(f"domain:       {what}")
+        lines.append("knobs:")
+        width = max(len(k.name) for k in space.knobs)
+        for i, k in enumerate(space.knobs):
+            cal = "  [calibrated]" if k.calibration is not None else ""
+            lines.append(f"  p{i} {k.name:<{width}}  {k.description}{cal}".rstrip())
+        lines.append("default:      p = (" + ", ".join(f"{v:g}" for v in space.default or []) + ")")
+        if space.sliders:
+            lines.append("sliders:")
+            for s in space.sliders:
+                cal = "calibrated" if s.calibration is not None else "not calibrated"
+                desc = f": {s.description}" if s.description else ""
+                lines.append(f"  {s.name}  {s.formula()}, {cal}{desc}")
+        else:
+            lines.append("sliders:      none")
+    rf = f", receptive field {space.receptive_field} px" if space.receptive_field is not None else ""
+    lines.append(f"scale:        x{space.scale}, colour {space.color}")
+    lines.append(f"tiling exact: {'yes' if space.tiling_exact else 'no (tiled inference needs --force-tiling)'}{rf}")
+    return lines
+
+
 def _size(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"
 
@@ -131,15 +170,8 @@ def _print_model(d: dict[str, Any]) -> None:
     print(f"  parameters:   {d['parameters']:,}")
     if d.get("task"):
         print(f"  task:         {d['task']}")
-    if d["knobs"]:
-        print("  knobs:")
-        width = max(len(k.get("name", "")) for k in d["knobs"])
-        for i, k in enumerate(d["knobs"]):
-            print(f"    p{i} {k.get('name', ''):<{width}}  {k.get('description', '')}".rstrip())
-    else:
-        print("  knobs:        none (a fixed network)")
-    if d.get("strength"):
-        print(f"  strength:     {d['strength']}{' (calibrated slider)' if d['calibrated'] else ''}")
+    for line in knob_space_lines(d["knob_space"]):
+        print(f"  {line}")
     for i, line in enumerate(d["card"]):
         print(f"  {'card:' if i == 0 else '':<13} {line}")
 
@@ -153,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(d, indent=2))
             return 0
         _print_model(d)
-        print(f"  format:       {d['architecture']} with {len(d['tensors'])} tensors")
+        print(f"  format:       {d['format']}, {d['architecture']} with {len(d['tensors'])} tensors")
         print("  arguments:    " + ", ".join(f"{k}={v}" for k, v in d["arguments"].items()))
         print("  info:")
         for line in json.dumps(d["info"], indent=2).splitlines():

@@ -2,20 +2,30 @@
 
 Examples::
 
-    tunableconv restore noisy.png clean.png --model denoise                 # strength 1
+    tunableconv restore noisy.png clean.png --model denoise                 # the default p: strength 1
     tunableconv restore noisy.png clean.png --model denoise --strength 0.7
-    tunableconv restore noisy.png clean.png --model denoise --strength 0.7 --raw
+    tunableconv restore noisy.png clean.png --model denoise --slider strength=0.7 --raw
     tunableconv restore noisy.png clean.png --model denoise --p 0.7,0.3
     tunableconv restore noisy.png clean.png --model denoise --knob fidelity=0.7 --knob noise_preservation=0.3
+    tunableconv restore blurry.png sharp.png --model cube.safetensors --knob deblur=0.4   # other knobs at defaults
     tunableconv restore photos/ restored/ --model my_model.safetensors --tile 512
     tunableconv restore big.tif big_out.png --model denoise --tile 512 --overlap 32
 
-Knob values (one way at a time):
+Knob values (one way at a time; ``tunableconv models`` shows each model's knob space):
 
-- ``--strength S``: the slider in [0, 1] of models that have one (the denoiser: p = (s, 1 - s)),
-  passed through the model's calibration; with ``--raw`` it is used uncalibrated. Default 1.
+- nothing: the model's default p.
 - ``--p V1,V2,...``: one raw value in [0, 1] per knob, in the model's knob order.
-- ``--knob NAME=VALUE`` (repeatable): every knob by the name in the model's metadata.
+- ``--knob NAME=VALUE`` (repeatable): knobs by name. On a simplex model (the knobs are
+  weights that sum to one) give every knob; on a cube model the others stay at their
+  defaults, and each value goes through the knob's calibration (``--raw``: not).
+- ``--slider NAME=VALUE``: a named slider of the model (a 1-D path through the knobs) at
+  VALUE in [0, 1], through its calibration (``--raw``: uncalibrated).
+- ``--strength S``: shorthand for ``--slider strength=S`` (the denoiser: p = (s, 1 - s)).
+
+A p off the simplex of a simplex model is used as given, with a note on stderr.
+
+``--tile``: models whose tiled inference is not exact (global operations such as instance
+norm; ``tunableconv models`` says "tiling exact: no") are refused unless ``--force-tiling``.
 
 IN and OUT: a file and a file (OUT's extension chooses the format; an existing folder as OUT
 receives IN's file name), or a folder and a folder (every image in IN, written under the same
@@ -68,32 +78,35 @@ def parse_values(text: str, option: str = "--p") -> list[float]:
         raise InvalidParamsError(f"{option} must be comma-separated numbers, got {text!r}") from None
 
 
-def parse_knobs(items: Sequence[str], names: Sequence[str]) -> list[float]:
-    """``['fidelity=0.7', 'noise_preservation=0.3']`` -> values in the model's knob order.
+def parse_assignments(items: Sequence[str], option: str) -> dict[str, float]:
+    """``['fidelity=0.7', 'noise_preservation=0.3']`` -> ``{'fidelity': 0.7, ...}``.
 
-    Every knob must be given exactly once; names are those of the model file's metadata.
+    Checks the ``NAME=VALUE`` form, that VALUE is a finite number and that no name is given
+    twice; the names and ranges are checked against the model's knob space later.
     """
-    if not names:
-        raise InvalidParamsError("this model has no knobs: drop --knob")
-    known = ", ".join(names)
     values: dict[str, float] = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise InvalidParamsError(f"--knob expects NAME=VALUE, got {item!r} (knobs: {known})")
-        if name not in names:
-            raise InvalidParamsError(f"unknown knob {name!r}; this model's knobs are: {known}")
+            raise InvalidParamsError(f"{option} expects NAME=VALUE, got {item!r}")
         if name in values:
-            raise InvalidParamsError(f"knob {name!r} given twice")
-        value = parse_number(text.strip(), f"--knob {name}")
-        if not 0.0 <= value <= 1.0:
-            raise InvalidParamsError(f"knob {name} must be in [0, 1], got {value:g}")
-        values[name] = value
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise InvalidParamsError(f"missing knob value(s) for {', '.join(missing)}: give every knob ({known})")
-    return [values[n] for n in names]
+            raise InvalidParamsError(f"{option} {name!r} given twice")
+        values[name] = parse_number(text.strip(), f"{option} {name}")
+    return values
+
+
+def parse_knobs(items: Sequence[str], names: Sequence[str] | None = None) -> dict[str, float]:
+    """``--knob NAME=VALUE`` items -> ``{name: value}`` (see :func:`parse_assignments`)."""
+    if names is not None and not names:
+        raise InvalidParamsError("this model has no knobs: drop --knob")
+    return parse_assignments(items, "--knob")
+
+
+def parse_slider(text: str) -> tuple[str, float]:
+    """``--slider NAME=VALUE`` -> ``(name, value)``."""
+    ((name, value),) = parse_assignments([text], "--slider").items()
+    return name, value
 
 
 def knob_values(
@@ -102,36 +115,50 @@ def knob_values(
     strength: str | None = None,
     p: str | None = None,
     knobs: Sequence[str] | None = None,
+    slider: str | None = None,
     raw: bool = False,
 ) -> "Tensor | None":
-    """The p tensor selected by ``--strength`` / ``--p`` / ``--knob`` (None for a plain model).
+    """The p tensor selected by ``--p`` / ``--knob`` / ``--slider`` / ``--strength`` (the
+    shorthand of ``--slider strength=S``), or the model's default p; None for a model without
+    knobs. Everything goes through the model's knob space (:meth:`KnobSpace.resolve`).
 
     Raises:
         InvalidParamsError: more than one way given, non-numbers, values outside [0, 1],
-            wrong count or unknown knob names, knobs given to a plain model.
+            wrong count or unknown knob or slider names, knobs given to a plain model.
     """
-    given = [name for name, v in (("--strength", strength), ("--p", p), ("--knob", knobs)) if v is not None and v != []]
+    given = [name for name, v in (("--strength", strength), ("--p", p), ("--knob", knobs), ("--slider", slider))
+             if v is not None and v != []]
     if len(given) > 1:
         raise InvalidParamsError(f"give the knob values one way: {' or '.join(given)}, not both")
-    n = restorer.num_params
-    if n == 0 and given:
+    if restorer.num_params == 0 and given:
         raise InvalidParamsError(f"this model has no knobs: drop {given[0]}")
     if knobs:
-        return restorer.params(p=parse_knobs(knobs, restorer.info.knob_names))
+        return restorer.params(knobs=parse_knobs(knobs), calibrated=not raw)
     if p is not None:
         return restorer.params(p=parse_values(p, "--p"))
+    if slider is not None:
+        return restorer.params(slider=parse_slider(slider), calibrated=not raw)
     if strength is not None:
         if not restorer.has_strength:
-            names = ", ".join(restorer.info.knob_names)
-            raise InvalidParamsError(f"this model has no strength slider: give its knobs ({names}) with --p or --knob")
+            raise InvalidParamsError(restorer.no_strength_message())
         value = parse_number(strength, "--strength")
         if not 0.0 <= value <= 1.0:
             raise InvalidParamsError(f"--strength must be in [0, 1], got {value:g}")
         return restorer.params(strength=value, calibrated=not raw)
-    if n and not restorer.has_strength:
-        names = ", ".join(restorer.info.knob_names)
-        raise InvalidParamsError(f"this model has {n} knob(s) ({names}): give their values with --p or --knob")
     return restorer.params(calibrated=not raw)
+
+
+def describe_setting(args: argparse.Namespace, p: "Tensor | None") -> str:
+    """How the knobs were given, and the p used: ``'strength 0.7, p = (0.700, 0.300)'``."""
+    setting = describe_p(p)
+    raw = " (raw)" if getattr(args, "raw", False) else ""
+    if getattr(args, "strength", None) is not None:
+        return f"strength {float(args.strength):g}{raw}, {setting}"
+    if getattr(args, "slider", None) is not None:
+        return f"slider {args.slider}{raw}, {setting}"
+    if p is not None and args.p is None and not args.knob:
+        return f"default, {setting}"
+    return setting
 
 
 def describe_p(p: "Tensor | None") -> str:
@@ -182,19 +209,28 @@ def same_path(a: Path, b: Path) -> bool:
 # ----------------------------------------------------------------------------------------
 # the command
 # ----------------------------------------------------------------------------------------
+def add_knob_options(ap: argparse.ArgumentParser) -> None:
+    """``--p``, ``--knob``, ``--slider``, ``--strength`` and ``--raw``."""
+    ap.add_argument("--p", metavar="V1,V2,...", help="raw knob values in [0, 1], one per knob")
+    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                    help="a knob value by name (repeatable; on the simplex give every knob, on the cube the others "
+                         "stay at their defaults)")
+    ap.add_argument("--slider", metavar="NAME=VALUE", help="a named slider of the model at VALUE in [0, 1]")
+    ap.add_argument("--strength", metavar="S", help="shorthand for --slider strength=S (the denoiser)")
+    ap.add_argument("--raw", action="store_true", help="use slider and knob values uncalibrated")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ap = sub.add_parser("restore", help="restore an image or a folder of images", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", metavar="IN", help="an image file or a folder of images")
     ap.add_argument("output", metavar="OUT", help="output image file (its extension sets the format) or folder")
     ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
-    ap.add_argument("--strength", metavar="S", help="strength slider in [0, 1] (models that have one; default 1)")
-    ap.add_argument("--p", metavar="V1,V2,...", help="raw knob values in [0, 1], one per knob")
-    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
-                    help="a knob value by name (repeat for every knob)")
-    ap.add_argument("--raw", action="store_true", help="use --strength uncalibrated (p = (s, 1 - s) exactly)")
+    add_knob_options(ap)
     ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE pixels (large images)")
     ap.add_argument("--overlap", type=int, default=32, help="tile overlap and context in pixels (default 32)")
+    ap.add_argument("--force-tiling", action="store_true",
+                    help="tile even a model whose tiled inference is not exact (global operations)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     ap.add_argument("--max-pixels", type=int, metavar="N",
                     help="refuse images with more pixels (default 64,000,000; 0: no limit, trusted files only)")
@@ -246,15 +282,18 @@ def run(args: argparse.Namespace) -> int:
     max_pixels = check_max_pixels(args.max_pixels)
     jobs, folder = plan_jobs(Path(args.input), Path(args.output))
     restorer = Restorer.load(args.model, args.device)
-    p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, raw=args.raw)
-    setting = describe_p(p)
-    if args.strength is not None:
-        setting = f"strength {float(args.strength):g}{' (raw)' if args.raw else ''}, {setting}"
+    p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, slider=args.slider, raw=args.raw)
+    setting = describe_setting(args, p)
+    note = restorer.space.off_domain(p) if p is not None else None
+    if note:
+        print(f"tunableconv restore: note: {note}", file=sys.stderr)
+    if tile:
+        restorer.check_tiling(args.force_tiling)
 
     if not folder:
         (src, dst), = jobs
         image = read_image(src, max_pixels=max_pixels)
-        out = restorer(image, p, tile=tile, overlap=overlap,
+        out = restorer(image, p, tile=tile, overlap=overlap, force_tiling=args.force_tiling,
                        progress=bool(tile) and not args.no_progress and sys.stderr.isatty())
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_image(out, dst)
@@ -276,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(todo, desc="restore", unit="image", disable=True if args.no_progress else None)
     for src, dst in bar:
         try:
-            out = restorer(read_image(src, max_pixels=max_pixels), p, tile=tile, overlap=overlap)
+            out = restorer(read_image(src, max_pixels=max_pixels), p, tile=tile, overlap=overlap,
+                           force_tiling=args.force_tiling)
             write_image(out, dst)
         except InputError as exc:
             if not args.skip_bad:

@@ -16,7 +16,9 @@ offline) and /openapi.json.
 
 The server binds to 127.0.0.1 (this machine only) unless --host says otherwise; it has no
 authentication, so do not expose it to untrusted networks. Models are loaded once, from the
-zoo and the files given with --model; clients refer to them by name only. Needs the ``app``
+zoo and the files given with --model; clients refer to them by name only. A model file that
+cannot be loaded is reported at start and listed by the app with its error; the others are
+served. The app reads what each model's knobs mean from its file's knob space. Needs the ``app``
 extra: ``pip install 'tunableconv[app]'``.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 
 from ..errors import InputError
 
@@ -107,9 +110,13 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _check_port(args.host, args.port)
     app = create_app(config)
-    names = ", ".join(app.state.registry.entries)
+    registry = app.state.registry
+    names = ", ".join(n for n in registry.entries if n not in registry.broken)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tunableconv serve: models {names}")
+    for name, error in registry.broken.items():
+        print(f"tunableconv serve: warning: model {name} is unavailable (listed with its error): {error}",
+              file=sys.stderr, flush=True)
     if args.port:
         print(f"tunableconv serve: open http://{shown}:{args.port}/  (API docs at /docs; Ctrl+C to stop)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -1,21 +1,30 @@
-"""``tunableconv sweep``: a model's outputs over a knob's range, side by side and as a GIF.
+"""``tunableconv sweep``: a model's outputs along a slider or a knob, side by side and as a GIF;
+or over two cube knobs, as an image grid.
 
 Examples::
 
     tunableconv sweep photo.png --model denoise --steps 5 -o strip.png
     tunableconv sweep clean.png --model denoise --add-noise 25 --with-input --crop 256 -o strip.png --gif anim.gif
     tunableconv sweep photo.png --model denoise --raw -o raw_strip.png
-    tunableconv sweep photo.png --model three_knobs.safetensors --knob-index 2 --base 0.2,0.3,0 -o strip.png
+    tunableconv sweep photo.png --model denoise --slider strength -o strip.png
+    tunableconv sweep photo.png --model three_knobs.safetensors --knob k2 --base 0.2,0.3,0 -o strip.png
+    tunableconv sweep photo.png --model cube.safetensors --grid denoise,deblur --steps 3 -o grid.png
 
-What is swept: for a model with a strength slider (the denoiser) the strength s from 0 to 1
-(calibrated; ``--raw``: uncalibrated, p = (s, 1 - s)); otherwise, or with ``--knob-index I``,
-knob I from 0 to 1 with the other knobs at ``--base`` (a full p vector whose entry I is
-ignored) or, without ``--base``, sharing 1 - v equally. Each panel is labelled with its value.
+What is swept (the model's knob space says what exists: ``tunableconv models``):
+
+- ``--slider NAME``: the named slider from 0 to 1, through its calibration (``--raw``: not);
+- ``--knob NAME`` or ``--knob-index I``: that knob from 0 to 1, the other knobs at their
+  defaults or at ``--base`` (a full p vector whose entry for this knob is ignored); on the
+  cube the values go through the knob's calibration (``--raw``: not);
+- neither: the model's first slider, else its only knob;
+- ``--grid A,B``: knobs A (rows) and B (columns) of a cube model, ``--steps`` values each,
+  the other knobs at their defaults; writes one image grid (``-o``, no GIF).
 
 ``--add-noise SIGMA`` adds seeded Gaussian noise of SIGMA/255 (no clipping, as in training)
-to the input first: a demonstration of the denoiser on a clean photo. ``--with-input`` puts
+to the input first: a demonstration of a denoiser on a clean photo. ``--with-input`` puts
 the (noisy) input as the first panel. ``--crop SIZE`` takes a centred SIZE x SIZE crop first.
 The strip is ``panels x crop + 4 px gaps`` wide; the GIF goes there and back and loops forever.
+At most 33 steps (11 per axis for a grid).
 """
 
 from __future__ import annotations
@@ -23,27 +32,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, InvalidParamsError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ap = sub.add_parser("sweep", help="outputs over a knob's range: labelled strip and GIF", description=__doc__,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = sub.add_parser("sweep", help="outputs along a slider or knob: labelled strip and GIF, or a 2-knob grid",
+                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", metavar="IN", help="an image file")
-    ap.add_argument("-o", "--output", metavar="STRIP", help="the strip image (.png, .jpg, ...)")
+    ap.add_argument("-o", "--output", metavar="STRIP", help="the strip (or grid) image (.png, .jpg, ...)")
     ap.add_argument("--gif", metavar="ANIM.gif", help="also write an animated GIF (there and back, looping)")
     ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
     ap.add_argument("--steps", type=int, default=5, help="number of values from 0 to 1 (default 5)")
     ap.add_argument("--crop", type=int, metavar="SIZE", help="centred SIZE x SIZE crop of the input first")
-    ap.add_argument("--raw", action="store_true", help="sweep the strength uncalibrated")
-    ap.add_argument("--knob-index", type=int, metavar="I", help="the knob to sweep (multi-knob models)")
-    ap.add_argument("--base", metavar="V1,V2,...", help="values of the other knobs with --knob-index")
+    ap.add_argument("--raw", action="store_true", help="sweep uncalibrated values")
+    ap.add_argument("--slider", metavar="NAME", help="the named slider to sweep")
+    ap.add_argument("--knob", metavar="NAME", help="the knob to sweep, by name")
+    ap.add_argument("--knob-index", type=int, metavar="I", help="the knob to sweep, by position")
+    ap.add_argument("--base", metavar="V1,V2,...", help="values of the other knobs in a knob sweep (a full p)")
+    ap.add_argument("--grid", metavar="A,B", help="sweep two knobs of a cube model as an image grid")
     ap.add_argument("--add-noise", type=float, metavar="SIGMA", help="add Gaussian noise of SIGMA/255 first (demo)")
     ap.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
     ap.add_argument("--with-input", action="store_true", help="the input as the first panel")
     ap.add_argument("--duration", type=int, default=300, help="GIF frame duration in ms (default 300)")
     ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE pixels")
     ap.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    ap.add_argument("--force-tiling", action="store_true", help="tile even a model whose tiled inference is not exact")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     ap.add_argument("--max-pixels", type=int, metavar="N", help="refuse larger images (default 64,000,000; 0: no limit)")
     ap.set_defaults(func=run)
@@ -57,17 +70,31 @@ def center_crop(image, size: int):
     return image[..., top : top + ch, left : left + cw]
 
 
+def _grid_knobs(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if len(names) != 2 or not all(names):
+        raise InvalidParamsError(f"--grid expects two knob names A,B, got {text!r}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..io import read_image, write_image
     from ..restore import Restorer
-    from ..sweep import make_gif, make_strip, save_gif, sweep_labels, sweep_outputs, sweep_values
+    from ..sweep import (MAX_GRID_STEPS, MAX_STEPS, grid_outputs, grid_params, make_gif, make_grid, make_strip, save_gif,
+                         sweep_labels, sweep_outputs, sweep_params, sweep_values)
     from .restore import check_max_pixels, check_output_file, check_tiling, parse_values, same_path
 
     src = Path(args.input)
     if not args.output and not args.gif:
         raise InputError("give -o STRIP.png and/or --gif ANIM.gif")
+    grid_knobs = _grid_knobs(args.grid) if args.grid is not None else None
+    if grid_knobs is not None:
+        if args.gif:
+            raise InputError("--grid writes one image grid (-o GRID.png); a GIF is for a slider or knob sweep")
+        if any(v is not None for v in (args.slider, args.knob, args.knob_index, args.base)):
+            raise InvalidParamsError("--grid chooses the two knobs itself: drop --slider/--knob/--knob-index/--base")
     strip_path = Path(args.output) if args.output else None
     gif_path = Path(args.gif) if args.gif else None
     if strip_path is not None:
@@ -87,11 +114,23 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--duration must be at least 10 ms, got {args.duration}")
     tile, overlap = check_tiling(args.tile, args.overlap)
     max_pixels = check_max_pixels(args.max_pixels)
-    values = sweep_values(args.steps)
+    try:
+        values = sweep_values(args.steps, max_steps=MAX_GRID_STEPS if grid_knobs else MAX_STEPS)
+    except InputError as exc:
+        raise InputError(f"--{exc}") from None
     base = parse_values(args.base, "--base") if args.base is not None else None
 
     restorer = Restorer.load(args.model, args.device)
-    labels = sweep_labels(restorer, values, knob_index=args.knob_index, calibrated=not args.raw)
+    if tile:
+        restorer.check_tiling(args.force_tiling)
+    calibrated = not args.raw
+    choice = {"slider": args.slider, "knob": args.knob, "knob_index": args.knob_index}
+    if grid_knobs is not None:
+        grid_params(restorer, grid_knobs, values, calibrated=calibrated)  # validate before reading the image
+        labels = []
+    else:
+        sweep_params(restorer, values, base=base, calibrated=calibrated, **choice)
+        labels = sweep_labels(restorer, values, calibrated=calibrated, **choice)
     image = read_image(src, max_pixels=max_pixels)
     if args.crop:
         image = center_crop(image, args.crop)
@@ -100,8 +139,24 @@ def run(args: argparse.Namespace) -> int:
         g = torch.Generator().manual_seed(args.seed)
         image = image + (args.add_noise / 255.0) * torch.randn(image.shape, generator=g)
         first_label = f"noisy, sigma {args.add_noise:g}"
-    outputs = sweep_outputs(restorer, image, values, knob_index=args.knob_index, base=base,
-                            calibrated=not args.raw, tile=tile, overlap=overlap)
+
+    if grid_knobs is not None:
+        import numpy as np
+
+        from ..io import from_uint8_array
+
+        rows = grid_outputs(restorer, image, grid_knobs, values, calibrated=calibrated, tile=tile, overlap=overlap,
+                            force_tiling=args.force_tiling)
+        prefix = "" if calibrated or not restorer.space.calibrated else "raw "
+        grid = make_grid(rows, [f"{prefix}{grid_knobs[0]}={v:.2f}" for v in values],
+                         [f"{prefix}{grid_knobs[1]}={v:.2f}" for v in values])
+        strip_path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(from_uint8_array(np.asarray(grid)), strip_path)
+        print(f"wrote {strip_path} ({len(values)}x{len(values)} grid, {grid.width}x{grid.height})")
+        return 0
+
+    outputs = sweep_outputs(restorer, image, values, base=base, calibrated=calibrated, tile=tile, overlap=overlap,
+                            force_tiling=args.force_tiling, **choice)
     panels, names = list(outputs), list(labels)
     if args.with_input:
         shown = image.clamp(0, 1)

@@ -67,7 +67,14 @@
     for (const m of state.models) {
       const opt = document.createElement("option");
       opt.value = m.name;
-      opt.textContent = m.task ? `${m.name} · ${m.task}` : m.name;
+      if (m.error) {
+        // a model file the server could not load: listed, not selectable
+        opt.disabled = true;
+        opt.textContent = `${m.name} · unavailable`;
+        opt.title = m.error;
+      } else {
+        opt.textContent = m.task ? `${m.name} · ${m.task}` : m.name;
+      }
       sel.appendChild(opt);
     }
     sel.value = models.default;
@@ -79,7 +86,7 @@
 
   function selectModel(name, refresh = true) {
     const m = state.models.find((x) => x.name === name);
-    if (!m) return;
+    if (!m || m.error) return;
     state.model = m;
     state.p = m.default_p.slice();
     state.strength = m.default_strength ?? 1;
