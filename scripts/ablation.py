@@ -296,7 +296,7 @@ def eval_all(args, names: list[str], runs: Path, out: Path) -> dict[str, dict]:
             results[n] = cached
             continue
         folder = out / "eval" / n
-        cli = [sys.executable, "-m", "tunableconv", "eval", "--model", str(runs / n / "model.safetensors"),
+        cli = [sys.executable, "-m", "tunableconv.evaluate", "--model", str(runs / n / "model.safetensors"),
                "--data", args.data, "--sigma", args.sigma, "--p-grid", args.p_grid, "--raw", "--no-ssim",
                "--no-plot", "--no-progress", "--threads", "1", "--out", str(folder)]
         if n != "fixed":
