@@ -128,7 +128,7 @@ def test_model_facts():
     norm = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.InstanceNorm2d(3))
     assert model_facts(norm) == (False, None)
     up = ResNet(ResNetConfig(channels=4, num_blocks=2, num_params=2, upscale=2))
-    assert model_facts(up) == (True, 2 * 2 + 4 + 1)  # head, 4 block convs, body tail, upsampler, tail; bilinear skip
+    assert model_facts(up) == (True, 8)  # ceil((2N + 2)·1 + 1 (upsampler conv) + 1/2 (tail at x2)) = ceil(7.5)
 
 
 def _as_format_1(src: Path, dst: Path, knobs: list[dict], info: dict) -> Path:
@@ -473,7 +473,23 @@ def test_calibrate_bounds(files, tmp_path, capsys, opts, needle):
 def test_calibrate_needs_a_known_task(files, tmp_path, capsys):
     path = save_model(_model(2, "cube"), tmp_path / "m.safetensors", knob_space=SPACES["cube2"], info={"task": "paint"})
     rc, _, err = _cli(capsys, "calibrate", path, "-o", tmp_path / "c.safetensors", "--data", files["data"])
-    _one_line_error(rc, err, "task 'paint'")
+    _one_line_error(rc, err, "unknown task 'paint'")
+    path = save_model(_model(2, "cube"), tmp_path / "n.safetensors", knob_space=SPACES["cube2"])
+    rc, _, err = _cli(capsys, "calibrate", path, "-o", tmp_path / "c.safetensors", "--data", files["data"])
+    _one_line_error(rc, err, "names no task")
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_calibrate_degrades_as_the_task_does(files):
+    """Calibrate's inputs are the task layer's training degradation (here denoising: the same draws)."""
+    from tunableconv.calibrate import _degrade_for
+    from tunableconv.evaluation import task_of
+
+    info = read_metadata(files["simplex2"])
+    clean = torch.rand(3, 12, 12)
+    got = _degrade_for(info, clean, torch.Generator().manual_seed(5))
+    want = task_of(info).degrade(clean, torch.Generator().manual_seed(5)).input
+    assert torch.equal(got, want) and not torch.equal(got, clean)
 
 
 # ----------------------------------------------------------------------------------------

@@ -147,31 +147,16 @@ def measure_response(restorer, inputs: Sequence[Tensor], path: Callable[[float],
 def _degrade_for(info, clean: Tensor, generator: torch.Generator) -> Tensor:
     """The network input for ``clean``, degraded as the task of the model file
     (``info.info["task"]``, ``info`` a :class:`~tunableconv.models.files.ModelInfo`) degrades
-    its training images: the one place calibrate knows about a task.
+    its training images: the task layer's ``degrade(clean, generator).input``, the task built
+    from the file's stored recipe (:func:`tunableconv.evaluation.task_of`). Calibrate itself
+    knows no task.
 
-    The task layer (``tunableconv.tasks``: ``get_task(name)``, whose ``degrade(clean,
-    generator)`` returns a sample with ``.input``) is not committed yet; once it is, this body
-    becomes the one line ``return task_of(info).degrade(clean, generator).input`` (with
-    :func:`tunableconv.evaluation.task_of`). Until then, today's denoising degradation: Gaussian
-    noise of a level drawn uniformly from the training range (``recipe.task.sigma``, else
-    ``info["sigma_range"]``, else 5..50 on the 0..255 scale), unclipped as in training — the
-    draws the denoise task makes, in the same order.
+    Raises:
+        InputError: the file names no task, or one this tunableconv does not know.
     """
-    extra = info.info or {}
-    task = extra.get("task")
-    if task == "denoise":
-        low, high = _sigma_range(extra)
-        sigma = low + (high - low) * torch.rand((), generator=generator)
-        return clean + (sigma / 255.0) * torch.randn(clean.shape, generator=generator)
-    raise InputError(f"{info.path or 'model file'}: calibrate cannot degrade images for the task {task!r} of this "
-                     "model (info.task; known: denoise)")
+    from .evaluation import task_of
 
-
-def _sigma_range(info: dict) -> tuple[float, float]:
-    recipe = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
-    section = recipe.get("task") if isinstance(recipe.get("task"), dict) else {}
-    for value in (section.get("sigma"), info.get("sigma_range")):
-        if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
-                and 0 <= value[0] <= value[1] <= 255):
-            return float(value[0]), float(value[1])
-    return 5.0, 50.0
+    if not (info.info or {}).get("task"):
+        raise InputError(f"{info.path or 'model file'}: the model file names no task (info.task), so calibrate "
+                         "cannot degrade its images")
+    return task_of(info).degrade(clean, generator).input

@@ -116,50 +116,16 @@ def describe_parameters(model: nn.Module) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------
 # facts about a model that the knob space records
 # ----------------------------------------------------------------------------------------
-#: Module types whose output at a pixel may depend on the whole image (or a whole window):
-#: tiled inference of a model holding one is not exact. Layer norm is counted (it often
-#: normalises over tokens of a window), as :func:`tunableconv.tasks.runner_facts` does.
-_GLOBAL_MODULES = (
-    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm, nn.MultiheadAttention,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)
-
-
 def model_facts(model: nn.Module) -> tuple[bool, int | None]:
-    """(tiling_exact, receptive_field) of a model.
+    """(tiling_exact, receptive_field) of a model, as the task layer records them for the
+    models it trains (:func:`tunableconv.tasks.runner_facts`, the one definition): tiling is
+    exact unless a submodule normalises or pools over the image (instance, group or layer
+    norm, adaptive pooling, attention); the receptive radius in input pixels is the model's
+    ``receptive_field()``, the ResNet formula, or None (unknown)."""
+    from ..tasks import runner_facts
 
-    Tiling is exact unless the model holds a global module (instance, group or layer norm,
-    attention, adaptive pooling) or its class says ``tiling_exact = False``. The receptive
-    radius in input pixels is the class's ``receptive_field`` attribute when it has one, else
-    an upper bound (the sum of the convolutions' radii, +1 for a bilinear input skip when
-    upscaling) for the networks built only of tunableconv's ResNet parts; None (unknown)
-    for others.
-    """
-    from ..nn.layers import TunableConv2d
-    from ..nn.mapping import ParamMap
-    from .resnet import ResBlock, ResNet
-
-    exact = bool(getattr(model, "tiling_exact", True)) and not any(isinstance(m, _GLOBAL_MODULES) for m in model.modules())
-    declared = getattr(model, "receptive_field", None)
-    if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
-        return exact, declared
-    convs = (nn.Conv2d, TunableConv2d)
-    local = (ResNet, ResBlock, nn.Sequential, nn.ModuleList, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.PixelShuffle,
-             nn.Identity, ParamMap, *convs)
-    radius, known = 0, True
-    for m in model.modules():
-        if type(m) not in local:
-            known = False
-            break
-        if isinstance(m, convs):
-            if tuple(m.stride) != (1, 1):
-                known = False
-                break
-            radius += max(d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation))
-    if known and isinstance(model, ResNet) and model.config.upscale > 1 and model.config.input_residual:
-        radius += 1
-    return exact, (radius if known else None)
+    facts = runner_facts(model)
+    return facts.tiling_exact, facts.receptive_field
 
 
 def derive_knob_space(model: nn.Module, info: ModelInfo) -> "KnobSpace":
