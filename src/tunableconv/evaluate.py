@@ -682,18 +682,9 @@ def _run(args) -> int:
     check_grid(args.p_grid)
     if not args.out:
         raise InputError("give --out FOLDER for results.json, results.md and psnr_vs_p.png")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        import torch
+    from .evaluation import check_run_options
 
-        torch.set_num_threads(args.threads)
-    if not args.no_plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise InputError("the plot needs matplotlib: pip install 'tunableconv[eval]', or pass --no-plot") from None
-
+    check_run_options(args.threads, not args.no_plot)
     results = evaluate(
         args.model, args.data, args.sigma, args.p_grid,
         reference=args.compare, seed=args.seed, max_images=args.max_images, crop=args.crop, raw=args.raw,

@@ -93,6 +93,20 @@ def task_of(info) -> Any:
     return build_task(recipe)
 
 
+def check_run_options(threads: int | None, plot: bool) -> None:
+    """The command-line options both evaluation commands share: set the torch threads, and
+    make sure matplotlib is there before hours of evaluation when pictures are wanted."""
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError("the pictures need matplotlib: pip install 'tunableconv[eval]', or pass --no-plot") from None
+
+
 def parse_metrics(text: str | Sequence[str]) -> list[str]:
     names = [m.strip() for m in text.split(",")] if isinstance(text, str) else [str(m).strip() for m in text]
     bad = [m for m in names if m not in METRICS]

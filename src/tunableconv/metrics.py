@@ -73,15 +73,20 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be 'mean' or 'none', not {reduction!r}")
 
 
-def _as_batch(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, bool]:
-    """Check shapes, cast to float64 and add a batch dim if missing. Returns (x, y, batched)."""
+def _check_pair(x: Tensor, y: Tensor) -> bool:
+    """Check that x and y are tensors of one shape ``(C, H, W)`` or ``(B, C, H, W)``; True if batched."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise TypeError("x and y must be tensors")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.dim() not in (3, 4):
         raise ValueError(f"expected (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
-    batched = x.dim() == 4
+    return x.dim() == 4
+
+
+def _as_batch(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, bool]:
+    """Check shapes, cast to float64 and add a batch dim if missing. Returns (x, y, batched)."""
+    batched = _check_pair(x, y)
     x = x.detach().to(torch.float64)
     y = y.detach().to(torch.float64)
     if not batched:
@@ -471,13 +476,7 @@ def lpips(
     _check_reduction(reduction)
     if net not in _LPIPS_NETS:
         raise InputError(f"net must be one of {sorted(_LPIPS_NETS)}, not {net!r}")
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError("x and y must be tensors")
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.dim() not in (3, 4):
-        raise ValueError(f"expected (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
-    batched = x.dim() == 4
+    batched = _check_pair(x, y)
     if not batched:
         x, y = x.unsqueeze(0), y.unsqueeze(0)
     c, h, w = x.shape[1:]

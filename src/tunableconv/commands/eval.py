@@ -70,7 +70,7 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluate import parse_numbers
-    from ..evaluation import evaluate, parse_metrics, results_markdown, write_report
+    from ..evaluation import check_run_options, evaluate, parse_metrics, results_markdown, write_report
 
     # Cheap checks first, before loading anything.
     grid = parse_numbers(args.p_grid, "p grid")
@@ -78,17 +78,7 @@ def run(args: argparse.Namespace) -> int:
     parse_metrics(args.metrics)
     if not args.out:
         raise InputError("give --out FOLDER for results.json, results.md and the pictures")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if not args.no_plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise InputError("the pictures need matplotlib: pip install 'tunableconv[eval]', or pass --no-plot") from None
+    check_run_options(args.threads, not args.no_plot)
     results = evaluate(
         args.model, args.data, levels=levels, grid=grid, metrics=args.metrics, reference=args.compare, seed=args.seed,
         max_images=args.max_images, crop=args.crop, raw=args.raw, data_root=args.data_root, device=args.device,
