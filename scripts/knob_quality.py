@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Knob quality: distance to the blended target at every knob value", "",
              "Raw knob s, p = (s, 1 − s); blended target = (s · clean + (1 − s) · noise-preservation target); "
              "outputs quantised to 8 bits; mean over images. Produced by `python scripts/knob_quality.py "
-             f"{args.folder} --data {args.data} --levels {args.levels}`.", ""]
+             f"{args.folder} --data {args.data} --levels {args.levels}"
+             + (f" --max-images {args.max_images}" if args.max_images else "") + "`.", ""]
     for key, title, fmt in (("psnr_blend", "PSNR to the blended target (dB, higher is better)", "{:.2f}"),
                             ("lpips_blend", "LPIPS to the blended target (lower is better)", "{:.4f}"),
                             ("lpips_gt", "LPIPS to the ground truth (lower is better)", "{:.4f}")):
