@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small subset, under a minute")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    ap.add_argument("--md", metavar="PATH", help="write the results as a markdown summary")
     ap.add_argument("--num-params", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 15, quick 10)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -222,6 +223,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(e) {e['shape']}: knob map {e['ratio']:.2f}x shared p ({e['shared_ms']:.0f} ms)")
     print(f"(f) {f['shape']}: sweep {f['ratio']:.3f}x, batched sweep {f['batched_ratio']:.3f}x the 27 full calls "
           f"({f['full_calls_ms'] / 1e3:.1f} s)")
+    if args.md:
+        lines = ["| k | C | inference plain ms | tunable ms | ratio | train step plain ms | tunable ms | ratio |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['kernel_size']} | {r['channels']} | {r['inference_plain_ms']:.2f} | {r['inference_tunable_ms']:.2f} | "
+                         f"{r['inference_ratio']:.3f} | {r['train_plain_ms']:.2f} | {r['train_tunable_ms']:.2f} | {r['train_ratio']:.3f} |")
+        lines += ["", f"(a) median inference ratio **{summary['inference_ratio_median']:.3f}** (target <= 1.02); "
+                      f"(b) median training-step ratio **{summary['train_ratio_median']:.3f}**", "",
+                  "| case | what | plain | tunable | ratio |", "|---|---|---:|---:|---:|",
+                  f"| (c) | {c['shape']}: explicit layers | {c['plain_ms']:.0f} ms | {c['explicit_ms']:.0f} ms | **{c['explicit_ratio']:.3f}** |",
+                  f"| (c) | the plain ResNet converted by make_tunable, per_sample=vmap | {c['plain_ms']:.0f} ms | {c['make_tunable_vmap_ms']:.0f} ms | {c['make_tunable_vmap_ratio']:.3f} |",
+                  f"| (c) | the same, per_sample=loop | {c['plain_ms']:.0f} ms | {c['make_tunable_loop_ms']:.0f} ms | {c['make_tunable_loop_ratio']:.3f} |",
+                  f"| (d) | {d['shape']} | {d['plain_ms']:.1f} ms | {d['tunable_ms']:.1f} ms | **{d['ratio']:.3f}** |",
+                  f"| (e) | {e['shape']}: knob map vs shared p | {e['shared_ms']:.0f} ms | {e['map_ms']:.0f} ms | **{e['ratio']:.2f}** |",
+                  f"| (f) | {f['shape']}: sweep vs 27 full calls | {f['full_calls_ms'] / 1e3:.1f} s | {f['sweep_ms'] / 1e3:.1f} s | **{f['ratio']:.3f}** |",
+                  f"| (f) | the same, batched sweep (27 settings per call) | {f['full_calls_ms'] / 1e3:.1f} s | {f['sweep_batched_ms'] / 1e3:.1f} s | {f['batched_ratio']:.3f} |"]
+        os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
+        with open(args.md, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
     if args.json:
         out = {
             **summary, "models": models, "num_params": args.num_params, "repeats": repeats, "quick": args.quick,
