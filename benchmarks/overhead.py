@@ -81,6 +81,7 @@ def bench_models(quick: bool, repeats: int) -> dict:
     """(c)-(f): whole models on one thread (the caller sets the thread count)."""
     torch.manual_seed(0)
     out: dict = {}
+    reps = 3 if quick else max(5, repeats // 2)
     cfg = dict(channels=32, num_blocks=6)
     plain = ResNet(ResNetConfig(**cfg, num_params=0))
     explicit = ResNet(ResNetConfig(**cfg, num_params=2, expansion=2))
@@ -90,7 +91,7 @@ def bench_models(quick: bool, repeats: int) -> dict:
     p = torch.distributions.Dirichlet(torch.ones(2)).sample((16,))
     times = _alternate_many([_train_step(plain, x, target), _train_step(explicit, x, target, p),
                              _train_step(vmapped, x, target, p), _train_step(looped, x, target, p)],
-                            2, max(3, repeats // 2))
+                            2, reps)
     out["c_model_train_step"] = {
         "shape": "ResNet 6x32, expansion 2, batch 16, 48x48, per-sample p", "plain_ms": 1e3 * times[0],
         "explicit_ms": 1e3 * times[1], "explicit_ratio": times[1] / times[0],
@@ -101,7 +102,7 @@ def bench_models(quick: bool, repeats: int) -> dict:
     tblock = make_tunable(block, 2)
     xb, tb = torch.rand(8, 32, 32, 32), torch.rand(8, 32, 32, 32)
     pb = torch.rand(8, 2)
-    times = _alternate_many([_train_step(block, xb, tb), _train_step(tblock, xb, tb, pb)], 2, max(3, repeats // 2))
+    times = _alternate_many([_train_step(block, xb, tb), _train_step(tblock, xb, tb, pb)], 2, reps)
     out["d_window_block_train_step"] = {
         "shape": "window attention block, 32 channels, window 8, batch 8, 32x32, per-sample p",
         "plain_ms": 1e3 * times[0], "tunable_ms": 1e3 * times[1], "ratio": times[1] / times[0],
