@@ -151,9 +151,19 @@ class _Model:
 
     def describe(self) -> dict[str, Any]:
         info = self.restorer.info
-        return {"name": self.name, "file": info.path, "sha256": _sha256(info.path), "architecture": info.architecture,
+        return {"name": self.name, "file": _display_path(info.path), "sha256": _sha256(info.path), "architecture": info.architecture,
                 "arguments": info.arguments, "knob_space": self.space.to_dict(), "slider": self.slider,
                 "calibrated": self.calibrated, "task": (info.info or {}).get("task")}
+
+
+def _display_path(path: str | None) -> str | None:
+    """A path relative to the working folder when inside it (results carry no machine paths)."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _sha256(path: str | None) -> str | None:
@@ -414,6 +424,9 @@ def results_markdown(res: dict[str, Any]) -> str:
              f"- reference: `{res['reference']['file']}`" if res["reference"] else "- reference: none",
              f"- command: `{res['command']}`" if res.get("command") else "",
              f"- {res['wall_seconds']:.1f} s, torch {res['environment']['torch']}, {res['environment']['num_threads']} threads", ""]
+    paper = _paper_layout(res)
+    if paper:
+        lines += paper
     for label, entry in res["datasets"].items():
         for case, c in entry["cases"].items():
             keys = list(c["model"])
@@ -433,6 +446,32 @@ def results_markdown(res: dict[str, Any]) -> str:
                              + ", ".join(f"{k} {_fmt(v, 3, sign=True)}" for k, v in c["gap"].items()))
                 lines.append("")
     return "\n".join(x for x in lines if x is not None) + "\n"
+
+
+def _paper_layout(res: dict[str, Any]) -> list[str]:
+    """The paper's Table-1 layout for a slider: rows = dataset x case, columns = slider values,
+    cells "PSNR to the ground truth / PSNR to the last objective's target", plus the reference."""
+    slider = res["model"]["slider"]
+    objectives = res.get("objectives") or []
+    if not slider or len(objectives) < 2:
+        return []
+    other = f"psnr_{objectives[-1]}"
+    heads = [_setting_label(s, slider) for s in res["settings"]]
+    has_ref = res["reference"] is not None
+    lines = [f"## PSNR (dB) to the ground truth / to the {objectives[-1]} target", "",
+             "| dataset | case | " + " | ".join(heads) + (" | reference |" if has_ref else " |"),
+             "|---|---|" + "---:|" * (len(heads) + int(has_ref))]
+    for label, entry in res["datasets"].items():
+        for i, (case, c) in enumerate(entry["cases"].items()):
+            m = c["model"]
+            if "psnr" not in m or other not in m:
+                return []
+            cells = [f"{_fmt(a)} / {_fmt(b)}" for a, b in zip(m["psnr"], m[other])]
+            if has_ref:
+                r = c["reference"] or {}
+                cells.append(f"{_fmt(r.get('psnr'))} / {_fmt(r.get(other))}")
+            lines.append(f"| {label if i == 0 else ''} | {case} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _fmt(v, digits: int = 2, sign: bool = False) -> str:
