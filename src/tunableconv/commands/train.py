@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Everything a user can get wrong is checked before any work starts: the options, every
+    field of the resolved recipe (:meth:`~tunableconv.train.Recipe.validate`), the run folder
+    and, with ``--resume``, that the checkpoint matches the recipe and has not done more steps
+    than asked for. The run folder is not touched by a refused command."""
     from ..train import RECIPES, Recipe, Trainer, get_recipe
+    from ..train.trainer import LATEST, RECIPE, check_resumable, check_run_folder
 
     if args.list:
         for name, fn in RECIPES.items():
@@ -45,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.resume:
         run_dir = Path(args.resume)
-        if not (run_dir / "recipe.yaml").is_file():
-            raise InputError(f"{run_dir} is not a run folder (no recipe.yaml)")
+        if not (run_dir / RECIPE).is_file():
+            raise InputError(f"{run_dir} is not a run folder (no {RECIPE})")
         if args.recipe:
             raise InputError("--resume continues the saved recipe; do not pass --recipe")
-        recipe = Recipe.load(run_dir / "recipe.yaml")
+        if args.out and Path(args.out) != run_dir:
+            raise InputError("--resume continues the run in its own folder; do not pass --out")
+        recipe = Recipe.load(run_dir / RECIPE)
         out = run_dir
     else:
         if not args.recipe:
@@ -62,16 +69,23 @@ def run(args: argparse.Namespace) -> int:
         recipe.override(a)
     if args.steps is not None:
         if args.steps < 1:
-            raise InputError("--steps must be >= 1")
+            raise InputError(f"--steps must be >= 1, got {args.steps}")
         recipe.train.steps = args.steps
+    if args.stop_at is not None and args.stop_at < 1:
+        raise InputError(f"--stop-at must be >= 1, got {args.stop_at}")
     if args.data_root:
         recipe.data.root = args.data_root
+    recipe.validate()
     if args.print:
         import yaml
 
         print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
         return 0
-    if not args.resume and out is not None and (out / "latest.safetensors").exists():
+    check_run_folder(out)
+    if args.resume:
+        if (out / LATEST).is_file():
+            check_resumable(recipe, out / LATEST)
+    elif (out / LATEST).exists():
         raise InputError(f"{out} already holds a run: use --resume {out} or another --out")
     summary = Trainer(recipe, out, progress=not args.no_progress).fit(resume=bool(args.resume), stop_at=args.stop_at)
     if summary.get("stopped"):

@@ -28,6 +28,7 @@ tagged union keyed by ``task.name``). This module imports nothing from
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,15 +48,107 @@ if TYPE_CHECKING:  # annotations only: tasks must not import the trainer's packa
 CONTROLS = ("p", "condition")
 
 
+# ----------------------------------------------------------------------------------------
+# recipe field checks: every section's validate() is written with these; each raises a
+# one-line InputError naming the field (``train.lr must be a finite number > 0, got -1``)
+# ----------------------------------------------------------------------------------------
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _num(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {_num(lo)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {_num(hi)}"
+    return ""
+
+
+def _within(value: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        return False
+    return not (hi is not None and (value >= hi if hi_open else value > hi))
+
+
+def check_int(where: str, value: Any, lo: int | None = None, hi: int | None = None) -> None:
+    """``value`` is an integer (not a bool) in [lo, hi]."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and _within(value, lo, hi, False, False)):
+        want = " ".join(filter(None, ["an integer", _bounds(lo, hi, False, False)]))
+        raise InputError(f"{where} must be {want}, got {_show(value)}")
+
+
+def check_number(where: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False) -> None:
+    """``value`` is a finite number (int or float, not a bool) in the given range."""
+    if not (_is_number(value) and math.isfinite(value) and _within(value, lo, hi, lo_open, hi_open)):
+        want = " ".join(filter(None, ["a finite number", _bounds(lo, hi, lo_open, hi_open)]))
+        raise InputError(f"{where} must be {want}, got {_show(value)}")
+
+
+def check_numbers(where: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                  lo_open: bool = False, hi_open: bool = False, length: int | None = None,
+                  integer: bool = False, min_length: int = 0) -> None:
+    """``value`` is a list of numbers (integers with ``integer``), each in the range, of
+    ``length`` items (or at least ``min_length``)."""
+    kind = "integers" if integer else "finite numbers"
+    if length is not None:
+        head = f"a list of {length} {kind}"
+    elif min_length == 1:
+        head = f"a non-empty list of {kind}"
+    else:
+        head = f"a list of at least {min_length} {kind}" if min_length else f"a list of {kind}"
+    want = " ".join(filter(None, [head, _bounds(lo, hi, lo_open, hi_open)]))
+    ok = isinstance(value, (list, tuple)) and (len(value) == length if length is not None else len(value) >= min_length)
+    for v in value if ok else ():
+        good = (isinstance(v, int) and not isinstance(v, bool)) if integer else (_is_number(v) and math.isfinite(v))
+        ok = ok and good and _within(v, lo, hi, lo_open, hi_open)
+    if not ok:
+        raise InputError(f"{where} must be {want}, got {_show(value)}")
+
+
+def check_bool(where: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{where} must be true or false, got {_show(value)}")
+
+
+def check_choice(where: str, value: Any, choices: Sequence[str]) -> None:
+    if not (isinstance(value, str) and value in choices):
+        raise InputError(f"{where} must be one of {', '.join(choices)}, got {_show(value)}")
+
+
+def check_text(where: str, value: Any, *, optional: bool = False) -> None:
+    """``value`` is a non-empty string (or None with ``optional``)."""
+    if optional and value is None:
+        return
+    if not (isinstance(value, str) and value.strip()):
+        raise InputError(f"{where} must be a non-empty string{' or null' if optional else ''}, got {_show(value)}")
+
+
 @dataclass
 class TaskSection:
     """The recipe's ``task`` section: a tagged union keyed by :attr:`name`.
 
     Every task subclasses this with its own fields and the default ``name`` set to the
-    task's name; unknown fields of a section are errors.
+    task's name; unknown fields of a section are errors. :meth:`validate` checks every
+    field's type and range (a subclass extends it with its own fields).
     """
 
     name: str = ""
+
+    def validate(self, where: str = "task") -> None:
+        """Raise a one-line :class:`InputError` naming the first bad field."""
+        check_text(f"{where}.name", self.name)
 
 
 def target_key(objective: str) -> str:
@@ -232,8 +325,8 @@ class Task(abc.ABC):
         metrics: the metric names its evaluation reports (:mod:`tunableconv.metrics`).
         condition_names: the names of the K entries of :attr:`Sample.condition`.
 
-    A subclass's ``__init__`` validates its section (one-line :class:`InputError` s), calls
-    ``super().__init__(recipe)`` and sets :attr:`sampling`.
+    A subclass's ``__init__`` calls ``super().__init__(recipe)`` (which validates the section:
+    its :meth:`TaskSection.validate`, one-line :class:`InputError` s) and sets :attr:`sampling`.
     """
 
     name: ClassVar[str] = ""
@@ -251,6 +344,7 @@ class Task(abc.ABC):
         if not isinstance(recipe.task, self.section_class):
             raise InputError(f"the {self.name} task needs a {self.section_class.__name__} recipe section, "
                              f"got {type(recipe.task).__name__}")
+        recipe.task.validate()
         self.recipe = recipe
         self.cfg = recipe.task
         self.seed = recipe.train.seed

@@ -31,7 +31,8 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..knobs import Knob, KnobSpace, Slider
-from .base import EvalCase, RunnerFacts, Sample, Task, TaskSection, target_key
+from .base import (EvalCase, RunnerFacts, Sample, Task, TaskSection, check_bool, check_choice, check_number, check_numbers,
+                   parse_granularity, target_key)
 
 if TYPE_CHECKING:
     from ..losses import ParametricMultiLoss
@@ -49,9 +50,29 @@ STRENGTH = Slider("strength", (0.0, 1.0), (1.0, 0.0), "1: remove the noise; 0: k
 EVAL_SIGMAS = (15.0, 25.0, 50.0)
 
 
+#: the largest noise level (0–255 scale): the condition σ/255 of a sample is in [0, 1]
+MAX_SIGMA = 255.0
+
+#: the per-objective distances of ``task.loss`` (:func:`tunableconv.losses.objectives.make_distance`)
+DISTANCES = ("l1", "l2", "mse", "charbonnier")
+
+
 @dataclass
 class DenoiseTaskSection(TaskSection):
-    """The ``task`` section of a denoising recipe."""
+    """The ``task`` section of a denoising recipe. Fields and their ranges (:meth:`validate`):
+
+    - ``sigma``: ``[low, high]``, the training noise std range on the 0–255 scale,
+      ``0 <= low <= high <= 255`` (the condition σ/255 lies in [0, 1]);
+    - ``val_sigma``: the validation noise level, in [0, 255];
+    - ``beta``: noise preservation, target = clean + beta (noisy − clean), in [0, 1);
+    - ``loss``: the per-objective distance, ``l1``, ``l2`` (``mse``) or ``charbonnier``;
+    - ``mix``: ``losses`` (Σ_i p_i L_i, the paper) or ``targets`` (L(output, Σ_i p_i t_i));
+    - ``fidelity_only``: true for the fixed reference network (one objective, no knobs);
+    - ``sampler``: ``simplex``, ``cube`` or ``mixture``; ``vertex_share``, ``edge_share``:
+      extra mass on the vertices / edges, each in [0, 1] with a sum <= 1;
+    - ``p_granularity``: ``sample``, ``batch`` or ``group:N`` (N >= 1);
+    - ``val_grid``: the validated strengths s (p = (s, 1 − s)), a non-empty list in [0, 1].
+    """
 
     name: str = "denoise"
     sigma: list = field(default_factory=lambda: [5.0, 50.0])  # noise std on the 0..255 scale
@@ -66,6 +87,30 @@ class DenoiseTaskSection(TaskSection):
     p_granularity: str = "sample"  # sample (per-sample p), batch (one p per step), or group:N
     val_grid: list = field(default_factory=lambda: [0.0, 0.5, 1.0])  # strengths s, p = (s, 1 - s)
 
+    def validate(self, where: str = "task") -> None:
+        """Raise a one-line :class:`InputError` naming the first field out of its range (see above)."""
+        from ..losses.samplers import SAMPLERS
+
+        super().validate(where)
+        check_numbers(f"{where}.sigma", self.sigma, 0.0, MAX_SIGMA, length=2)
+        if self.sigma[0] > self.sigma[1]:
+            raise InputError(f"{where}.sigma must be [low, high] with low <= high, got {self.sigma}")
+        check_number(f"{where}.val_sigma", self.val_sigma, 0.0, MAX_SIGMA)
+        check_number(f"{where}.beta", self.beta, 0.0, 1.0, hi_open=True)
+        check_choice(f"{where}.loss", self.loss, DISTANCES)
+        check_choice(f"{where}.mix", self.mix, ("losses", "targets"))
+        check_bool(f"{where}.fidelity_only", self.fidelity_only)
+        check_choice(f"{where}.sampler", self.sampler, (*SAMPLERS, "mixture"))
+        check_number(f"{where}.vertex_share", self.vertex_share, 0.0, 1.0)
+        check_number(f"{where}.edge_share", self.edge_share, 0.0, 1.0)
+        if self.vertex_share + self.edge_share > 1:
+            raise InputError(f"{where}.vertex_share + {where}.edge_share must be <= 1, "
+                             f"got {self.vertex_share} + {self.edge_share}")
+        if not isinstance(self.p_granularity, str):
+            raise InputError(f"{where}.p_granularity must be sample, batch or group:N, got {self.p_granularity!r}")
+        parse_granularity(self.p_granularity)
+        check_numbers(f"{where}.val_grid", self.val_grid, 0.0, 1.0, min_length=1)
+
 
 class DenoiseTask(Task):
     """Gaussian denoising: knobs fidelity / noise_preservation on the simplex (see the module docstring)."""
@@ -78,18 +123,8 @@ class DenoiseTask(Task):
     condition_names = ("noise_level",)
 
     def __init__(self, recipe: "Recipe") -> None:
-        super().__init__(recipe)
+        super().__init__(recipe)  # validates the section (DenoiseTaskSection.validate)
         t = self.cfg
-        if len(t.sigma) != 2 or not 0 <= t.sigma[0] <= t.sigma[1]:
-            raise InputError(f"task.sigma must be [low, high] with 0 <= low <= high, got {t.sigma}")
-        if not 0 <= t.beta < 1:
-            raise InputError(f"task.beta must be in [0, 1), got {t.beta}")
-        if t.mix not in ("losses", "targets"):
-            raise InputError(f"task.mix must be losses or targets, got {t.mix!r}")
-        if not (isinstance(t.val_sigma, (int, float)) and t.val_sigma >= 0):
-            raise InputError(f"task.val_sigma must be a number >= 0, got {t.val_sigma!r}")
-        if not t.val_grid or any(not isinstance(s, (int, float)) or not 0 <= s <= 1 for s in t.val_grid):
-            raise InputError(f"task.val_grid must be a list of strengths in [0, 1], got {t.val_grid}")
         self.fidelity_only = bool(t.fidelity_only)
         self.sampling = self.make_sampling(t.sampler, t.vertex_share, t.edge_share, t.p_granularity)
 

@@ -5,13 +5,17 @@ stored under a dotted key, and the rest of the structure (numbers, strings, list
 is kept as JSON in the header metadata with placeholders for the tensors. The file is
 written to a temporary name in the same folder, flushed to disk, then renamed over
 ``latest.safetensors`` (:func:`tunableconv.io.atomic_write`): a crash or SIGKILL at any point
-leaves either the previous or the new checkpoint, never a broken one.
+leaves either the previous or the new checkpoint, never a broken one — but a SIGKILL during
+the write leaves the temporary file behind: :func:`remove_stale_temporaries` deletes it when
+the run is resumed. :func:`read_checkpoint_values` reads a checkpoint's plain values (step,
+recipe, ...) from its header without loading a tensor.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +95,50 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, A
     except Exception as exc:
         raise InputError(f"{path} is not a readable checkpoint ({exc})") from None
     return _unflatten(skeleton, tensors)
+
+
+def read_checkpoint_values(path: str | os.PathLike) -> dict[str, Any]:
+    """The plain values of a checkpoint (``step``, ``recipe``, ...), from its header only:
+    every tensor is None."""
+    from safetensors import safe_open
+
+    class _NoTensors(dict):
+        def __missing__(self, key):
+            return None
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        skeleton = json.loads(meta["skeleton"])
+    except Exception as exc:
+        raise InputError(f"{path} is not a readable checkpoint ({exc})") from None
+    values = _unflatten(skeleton, _NoTensors())
+    if not isinstance(values, dict):
+        raise InputError(f"{path} is not a readable checkpoint (no state mapping)")
+    return values
+
+
+#: the temporary files of :func:`tunableconv.io.atomic_write`: ``.<name>.<12 hex digits>.tmp``
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that an interrupted atomic write of ``path`` left next to
+    it (a SIGKILL leaves no chance to clean up); returns the removed paths. Call it only when
+    no other process is writing ``path``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for candidate in path.parent.iterdir():
+        m = _TEMPORARY.fullmatch(candidate.name)
+        if m and m["name"] == path.name and candidate.is_file():
+            try:
+                candidate.unlink()
+                removed.append(candidate)
+            except OSError:
+                pass
+    return removed

@@ -44,11 +44,77 @@ from torch import nn
 from ..errors import InputError
 from ..seeding import STEP, generator
 from ..tasks import Sample, Task, build_task
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint_values, remove_stale_temporaries, save_checkpoint
 from .config import Recipe
 
 LATEST = "latest.safetensors"
 FINAL = "model.safetensors"
+LOG = "log.jsonl"
+SUMMARY = "summary.json"
+RECIPE = "recipe.yaml"
+
+
+# ----------------------------------------------------------------------------------------
+# checks before any work
+# ----------------------------------------------------------------------------------------
+def check_run_folder(out: str | os.PathLike) -> Path:
+    """``out`` can be a run folder: it is a folder or does not exist yet, and no part of its
+    path is a file (checked before anything is written)."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise InputError(f"cannot use {out} as a run folder: {p} is a file, not a folder")
+            break
+    return out
+
+
+def check_device(device: str) -> None:
+    """The device of ``train.device`` exists on this machine."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"train.device is {device} but torch sees no CUDA GPU here (use --set train.device=cpu)")
+        index = int(device[5:]) if device.startswith("cuda:") else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(f"train.device is {device} but there are {torch.cuda.device_count()} CUDA GPU(s)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("train.device is mps but torch sees no Apple GPU here (use --set train.device=cpu)")
+
+
+def _flat(d: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}"))
+        return out or {prefix: {}}
+    return {prefix: d}
+
+
+def check_resumable(recipe: Recipe, checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Refuse to resume ``checkpoint`` with ``recipe`` when its model differs from the one the
+    checkpoint was trained with (naming the first changed field) or when the run has done
+    more steps than ``train.steps``. Reads the checkpoint's header only; returns its plain
+    values (``step``, ``recipe``, ...)."""
+    checkpoint = Path(checkpoint)
+    values = read_checkpoint_values(checkpoint)
+    run = checkpoint.parent
+    stored = values.get("recipe")
+    if isinstance(stored, dict) and isinstance(stored.get("model"), dict):
+        then, now = _flat(stored["model"], "model"), _flat(dataclasses.asdict(recipe.model), "model")
+
+        def show(flat: dict[str, Any], key: str) -> str:
+            return f"{key} = {flat[key]!r}" if key in flat else f"no {key}"
+
+        for key in sorted(set(then) | set(now)):
+            if key not in then or key not in now or then[key] != now[key]:
+                raise InputError(f"the checkpoint in {run} does not match the recipe: it was trained with "
+                                 f"{show(then, key)}, the recipe now has {show(now, key)} (a resumed run keeps its "
+                                 "model; change it back, or start a new run with another --out)")
+    done = values.get("step")
+    if isinstance(done, int) and done > recipe.train.steps:
+        raise InputError(f"the run in {run} has done {done} steps already: the total (train.steps, --steps) must be at "
+                         f"least {done}, got {recipe.train.steps}")
+    return values
 
 
 # ----------------------------------------------------------------------------------------
@@ -196,11 +262,17 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, out: str | os.PathLike, *, task: Task | None = None, progress: bool = True) -> None:
         """``task``: the task object of ``recipe`` (default ``build_task(recipe)``); it builds
-        the model and the loss, degrades the samples, draws p and validates."""
+        the model and the loss, degrades the samples, draws p and validates.
+
+        The recipe is validated first (:meth:`Recipe.validate`), then the device and the run
+        folder ``out`` (a folder or a new path, not a file): a bad value is a one-line
+        :class:`InputError` before anything is loaded, built or written."""
         if task is not None and task.recipe is not recipe:
             raise InputError(f"the task object was built for another recipe ({task.recipe.name!r}, not {recipe.name!r})")
+        recipe.validate()  # every field, before anything is loaded, built or written
+        check_device(recipe.train.device)
         self.recipe = recipe
-        self.out = Path(out)
+        self.out = check_run_folder(out)
         self.progress = progress
         cfg = recipe.train
         self.dist = init_distributed(cfg.device)
@@ -225,6 +297,7 @@ class Trainer:
         self.disc_optimizers = [self._make_optimizer(d.parameters(), cfg.disc) for d in self.loss.discriminators()]
         self.step = 0
         self.elapsed = 0.0  # training wall time accumulated over sessions
+        self._recipe_pending = False  # recipe.yaml to be written with the next checkpoint (resumed runs)
 
     # --- stages --------------------------------------------------------------------------
     def stage_bounds(self) -> list[tuple[int, int]]:
@@ -298,14 +371,31 @@ class Trainer:
             "discriminators": [d.state_dict() for d in self.loss.discriminators()],
             "disc_optimizers": [o.state_dict() for o in self.disc_optimizers],
             "cpu_rng": torch.get_rng_state(),
+            "recipe": self.recipe.to_dict(),  # what the checkpoint was trained with (checked on resume)
         }
 
     def save(self) -> None:
         if self.dist.is_main:
+            if self._recipe_pending:  # a resumed run's recipe.yaml changes with its first new checkpoint
+                self.recipe.save(self.out / RECIPE)
+                self._recipe_pending = False
             save_checkpoint(self.state(), self.out / LATEST)
 
     def load(self, path: str | os.PathLike) -> None:
+        """Continue from the checkpoint ``path``; a one-line :class:`InputError` when it does not
+        match the recipe (:func:`check_resumable`, or tensors of other shapes)."""
+        check_resumable(self.recipe, path)
         st = load_checkpoint(path, device=str(self.device))
+        try:
+            self._load_state(st)
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            first = lines[0] if lines else repr(exc)
+            detail = next((line for line in lines if "size mismatch" in line or "Missing" in line), first)
+            raise InputError(f"the checkpoint {path} does not match the recipe (was model or task changed since it was "
+                             f"saved?): {detail[:200]}") from None
+
+    def _load_state(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
         if self.stages:  # the optimiser of the stage the run stopped in (its hook already ran)
             self._enter_stage(int(st.get("stage", 0)), run_hook=False)
@@ -327,12 +417,35 @@ class Trainer:
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
-        with open(self.out / "log.jsonl", "a") as f:
+        with open(self.out / LOG, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
                     self._tb.add_scalar(k, v, record.get("step", 0))
+
+    def _trim_log(self) -> None:
+        """Keep the log records of the steps up to the checkpoint's (:attr:`step`): those a
+        killed run logged after its last checkpoint are done again on resume, and a
+        half-written last line is dropped. Rewritten atomically, only when something changes."""
+        from ..io import atomic_write
+
+        path = self.out / LOG
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        keep = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            step = record.get("step") if isinstance(record, dict) else None
+            if isinstance(step, (int, float)) and step > self.step:
+                continue
+            keep.append(line)
+        if keep != lines:
+            atomic_write(path, "".join(line + "\n" for line in keep).encode())
 
     def _open_tensorboard(self):
         if not self.dist.is_main:
@@ -361,6 +474,25 @@ class Trainer:
         return result
 
     # --- the loop ------------------------------------------------------------------------
+    def _loss_is_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite in every process (under DDP all of them agree, so that
+        they stop together)."""
+        finite = math.isfinite(loss.item())
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = bool(flag.item() > 0)
+        return finite
+
+    def _divergence(self, loss: torch.Tensor) -> InputError:
+        """The one-line error of a NaN/Inf loss at the coming step (the last checkpoint is kept)."""
+        cfg = self.recipe.train
+        hint = "" if cfg.grad_clip > 0 else " or set train.grad_clip"
+        return InputError(f"loss became NaN/Inf at step {self.step + 1} (loss = {loss.item()}); lower train.lr "
+                          f"(now {cfg.lr:g}){hint}")
+
     def fit(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``train.steps`` (continuing the checkpoint in the run folder with ``resume``).
 
@@ -368,11 +500,22 @@ class Trainer:
         (a later ``fit(resume=True)`` continues).
         """
         cfg, rc = self.recipe.train, self.recipe
+        resumed = resume and (self.out / LATEST).is_file()
+        if resumed:
+            self.load(self.out / LATEST)  # refused (a one-line error) before anything in the folder changes
         if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            rc.save(self.out / "recipe.yaml")
-        if resume and (self.out / LATEST).is_file():
-            self.load(self.out / LATEST)
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot create the run folder {self.out}: {exc.strerror or exc}") from None
+            for name in (LATEST, FINAL, LOG, SUMMARY, RECIPE):  # what a SIGKILL mid-write left
+                remove_stale_temporaries(self.out / name)
+            self._trim_log()
+            # a new run writes its recipe now; a resumed one (maybe with new train.* values) with
+            # its next checkpoint, so that a session that fails first leaves recipe.yaml as it was
+            self._recipe_pending = resumed
+            if not resumed:
+                rc.save(self.out / RECIPE)
         self._tb = self._open_tensorboard()
         train_images = self.task.train_images(rc)
         self.val_images = self.task.val_images(rc)
@@ -406,6 +549,9 @@ class Trainer:
                 g["lr"] = cfg.lr * self._stage_lr_factor()
             out = self.task.forward(self.ddp_model, batch)
             loss, terms = self.loss(out, batch, batch["p"])
+            if not self._loss_is_finite(loss):  # stop before the step spreads it into the weights
+                bar.close()
+                raise self._divergence(loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = None
@@ -430,8 +576,6 @@ class Trainer:
                 self.ema.update(self.model)
             self.step += 1
             self.elapsed = elapsed0 + time.perf_counter() - t_start
-            if not math.isfinite(loss.item()):
-                raise RuntimeError(f"loss became {loss.item()} at step {self.step}; lower train.lr or set train.grad_clip")
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 now = time.perf_counter()
@@ -457,8 +601,13 @@ class Trainer:
         summary = {"recipe": rc.name, "steps": self.step, "train_wall_seconds": round(self.elapsed, 1),
                    "processes": self.dist.world, "threads": torch.get_num_threads(), "val": last_val}
         if self.dist.is_main:
+            if self._recipe_pending:  # resumed at the end: nothing was trained, the run completes
+                rc.save(self.out / RECIPE)
+                self._recipe_pending = False
             self.export_final(summary)
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            from ..io import atomic_write
+
+            atomic_write(self.out / SUMMARY, json.dumps(summary, indent=2).encode())
         if self._tb is not None:
             self._tb.close()
         if self.dist.world > 1:
