@@ -288,3 +288,22 @@ def test_tunable_parameter_refuses_maps():
     tp = TunableParameter((4,), num_params=2)
     with pytest.raises(InvalidParamsError, match="shape"):
         tp(torch.rand(2, 3, 3))
+
+
+def test_inference_cache_of_the_shared_mix_follows_p_and_weight_updates():
+    layer = TunableConv2d(3, 4, 3, num_params=2, padding=1)
+    x = torch.randn(1, 3, 6, 6)
+    p = torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        a = layer(x, p)
+        torch.testing.assert_close(layer(x, p), a)  # cached
+        b = layer(x, torch.tensor([0.9, 0.1]))      # another p: mixed again
+        assert not torch.allclose(a, b)
+        layer.weight[0].add_(1.0)                     # in-place update: the cache is stale
+        c = layer(x, p)
+    torch.testing.assert_close(c, layer(x, p))        # the grad path agrees with the refreshed cache
+    assert not torch.allclose(a, c)
+    with torch.no_grad(), pytest.raises(InvalidParamsError, match="NaN"):
+        layer(x, torch.tensor([float("nan"), 0.5]))   # never cached: validated
+    with torch.no_grad(), pytest.raises(InvalidParamsError, match="expected 2"):
+        layer(x, torch.tensor([0.5]))

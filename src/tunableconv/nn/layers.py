@@ -22,7 +22,9 @@ from torch.nn.modules.utils import _pair
 from ..errors import InvalidParamsError
 from . import functional as TF
 from .mapping import MappingKind, ParamMap
-from .params import ParamsLike, check_params, map_to_channels_last
+import torch.nn.functional as F
+
+from .params import ParamsLike, _is_symbolic, check_params, map_to_channels_last
 
 
 class _TunableMixin:
@@ -45,6 +47,27 @@ class _TunableMixin:
     @property
     def domain(self) -> str:
         return self.param_map.domain
+
+    def shared_mix(self, p: ParamsLike) -> tuple[Tensor, Tensor | None] | None:
+        """The kernel and bias mixed at a shared p, cached for inference; None when not applicable.
+
+        Outside autograd (``torch.no_grad()`` / inference mode) the mix of the last shared p is
+        kept per layer, keyed by p's values and the parameters' storage and version counters,
+        so a model run again and again at one setting (tiles of a large image, a batch of
+        photos, a held slider) validates p and mixes the kernels once. Any in-place update of
+        the weights (an optimiser step, ``load_state_dict``) bumps a version and invalidates it.
+        """
+        if torch.is_grad_enabled() or not isinstance(p, Tensor) or p.dim() != 1 or _is_symbolic(p):
+            return None
+        params = [self.weight, self.bias, self.param_map.weight, self.param_map.bias]  # type: ignore[attr-defined]
+        key = (tuple(p.tolist()), str(p.device)) + tuple((q.data_ptr(), q._version) for q in params if q is not None)
+        cache = self.__dict__.get("_shared_mix")
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        agg = self.aggregation_weights(p)
+        mixed = (TF.mix(self.weight, agg), TF.mix(self.bias, agg) if self.bias is not None else None)  # type: ignore[attr-defined]
+        self.__dict__["_shared_mix"] = (key, mixed)
+        return mixed
 
     def aggregation_weights(self, p: ParamsLike | None, batch_size: int | None = None, allow_map: bool = False) -> Tensor:
         """Aggregation weights ``(K,)``, ``(B, K)`` or, for a knob map, ``(B, K, H, W)``."""
@@ -178,6 +201,10 @@ class TunableConv2d(_TunableMixin, nn.Module):
         self.param_map.reset_parameters()
 
     def forward(self, x: Tensor, p: ParamsLike) -> Tensor:
+        mixed = self.shared_mix(p)
+        if mixed is not None:
+            xp, padding = TF._pad_for_conv(x, self.kernel_size, self.padding, self.dilation, self.padding_mode)
+            return F.conv2d(xp, mixed[0], mixed[1], self.stride, padding, self.dilation, self.groups)
         agg = self.aggregation_weights(p, x.shape[0], allow_map=True)
         return TF.tunable_conv2d(
             x, self.weight, self.bias, agg, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
@@ -266,6 +293,10 @@ class TunableConvTranspose2d(_TunableMixin, nn.Module):
         self.param_map.reset_parameters()
 
     def forward(self, x: Tensor, p: ParamsLike) -> Tensor:
+        mixed = self.shared_mix(p)
+        if mixed is not None:
+            return F.conv_transpose2d(x, mixed[0], mixed[1], self.stride, self.padding, self.output_padding,
+                                      self.groups, self.dilation)
         agg = self.aggregation_weights(p, x.shape[0], allow_map=True)
         return TF.tunable_conv_transpose2d(
             x, self.weight, self.bias, agg, self.stride, self.padding, self.output_padding, self.groups, self.dilation
@@ -335,6 +366,9 @@ class TunableLinear(_TunableMixin, nn.Module):
         self.param_map.reset_parameters()
 
     def forward(self, x: Tensor, p: ParamsLike) -> Tensor:
+        mixed = self.shared_mix(p)
+        if mixed is not None:
+            return F.linear(x, mixed[0], mixed[1])
         agg = self.aggregation_weights(p, x.shape[0] if x.dim() > 1 else None, allow_map=x.dim() == 4)
         return TF.tunable_linear(x, self.weight, self.bias, agg)
 
