@@ -142,7 +142,7 @@ def time_steps(args, names: list[str], extra, rounds: int = 4) -> dict[str, floa
             for n in (names if rnd % 2 == 0 else names[::-1]):
                 r = build_recipe(variant_overrides(args, n, extra), args.recipe)
                 r.train.steps, r.train.log_every, r.train.val_every = args.time_steps, window, 10**8  # never
-                r.train.ckpt_every = 10**9
+                r.train.ckpt_every = 10**8  # never
                 Trainer(r, Path(tmp) / f"{n}-{rnd}", progress=False).fit()
                 rows = [json.loads(l) for l in (Path(tmp) / f"{n}-{rnd}" / "log.jsonl").read_text().splitlines()]
                 sps = [row["sec_per_step"] for row in rows if "sec_per_step" in row][1:]  # drop the warm-up window
