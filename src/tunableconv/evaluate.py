@@ -307,6 +307,7 @@ def evaluate(
 
     from . import __version__
     from .data import ImageFolderEval
+    from .evaluation import display_path
     from .metrics import evenness, psnr, ssim
 
     t_start = time.perf_counter()
@@ -387,7 +388,7 @@ def evaluate(
     results_sets: dict[str, Any] = {}
     for label, ds in sets.items():
         entry: dict[str, Any] = {
-            "path": str(ds.paths[0].parent) if ds.paths else None,
+            "path": display_path(str(ds.paths[0].parent)) if ds.paths else None,
             "num_images": len(ds),
             "images": [p.stem for p in ds.paths],
             "sigma": {},

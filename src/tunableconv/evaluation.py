@@ -151,18 +151,19 @@ class _Model:
 
     def describe(self) -> dict[str, Any]:
         info = self.restorer.info
-        return {"name": self.name, "file": _display_path(info.path), "sha256": _sha256(info.path), "architecture": info.architecture,
+        return {"name": self.name, "file": display_path(info.path), "sha256": _sha256(info.path), "architecture": info.architecture,
                 "arguments": info.arguments, "knob_space": self.space.to_dict(), "slider": self.slider,
                 "calibrated": self.calibrated, "task": (info.info or {}).get("task")}
 
 
-def _display_path(path: str | None) -> str | None:
-    """A path relative to the working folder when inside it (results carry no machine paths)."""
+def display_path(path: str | None) -> str | None:
+    """A path relative to the working folder (results carry no machine paths), e.g.
+    ``src/tunableconv/zoo/denoise.safetensors`` or ``../shared/data/test/cbsd68``."""
     if not path:
         return path
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+        return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+    except ValueError:  # another drive on Windows
         return str(path)
 
 
