@@ -270,12 +270,12 @@ def train_all(args, plan: dict, names: list[str], runs: Path, extra) -> None:
 
 def cached_result(args, n: str, runs: Path, out: Path) -> dict | None:
     """The cached evaluation of variant ``n`` if its settings match (and its model, while it exists)."""
-    from tunableconv.compare import cached_evaluation
+    from tunableconv.evaluate import cached_protocol_evaluation
 
     wanted = {"dataset_specs": [args.data], "sigmas": [float(x) for x in args.sigma.split(",")],
               "grid": [float(x) for x in args.p_grid.split(",")], "seed": 0, "raw": True,
               "max_images": args.max_images, "crop": args.crop or None}
-    return cached_evaluation(out / "eval" / n / "results.json", runs / n / "model.safetensors", wanted)
+    return cached_protocol_evaluation(out / "eval" / n / "results.json", runs / n / "model.safetensors", wanted)
 
 
 def train_record(run: Path) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,31 +87,6 @@ def train_method(method: str, out: Path, budget: str, overrides: list[str] = (),
     return final
 
 
-EVAL_KEYS = ("dataset_specs", "sigmas", "grid", "seed", "raw", "max_images", "crop")
-
-
-def cached_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The evaluation stored at ``path`` if it is of the same model file (by SHA-256) under the
-    same settings (``EVAL_KEYS`` of ``settings``), else None. Lets ``compare`` evaluate one method
-    at a time, in separate processes or sessions, and assemble the table at the end. A
-    ``model_file`` that no longer exists (its run folder is gone) skips the SHA-256 check."""
-    from .evaluate import _file_sha256
-
-    if not path.is_file():
-        return None
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _file_sha256(str(model_file)):
-        return None
-    have = res.get("settings", {})
-    keys = [k for k in EVAL_KEYS if not (k == "grid" and res["model"].get("tunable") is False)]  # no knob, no grid
-    if any(have.get(k) != settings.get(k) for k in keys):
-        return None
-    return res
-
-
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -142,92 +118,269 @@ def inference_cost(models: dict[str, torch.nn.Module], plain: torch.nn.Module, s
     return out
 
 
-def _mean_or_none(values: list) -> float | None:
-    values = [v for v in values if v is not None and v == v]
-    return statistics.mean(values) if values else None
+# ----------------------------------------------------------------------------------------
+# evaluation (the task-agnostic protocol of tunableconv.evaluation), cached per method
+# ----------------------------------------------------------------------------------------
+#: the evaluation options a cached result must share to be reused (``results["options"]``)
+CACHE_KEYS = ("datasets", "levels", "grid", "seed", "raw", "max_images", "crop")
 
 
-def table1(results: dict[str, dict], datasets: list[str]) -> dict[str, Any]:
-    """Per method and dataset: PSNR vs noise target and vs ground truth at each s, averaged over sigma."""
-    table: dict[str, Any] = {}
-    for method, res in results.items():
-        for ds in datasets:
-            sig = res["datasets"][ds]["sigma"]
-            rows = [v["model"] for v in sig.values()]
-            s = rows[0]["s"]
-            table.setdefault(method, {})[ds] = {
-                "s": s,
-                "psnr_target": [statistics.mean(r["psnr_target"][i] for r in rows) for i in range(len(s))],
-                "psnr_gt": [statistics.mean(r["psnr_gt"][i] for r in rows) for i in range(len(s))],
-                "evenness": _mean_or_none([r.get("evenness") for r in rows]),
-            }
-    return table
+def cached_evaluation(path: Path, model_file: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation stored at ``path`` if it is of the same model file (by SHA-256), in this
+    protocol's format and under the same ``options`` (:data:`CACHE_KEYS`), else None. Lets
+    ``compare`` evaluate one method at a time, in separate processes or sessions, and assemble
+    the table at the end."""
+    from .evaluation import FORMAT, _sha256
+
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(res, dict) or res.get("format") != FORMAT:
+        return None
+    if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _sha256(str(model_file)):
+        return None
+    have = res.get("options", {})
+    if any(have.get(k) != options.get(k) for k in CACHE_KEYS):
+        return None
+    return res
 
 
-def head_to_head(table: dict[str, Any], datasets: list[str], ours: str = "tunable") -> dict[str, dict[str, dict]]:
-    """``ours`` minus each other knob method, per dataset: PSNR to ground truth at the fidelity end
-    (s = 1), PSNR to the noise target at the other end (s = 0), the mean of both PSNRs over the
-    knob, and evenness (negative = ours more even). Positive PSNR differences favour ``ours``."""
-    out: dict[str, dict[str, dict]] = {}
-    if ours not in table:
-        return out
-    for method, per_ds in table.items():
-        if method == ours or per_ds[datasets[0]]["s"] == [None]:
-            continue
-        for ds in datasets:
-            a, b = table[ours][ds], per_ds[ds]
-            ev = None if a["evenness"] is None or b["evenness"] is None else a["evenness"] - b["evenness"]
-            out.setdefault(method, {})[ds] = {
-                "fidelity_end_psnr_gt": a["psnr_gt"][-1] - b["psnr_gt"][-1],
-                "noise_end_psnr_target": a["psnr_target"][0] - b["psnr_target"][0],
-                "mean_psnr_gt": statistics.mean(a["psnr_gt"]) - statistics.mean(b["psnr_gt"]),
-                "mean_psnr_target": statistics.mean(a["psnr_target"]) - statistics.mean(b["psnr_target"]),
-                "evenness": ev,
-            }
+def evaluate_method(name: str, model_file: Path, cache: Path, options: dict[str, Any], *, metrics: Sequence[str],
+                    data_root: str | None = None, progress: bool = True) -> tuple[dict[str, Any], bool]:
+    """``model_file`` evaluated by :func:`tunableconv.evaluation.evaluate` under ``options``
+    (raw knobs: no method gets a remapping the others lack), from ``cache`` when it holds the
+    same evaluation; returns ``(results, reused)``. The result is written to ``cache``."""
+    from .evaluation import evaluate, json_safe
+    from .io import atomic_write
+
+    res = cached_evaluation(cache, model_file, options)
+    if res is not None:
+        return res, True
+    res = evaluate(str(model_file), options["datasets"], levels=options["levels"], grid=options["grid"], metrics=metrics,
+                   seed=options["seed"], max_images=options["max_images"], crop=options["crop"], raw=options["raw"],
+                   data_root=data_root, progress=progress)
+    res["model"]["name"] = name
+    res = json_safe(res)  # fresh and cached results alike: NaN stored as None
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache, (json.dumps(res, indent=1) + "\n").encode())
+    return res, False
+
+
+# ----------------------------------------------------------------------------------------
+# the table
+# ----------------------------------------------------------------------------------------
+def setting_labels(res: dict[str, Any]) -> list[str]:
+    """The label of each setting of an evaluation: ``strength=0.5``, ``(0.5, 1)``, ``true levels``, ``fixed``."""
+    from .evaluation import _setting_label
+
+    knobs = res["model"]["knob_space"]["knobs"]
+    if knobs == []:
+        return ["fixed"]
+    if len(knobs) == 1:  # one knob: name=value
+        return [_setting_label(s, None) if s.get("true_levels") or s["p"] is None else f"{knobs[0]['name']}={s['p'][0]:g}"
+                for s in res["settings"]]
+    return [_setting_label(s, res["model"]["slider"]) for s in res["settings"]]
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and v == v]
+    return statistics.mean(vals) if vals else None
+
+
+def summarise(res: dict[str, Any]) -> dict[str, Any]:
+    """One method's evaluation averaged over the task's cases (per dataset): each metric per
+    setting, and the evenness of each grid line."""
+    out: dict[str, Any] = {"labels": setting_labels(res), "p": [s["p"] for s in res["settings"]],
+                           "conditioned": res["model"].get("conditioned_on") == "condition",
+                           "reference_setting": res.get("reference_setting"), "datasets": {}}
+    for label, entry in res["datasets"].items():
+        cases = list(entry["cases"].values())
+        keys = list(cases[0]["model"])
+        n = len(out["labels"])
+        metrics = {k: [_mean([c["model"][k][i] for c in cases if k in c["model"]]) for i in range(n)] for k in keys}
+        lines = list(cases[0]["evenness"])
+        even = {line: _mean([c["evenness"].get(line) for c in cases]) for line in lines}
+        out["datasets"][label] = {"metrics": metrics, "evenness": even, "mean_evenness": _mean(list(even.values()))}
     return out
 
 
-def wins_markdown(table: dict[str, Any], datasets: list[str], ours: str = "tunable") -> list[str]:
-    h2h = head_to_head(table, datasets, ours)
-    if not h2h:
-        return []
-    lines = [f"### {ours} minus each method (dB; positive: {ours} better; evenness: negative = {ours} more even)", "",
-             "| method | dataset | s=1 vs GT | s=0 vs noise target | mean over s vs GT | mean over s vs target | evenness |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for method, per_ds in h2h.items():
-        for ds, d in per_ds.items():
-            ev = "—" if d["evenness"] is None else f"{d['evenness']:+.3f}"
-            lines.append(f"| {method} | {ds} | {d['fidelity_end_psnr_gt']:+.2f} | {d['noise_end_psnr_target']:+.2f} | "
-                         f"{d['mean_psnr_gt']:+.2f} | {d['mean_psnr_target']:+.2f} | {ev} |")
-    if "fixed" in table:
-        for ds in datasets:
-            gap = table[ours][ds]["psnr_gt"][-1] - table["fixed"][ds]["psnr_gt"][0]
-            lines.append(f"\n{ours} at s = 1 minus the fixed fidelity network on {ds}: {gap:+.2f} dB")
-    return [*lines, ""]
+def fidelity_index(row: dict[str, Any]) -> int:
+    """The setting at a method's fidelity end: the task's reference p (or the slider's end) for a
+    p-driven model, the true levels for a conditioned one, the only setting of a fixed one."""
+    if row["reference_setting"] is not None:
+        return int(row["reference_setting"])
+    return len(row["labels"]) - 1
 
 
-def table1_markdown(table: dict[str, Any], cost: dict[str, Any], params: dict[str, int], datasets: list[str],
-                    steps: int) -> str:
-    lines = [f"All methods: same backbone size, data, objectives, seed and {steps} gradient steps; raw knob s, "
-             "p = (s, 1 - s); PSNR (dB) averaged over sigma 15, 25, 50.", ""]
+def head_to_head(table: dict[str, Any], objectives: Sequence[str] = (), ours: str = "tunable") -> dict[str, dict[str, dict]]:
+    """``ours`` minus each other method, per dataset (dB; positive favours ``ours``):
+
+    - ``fidelity_psnr``: PSNR to the ground truth at each method's fidelity end
+      (:func:`fidelity_index`; a conditioned rival told the true levels, a fixed network);
+    - on the settings both methods share (the same p-knob space): the mean over the settings
+      of the PSNR to the ground truth (``mean_psnr``), to the blended target and to the target
+      of each objective after the first (the first's is the ground truth);
+    - ``evenness``: mean evenness error, negative = ``ours`` more even.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    if ours not in table:
+        return out
+    a_row = table[ours]
+    for method, b_row in table.items():
+        if method == ours:
+            continue
+        shared = [i for i, lab in enumerate(a_row["labels"]) if lab in b_row["labels"] and not b_row["conditioned"]]
+        for ds, a in a_row["datasets"].items():
+            b = b_row["datasets"][ds]
+            ia, ib = fidelity_index(a_row), fidelity_index(b_row)
+            d: dict[str, Any] = {"fidelity_psnr": _diff(a["metrics"]["psnr"][ia], b["metrics"]["psnr"][ib])}
+            if len(shared) > 1:
+                for key in ("psnr", "psnr_blend", *(f"psnr_{o}" for o in objectives[1:])):
+                    if key in a["metrics"] and key in b["metrics"]:
+                        js = [b_row["labels"].index(a_row["labels"][i]) for i in shared]
+                        d[f"mean_{key}"] = _diff(_mean([a["metrics"][key][i] for i in shared]),
+                                                 _mean([b["metrics"][key][j] for j in js]))
+            ea, eb = a["mean_evenness"], b["mean_evenness"]
+            d["evenness"] = None if ea is None or eb is None else ea - eb
+            out.setdefault(method, {})[ds] = d
+    return out
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:
+    if v is None:
+        return "—"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def cell_keys(objectives: Sequence[str], metrics: dict[str, list]) -> tuple[str, str | None]:
+    """What a table cell shows: PSNR to the ground truth and, second, PSNR to the last objective's
+    target (the paper's Table 1: the noise-preservation target) when there is one besides the
+    ground truth, else to the blended target."""
+    other = f"psnr_{objectives[-1]}" if len(objectives) > 1 else None
+    if other in metrics:
+        return "psnr", other
+    return "psnr", ("psnr_blend" if "psnr_blend" in metrics else None)
+
+
+def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: dict[str, Any], params: dict[str, int],
+                   steps: int, task: str, ours: str = "tunable") -> str:
+    """The comparison in the paper's layout: per dataset, rows = methods, columns = ``ours``'s knob
+    settings plus ``one setting`` (a fixed network; a conditioned rival told the true levels),
+    cells "PSNR to ground truth / to the other target"; conditioned rivals' own knob grids in a
+    second table; knob quality (blended target, LPIPS) where measured; head to head; cost."""
+    first = next(iter(table.values()))
+    datasets = list(first["datasets"])
+    head_row = table.get(ours, first)
+    cols = [lab for lab in head_row["labels"] if lab not in ("fixed", "true levels")]
+    some = head_row["datasets"][datasets[0]]["metrics"]
+    k1, k2 = cell_keys(objectives, some)
+    what = "PSNR (dB) to the ground truth" + (f" / to the {k2[5:]} target" if k2 else "")
+    lines = [f"# {task}: every method on the same work", "",
+             f"All methods: same backbone size, data, objectives, seed and {steps} gradient steps; raw knobs; "
+             f"metrics averaged over the task's evaluation cases. Cells: {what}.", ""]
     for ds in datasets:
-        some = next(iter(table.values()))[ds]["s"]
-        grid = [x for x in some if x is not None] or [1.0]
-        head = " | ".join(f"s={x:g}" for x in grid)
-        lines += [f"### {ds}: PSNR vs noise-preservation target / vs ground truth", "",
-                  f"| method | {head} | evenness |", "|---|" + "---|" * len(grid) + "---|"]
-        for method, per_ds in table.items():
-            t = per_ds[ds]
-            if t["s"] == [None]:
-                cells = [f"— / {t['psnr_gt'][0]:.2f}"] * len(grid)
-            else:
-                cells = [f"{a:.2f} / {b:.2f}" for a, b in zip(t["psnr_target"], t["psnr_gt"])]
-            ev = "—" if t["evenness"] is None else f"{t['evenness']:.3f}"
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {ev} |")
+        lines += [f"## {ds}", "", "| method | " + " | ".join(cols) + " | one setting | evenness |",
+                  "|---|" + "---:|" * (len(cols) + 2)]
+        own_grids = []
+        for method, row in table.items():
+            m = row["datasets"][ds]["metrics"]
+
+            def cell(i: int) -> str:
+                return _fmt(m[k1][i]) + (f" / {_fmt(m[k2][i])}" if k2 and k2 in m else "")
+
+            cells = [cell(row["labels"].index(c)) if c in row["labels"] and not row["conditioned"] else "—" for c in cols]
+            one = "—"
+            if row["labels"] == ["fixed"] or row["conditioned"]:
+                one = cell(fidelity_index(row)) + (" (true levels)" if row["conditioned"] else "")
+            if row["conditioned"]:
+                own_grids.append(method)
+            ev = row["datasets"][ds]["mean_evenness"]
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {one} | {_fmt(ev, 3)} |")
         lines.append("")
-    lines += wins_markdown(table, datasets)
-    lines += ["### Cost", "", "| method | parameters | inference time vs plain backbone |", "|---|---|---|"]
+        for method in own_grids:
+            row = table[method]
+            m = row["datasets"][ds]["metrics"]
+            labs = [lab for lab in row["labels"] if lab != "true levels"]
+            lines += [f"{method} turned by its own knobs (the degradation levels it is told; {what}):", "",
+                      "| " + " | ".join(labs) + " |", "|" + "---:|" * len(labs),
+                      "| " + " | ".join(_fmt(m[k1][i]) + (f" / {_fmt(m[k2][i])}" if k2 and k2 in m else "")
+                                        for i in range(len(labs))) + " |", ""]
+        quality = [(method, row) for method, row in table.items() if "psnr_blend" in row["datasets"][ds]["metrics"]]
+        if quality and k2 != "psnr_blend":
+            has_lpips = all("lpips_blend" in row["datasets"][ds]["metrics"] for _, row in quality)
+            lines += ["Knob quality: PSNR (dB) to the blended target (what the knob promises at p)"
+                      + (" / LPIPS to it" if has_lpips else "") + ":", "",
+                      "| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+            for method, row in quality:
+                m = row["datasets"][ds]["metrics"]
+                cells = [(_fmt(m["psnr_blend"][row["labels"].index(c)])
+                          + (f" / {_fmt(m['lpips_blend'][row['labels'].index(c)], 4)}" if has_lpips else ""))
+                         if c in row["labels"] else "—" for c in cols]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append("")
+    h2h = head_to_head(table, objectives, ours)
+    if h2h:
+        keys = [k for k in ("mean_psnr", "mean_psnr_blend", *(f"mean_psnr_{o}" for o in objectives[1:]))
+                if any(k in d for per in h2h.values() for d in per.values())]
+        names = {"mean_psnr": "mean vs GT", "mean_psnr_blend": "mean vs blended target",
+                 **{f"mean_psnr_{o}": f"mean vs {o} target" for o in objectives}}
+        lines += [f"## {ours} minus each method (dB; positive: {ours} better; evenness: negative = {ours} more even)", "",
+                  "Means over the knob settings both methods have; the fidelity end: the task's reference p, "
+                  "a conditioned rival told the true levels, a fixed network.", "",
+                  "| method | dataset | at the fidelity end vs GT | " + " | ".join(names[k] for k in keys) + " | evenness |",
+                  "|---|---|---:|" + "---:|" * (len(keys) + 1)]
+        for method, per_ds in h2h.items():
+            for ds, d in per_ds.items():
+                lines.append(f"| {method} | {ds} | {_fmt(d['fidelity_psnr'], sign=True)} | "
+                             + " | ".join(_fmt(d.get(k), sign=True) for k in keys) + f" | {_fmt(d['evenness'], 3, sign=True)} |")
+        lines.append("")
+    lines += ["## Cost", "", "| method | parameters | inference time vs plain backbone |", "|---|---:|---:|"]
     for method in table:
         c = cost.get(method, {})
-        lines.append(f"| {method} | {params[method]:,} | {c.get('ratio', float('nan')):.2f}x |")
+        lines.append(f"| {method} | {params.get(method, 0):,} | {_fmt(c.get('ratio'))}x |")
     return "\n".join(lines) + "\n"
+
+
+def plot_table(table: dict[str, Any], path: Path, *, objectives: Sequence[str], ours: str = "tunable") -> None:
+    """One panel per dataset: each method's PSNR to the ground truth (solid) and to the other
+    target (dotted) at ``ours``'s settings; a fixed network or a conditioned rival told the true
+    levels as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(table.values()))
+    datasets = list(first["datasets"])
+    head_row = table.get(ours, first)
+    cols = [lab for lab in head_row["labels"] if lab not in ("fixed", "true levels")]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for i, (method, row) in enumerate(table.items()):
+            m = row["datasets"][ds]["metrics"]
+            k1, k2 = cell_keys(objectives, m)
+            color = f"C{i}"
+            if row["labels"] == ["fixed"] or row["conditioned"]:
+                tag = " (true levels)" if row["conditioned"] else ""
+                ax.axhline(m[k1][fidelity_index(row)], color=color, ls="--", label=f"{method}{tag} vs GT")
+                continue
+            xs = [j for j, c in enumerate(cols) if c in row["labels"]]
+            idx = [row["labels"].index(cols[j]) for j in xs]
+            ax.plot(xs, [m[k1][k] for k in idx], "-o", color=color, label=f"{method} vs GT")
+            if k2:
+                ax.plot(xs, [m[k2][k] for k in idx], ":s", color=color, label=f"{method} vs {k2[5:]} target")
+        ax.set_xticks(range(len(cols)), cols, rotation=30 if len(cols) > 5 else 0, fontsize=8)
+        ax.set_title(f"{ds} (mean over the evaluation cases)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -23,6 +23,10 @@ Protocol (recorded under ``results["conventions"]``):
 - **Evenness** along each 1-D line of the grid — the slider; on the cube each knob's axis
   with the other knobs at their defaults; on a simplex of 3+ knobs each edge — per image
   max_s |d(s) − s| with d(s) = ‖o_s − o_0‖ / ‖o_1 − o_0‖, averaged over images.
+- **Conditioned models** (``conditioned_on = "condition"``, e.g. CResMD as published): their
+  knobs are the degradation levels they assume; they run on their own knob grid (the user
+  turning them) and once more at each sample's true levels (the last setting,
+  ``"true_levels": true``), which is their fidelity end. They get no blended target.
 - **Reference** (``reference=``): a second model on the same degraded images, run once (or at
   the task's reference p); the gap is the model at the task's reference p (the fidelity end)
   minus the reference.
@@ -120,6 +124,7 @@ class _Model:
 
     def __init__(self, model, grid: Sequence[float], raw: bool, device: str, only_p: Sequence[float] | None = None) -> None:
         from .restore import Restorer
+        from .tasks import conditioned_on
 
         self.restorer = model if isinstance(model, Restorer) else Restorer.load(str(model), device=device)
         info = self.restorer.info
@@ -130,8 +135,14 @@ class _Model:
         slider = self.space.main_slider
         self.slider = None
         self.s: list[float | None]
+        #: a model conditioned on the degradation (its knobs are the levels it assumes) also runs
+        #: at each sample's true levels: the setting at this index (the last), p None
+        self.conditioned = conditioned_on(self.restorer.model) == "condition"
+        self.true_index: int | None = None
         if self.space.num_params == 0:
             self.s, self.p = [None], [None]
+        elif self.conditioned and only_p is not None:
+            self.s, self.p, self.true_index = [None], [None], 0
         elif only_p is not None:
             self.s, self.p = [None], [self.space.resolve(list(only_p))]
         elif slider is not None and self.space.domain == "simplex" and self.space.num_params == 2:
@@ -142,18 +153,23 @@ class _Model:
             ps = self.space.grid(grid)
             self.s = [None] * len(ps)
             self.p = [row for row in ps]
+        if self.conditioned and self.true_index is None:
+            self.s, self.p, self.true_index = [*self.s, None], [*self.p, None], len(self.p)
         self.calibrated = bool(self.slider and not raw and slider is not None and slider.calibration is not None)
 
-    def outputs(self, x: Tensor, tile: int | None) -> list[Tensor]:
+    def outputs(self, x: Tensor, tile: int | None, condition: Tensor | None = None) -> list[Tensor]:
+        """The 8-bit outputs at every setting; the true-levels setting takes ``condition`` ``(K,)``."""
         from .metrics import quantize_8bit
 
-        return [quantize_8bit(self.restorer(x, p, tile=tile)) for p in self.p]
+        return [quantize_8bit(self.restorer(x, condition if k == self.true_index else p, tile=tile))
+                for k, p in enumerate(self.p)]
 
     def describe(self) -> dict[str, Any]:
         info = self.restorer.info
         return {"name": self.name, "file": display_path(info.path), "sha256": _sha256(info.path), "architecture": info.architecture,
                 "arguments": info.arguments, "knob_space": self.space.to_dict(), "slider": self.slider,
-                "calibrated": self.calibrated, "task": (info.info or {}).get("task")}
+                "calibrated": self.calibrated, "task": (info.info or {}).get("task"),
+                "conditioned_on": "condition" if self.conditioned else "p"}
 
 
 def display_path(path: str | None) -> str | None:
@@ -284,10 +300,12 @@ def evaluate(
         if ref.space.num_params:
             ref = _Model(reference, grid_values, raw, device, only_p=task.reference_p())
     objectives = list(task.objective_names)
-    blend_task = task if main.space.domain == task.domain and main.space.num_params == task.num_params else None
-    lines = grid_lines(main.space, main.p, main.s)
-    main_ref_index = None
-    if ref_p is not None:
+    same_space = main.space.domain == task.domain and main.space.num_params == task.num_params
+    blend_task = task if same_space and not main.conditioned else None  # a condition is no mix of targets
+    n_grid = len(main.p) if main.true_index is None else main.true_index
+    lines = grid_lines(main.space, main.p[:n_grid], main.s[:n_grid])
+    main_ref_index = main.true_index  # a conditioned model's fidelity end: told the true levels
+    if ref_p is not None and main_ref_index is None:
         for k, p in enumerate(main.p):
             if p is not None and torch.allclose(p, torch.tensor(ref_p, dtype=torch.float32), atol=1e-6):
                 main_ref_index = k
@@ -308,7 +326,7 @@ def evaluate(
                     for role, runner in (("model", main), ("reference", ref)):
                         if runner is None:
                             continue
-                        outs = runner.outputs(sample.input, tile)
+                        outs = runner.outputs(sample.input, tile, sample.condition)
                         a = acc.setdefault((label, case.label, role), {})
                         for k, (o, p) in enumerate(zip(outs, runner.p)):
                             row = _metrics(M, o, sample, batched, blend_task, p, objectives, metric_names)
@@ -345,7 +363,9 @@ def evaluate(
         "task": task.name,
         "model": main.describe(),
         "reference": ref.describe() if ref is not None else None,
-        "settings": [{"s": s, "p": None if p is None else [round(float(v), 6) for v in p]} for s, p in zip(main.s, main.p)],
+        "settings": [{"s": s, "p": None if p is None else [round(float(v), 6) for v in p],
+                      **({"true_levels": True} if k == main.true_index else {})}
+                     for k, (s, p) in enumerate(zip(main.s, main.p))],
         "reference_setting": main_ref_index,
         "objectives": objectives,
         "metrics": metric_names,
@@ -408,6 +428,8 @@ def json_safe(obj: Any) -> Any:
 
 
 def _setting_label(setting: dict, slider: str | None) -> str:
+    if setting.get("true_levels"):
+        return "true levels"
     if setting["s"] is not None:
         return f"{slider or 's'}={setting['s']:g}"
     if setting["p"] is None:
@@ -492,7 +514,8 @@ def write_report(res: dict[str, Any], out: str | os.PathLike, *, plot: bool = Tr
     paths = {"json": out / "results.json", "md": out / "results.md"}
     atomic_write(paths["json"], (json.dumps(json_safe(res), indent=1) + "\n").encode())
     atomic_write(paths["md"], results_markdown(res).encode())
-    ps = [s["p"] for s in res["settings"]]
+    keep = [k for k, st in enumerate(res["settings"]) if not st.get("true_levels")]  # the knob grid only
+    ps = [res["settings"][k]["p"] for k in keep]
     if plot and ps and ps[0] is not None and len(ps) > 1:
         from .plots import plot_knob_space
 
@@ -501,8 +524,9 @@ def write_report(res: dict[str, Any], out: str | os.PathLike, *, plot: bool = Tr
         slider = res["model"]["slider"]
         for label, entry in res["datasets"].items():
             for case, c in entry["cases"].items():
-                values = {k: v for k, v in c["model"].items() if all(x is not None for x in v)}
-                grid = [[s["s"]] for s in res["settings"]] if slider else ps
+                values = {k: [v[i] for i in keep] for k, v in c["model"].items()}
+                values = {k: v for k, v in values.items() if all(x is not None for x in v)}
+                grid = [[res["settings"][k]["s"]] for k in keep] if slider else ps
                 domain = "simplex" if slider else space["domain"]
                 tag = "".join(ch if ch.isalnum() else "_" for ch in f"{label}_{case}")
                 paths[f"plot:{label}:{case}"] = plot_knob_space(

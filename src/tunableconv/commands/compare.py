@@ -7,8 +7,15 @@ run the same command again)::
     tunableconv compare --task denoise --budget small --out results/compare-denoise
     tunableconv compare --task denoise --budget small --out results/compare-denoise --methods tunable,fixed,dni
 
-Writes ``compare.json``, ``compare.md`` (the paper's Table 1 layout plus parameter counts and
-inference-time ratios), ``compare.png`` (both PSNR curves of every method) and
+Every method is evaluated by the task-agnostic protocol of ``tunableconv eval``
+(:mod:`tunableconv.evaluation`) at its raw knobs; each evaluation is cached in
+``OUT/eval/METHOD.json`` (reused while the model file and the options are the same). A rival
+conditioned on the degradation (CResMD as published: ``--set model.args.condition=degradation``
+trains it on the true levels) is evaluated on its own knob grid and told the true levels.
+
+Writes ``compare.json``, ``compare.md`` (the paper's Table 1 layout — PSNR to the ground truth /
+to the other objective's target at each knob setting — knob quality against the blended target,
+head to head, parameter counts and inference-time ratios), ``compare.png`` and
 ``strips/METHOD.png`` (each method's outputs over the knob on the same crop).
 """
 
@@ -39,8 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="recipe override applied to every method (repeatable)")
     ap.add_argument("--data", default="cbsd68,kodak24")
-    ap.add_argument("--sigma", default="15,25,50")
-    ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1")
+    ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
+                    help="the task's degradation levels (default: the task's evaluation cases; denoising: "
+                         "the noise sigma 15,25,50)")
+    ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1", help="knob (or slider) values in [0, 1]")
+    ap.add_argument("--metrics", default="psnr,lpips",
+                    help="against the ground truth (and LPIPS to the blended target): psnr, ssim, lpips, niqe "
+                         "(default: psnr,lpips)")
     ap.add_argument("--max-images", type=int, default=None)
     ap.add_argument("--crop", type=int, default=None)
     ap.add_argument("--data-root", default=None)
@@ -56,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The equivalent ``tunableconv compare ...`` command line (all evaluation options explicit)."""
     parts = ["tunableconv", "compare", "--task", args.task, "--budget", args.budget, "--out", str(args.out),
-             "--data", args.data, "--sigma", args.sigma, "--p-grid", args.p_grid]
-    for flag, value in (("--runs", args.runs), ("--methods", args.methods), ("--steps", args.steps),
+             "--data", args.data, "--p-grid", args.p_grid, "--metrics", args.metrics]
+    for flag, value in (("--levels", args.levels), ("--runs", args.runs), ("--methods", args.methods), ("--steps", args.steps),
                         ("--max-images", args.max_images), ("--crop", args.crop), ("--data-root", args.data_root)):
         if value is not None:
             parts += [flag, str(value)]
@@ -74,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data import ImageFolderEval
     from ..errors import InputError
     from ..evaluate import parse_numbers
+    from ..evaluation import json_safe, parse_metrics
+    from ..io import atomic_write
     from ..models import ResNet, ResNetConfig
     from ..restore import Restorer
     from ..sweep import make_strip, sweep_labels, sweep_params
@@ -87,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
     for m in methods:
         if m not in known:
             raise InputError(f"unknown method {m!r}; methods: {', '.join(known)}")
+    # cheap checks first, before hours of training
+    datasets = [d.strip() for d in args.data.split(",")]
+    levels = parse_numbers(args.levels, "--levels") if args.levels is not None else None
+    grid = parse_numbers(args.p_grid, "--p-grid")
+    if any(not 0 <= v <= 1 for v in grid):
+        raise InputError(f"--p-grid values must be in [0, 1], got {args.p_grid}")
+    metrics = parse_metrics(args.metrics)
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps else [])
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -109,30 +130,19 @@ def run(args: argparse.Namespace) -> int:
     if args.train_only:
         print(f"trained: {', '.join(methods)}")
         return 0
-    datasets = [d.strip() for d in args.data.split(",")]
-    sigmas = parse_numbers(args.sigma, "--sigma")
-    from ..evaluate import evaluate
-
-    from ..evaluate import check_grid, json_safe
-    from ..io import atomic_write
-
-    wanted = {"dataset_specs": datasets, "sigmas": sigmas, "grid": check_grid(args.p_grid), "seed": 0, "raw": True,
-              "max_images": args.max_images, "crop": args.crop}
+    options = {"datasets": datasets, "levels": levels, "grid": grid, "seed": 0, "raw": True,
+               "max_images": args.max_images, "crop": args.crop}
     results, params, models = {}, {}, {}
     for m in methods:
         restorer = Restorer.load(str(files[m]))
         models[m], params[m] = restorer.model, C.count_parameters(restorer.model)
         cache = out / "eval" / f"{m}.json"
-        results[m] = C.cached_evaluation(cache, files[m], wanted)
-        if results[m] is not None:
+        if C.cached_evaluation(cache, files[m], options) is None:
+            print(f"== evaluating {m}", file=sys.stderr)
+        else:
             print(f"{m}: evaluation reused from {cache}", file=sys.stderr)
-            continue
-        print(f"== evaluating {m}", file=sys.stderr)
-        results[m] = json_safe(evaluate(restorer, datasets, sigmas, args.p_grid, raw=True, max_images=args.max_images, crop=args.crop,
-                              data_root=args.data_root, progress=not args.no_progress, model_name=m, compute_ssim=False))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(results[m], indent=1)  # fresh and cached results alike: NaN stored as None
-        atomic_write(cache, lambda f: f.write(text.encode()))
+        results[m], _ = C.evaluate_method(m, files[m], cache, options, metrics=metrics, data_root=args.data_root,
+                                          progress=not args.no_progress)
     if args.no_table:
         print(f"evaluated: {', '.join(methods)}")
         return 0
@@ -141,61 +151,38 @@ def run(args: argparse.Namespace) -> int:
     backbone = {k: v for k, v in recipe.model.args.items() if k in C.BACKBONE_KEYS}
     plain = ResNet(ResNetConfig(**backbone, num_params=0)).eval()
     cost = C.inference_cost(models, plain)
-    labels = list(next(iter(results.values()))["datasets"])  # names as evaluate() reports them
-    table = C.table1(results, labels)
+    table = {m: C.summarise(results[m]) for m in methods}
     # one strip per method on the same degraded crop (first image of the first dataset, the
     # task's middle evaluation case: sigma 25 for denoising), degraded by the task
     ds = ImageFolderEval(datasets[0], max_images=1, crop=args.crop or 192, data_root=args.data_root)
     clean = ds[0]["clean"]
-    cases = task.evaluation_cases()
-    noisy = task.degrade_case(clean, cases[len(cases) // 2], torch.Generator().manual_seed(0)).input
-    grid = parse_numbers(args.p_grid, "--p-grid")
+    cases = task.evaluation_cases(levels)
+    sample = task.degrade_case(clean, cases[len(cases) // 2], torch.Generator().manual_seed(0))
     (out / "strips").mkdir(parents=True, exist_ok=True)
     for m in methods:
         restorer = Restorer.load(str(files[m]))
         if restorer.num_params == 0:
-            imgs, panel_labels = [restorer(noisy, None)], ["fixed"]
+            imgs, panel_labels = [restorer(sample.input, None)], ["fixed"]
         else:
             ps = sweep_params(restorer, grid, calibrated=False)
-            imgs, panel_labels = [restorer(noisy, p) for p in ps], sweep_labels(restorer, grid, calibrated=False)
-        make_strip([noisy.clamp(0, 1), *imgs], [f"{m}: noisy", *panel_labels]).save(out / "strips" / f"{m}.png")
-    _plot(table, labels, out / "compare.png")
+            imgs, panel_labels = [restorer(sample.input, p) for p in ps], sweep_labels(restorer, grid, calibrated=False)
+            if C.summarise(results[m])["conditioned"]:
+                imgs, panel_labels = [*imgs, restorer(sample.input, sample.condition)], [*panel_labels, "true levels"]
+        make_strip([sample.input.clamp(0, 1), *imgs], [f"{m}: input ({cases[len(cases) // 2].label})", *panel_labels]
+                   ).save(out / "strips" / f"{m}.png")
+    objectives = list(task.objective_names)
+    C.plot_table(table, out / "compare.png", objectives=objectives)
     steps = recipe.train.steps
-    md = C.table1_markdown(table, cost, params, labels, steps)
-    summary = {"command": command_line(args),
-               "budget": args.budget, "steps": steps, "methods": methods, "datasets": labels, "sigmas": sigmas,
-               "table1": table, "head_to_head": C.head_to_head(table, labels), "parameters": params, "inference_cost": cost,
+    md = C.table_markdown(table, objectives=objectives, cost=cost, params=params, steps=steps, task=args.task)
+    summary = {"command": command_line(args), "task": args.task,
+               "budget": args.budget, "steps": steps, "methods": methods, "options": options, "metrics": metrics,
+               "objectives": objectives, "table": table, "head_to_head": C.head_to_head(table, objectives),
+               "parameters": params, "inference_cost": cost,
                "train_wall_seconds": {m: json.loads((out / "models" / f"{m}.json").read_text()).get("train_wall_seconds")
                                       for m in methods if (out / "models" / f"{m}.json").is_file()},
                "wall_seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(summary, indent=2))
-    (out / "compare.md").write_text(md)
+    atomic_write(out / "compare.json", (json.dumps(json_safe(summary), indent=2) + "\n").encode())
+    atomic_write(out / "compare.md", md.encode())
     print(md)
     return 0
-
-
-def _plot(table: dict, datasets: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        for i, (method, per_ds) in enumerate(table.items()):
-            t = per_ds[ds]
-            color = f"C{i}"
-            if t["s"] == [None]:
-                ax.axhline(t["psnr_gt"][0], color=color, ls="--", label=f"{method} (vs GT)")
-                continue
-            ax.plot(t["s"], t["psnr_gt"], "-o", color=color, label=f"{method} vs GT")
-            ax.plot(t["s"], t["psnr_target"], ":s", color=color, label=f"{method} vs noise target")
-        ax.set_title(f"{ds} (mean over sigma)")
-        ax.set_xlabel("strength s  (p = (s, 1 - s))")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

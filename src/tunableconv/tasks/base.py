@@ -47,6 +47,10 @@ if TYPE_CHECKING:  # annotations only: tasks must not import the trainer's packa
 #: the values ``conditioned_on`` may take: what a model receives besides its input
 CONTROLS = ("p", "condition")
 
+#: a rival named ``ARCH-condition`` (e.g. ``cresmd-condition``) is ``ARCH`` conditioned on the
+#: true degradation levels (``model.args.condition = "degradation"``) instead of on p
+CONDITIONED_SUFFIX = "-condition"
+
 
 # ----------------------------------------------------------------------------------------
 # recipe field checks: every section's validate() is written with these; each raises a
@@ -320,7 +324,8 @@ class Task(abc.ABC):
         section_class: its :class:`TaskSection` subclass (the recipe fields it owns).
         rivals: the ``compare`` methods it supports, ``"tunable"`` first (``"fixed"`` is the
             knob-less reference network, the others are
-            :data:`~tunableconv.models.baselines.BASELINES` architectures).
+            :data:`~tunableconv.models.baselines.BASELINES` architectures; ``ARCH-condition``
+            is ``ARCH`` conditioned on the true degradation, see :data:`CONDITIONED_SUFFIX`).
         budgets: ``compare`` budget -> the name of the recipe every method starts from.
         metrics: the metric names its evaluation reports (:mod:`tunableconv.metrics`).
         condition_names: the names of the K entries of :attr:`Sample.condition`.
@@ -588,6 +593,10 @@ class Task(abc.ABC):
         if method == "fixed":
             return cls.fixed_variant(recipe)
         if method != "tunable":
-            recipe.model.arch = method
+            arch, conditioned = (method[: -len(CONDITIONED_SUFFIX)], True) if method.endswith(CONDITIONED_SUFFIX) \
+                else (method, False)
+            recipe.model.arch = arch
             recipe.model.args = {k: v for k, v in recipe.model.args.items() if k in backbone_keys}
+            if conditioned:
+                recipe.model.args["condition"] = "degradation"
         return recipe
