@@ -117,7 +117,7 @@ class DenoiseTask(Task):
 
     name = "denoise"
     section_class = DenoiseTaskSection
-    rivals = ("tunable", "fixed", "dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn")
+    rivals = ("tunable", "fixed", "dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn", "cresmd-condition")
     budgets = {"small": "denoise-small-v1", "paper": "denoise-paper"}  # v1: frozen, see train/recipes.py
     metrics = ("psnr", "ssim", "lpips")
     condition_names = ("noise_level",)
