@@ -1,6 +1,6 @@
-r"""Image-quality metrics (PSNR, SSIM, LPIPS, NIQE) and the evenness of a tunable network's sweep.
+r"""Image-quality metrics (PSNR, SSIM, LPIPS, DISTS, NIQE) and the evenness of a tunable network's sweep.
 
-PSNR and SSIM are computed in float64 whatever the input dtype; LPIPS runs its network in
+PSNR and SSIM are computed in float64 whatever the input dtype; LPIPS and DISTS run their networks in
 float32 (as the original); NIQE works in float64 except for the MSCN coefficients, which
 emulate MATLAB's single precision (see :func:`niqe`). Results are float64 tensors on the
 input's device.
@@ -36,6 +36,9 @@ else ``$TUNABLECONV_SHARED/weights``, else ``../shared/weights`` beside the chec
 - :func:`lpips`: LPIPS v0.1 with AlexNet (Zhang et al. 2018), files
   ``alexnet_features.safetensors`` and ``lpips_v0.1_alex_heads.safetensors``.
 - :func:`niqe`: NIQE (Mittal et al. 2013) as MATLAB's ``niqe``, file ``niqe_pris_params.npz``.
+- :func:`dists`: DISTS (Ding et al. 2020), file ``vgg16_features_fp16.safetensors`` (``weights=``);
+  its learned alpha/beta ship with the package (``metrics_data/dists_alpha_beta.safetensors``,
+  MIT, from the PyPI package ``DISTS_pytorch`` 0.1; see the README beside it).
 
 A missing file raises :class:`tunableconv.errors.MissingWeightsError` (a ``FileNotFoundError``).
 """
@@ -54,7 +57,7 @@ from torch import Tensor
 
 from .errors import InputError
 
-__all__ = ["psnr", "ssim", "ssim_map", "lpips", "niqe", "evenness", "rgb_to_y", "quantize_8bit"]
+__all__ = ["psnr", "ssim", "ssim_map", "lpips", "dists", "niqe", "evenness", "rgb_to_y", "quantize_8bit"]
 
 # SSIM constants of Wang et al. (2004); window as in skimage with gaussian_weights=True:
 # sigma 1.5 truncated at 3.5 sigma -> radius int(3.5 * 1.5 + 0.5) = 5 -> an 11-tap window.
@@ -500,6 +503,185 @@ def lpips(
             d = (f[:n] - f[n:]) ** 2
             total += F.conv2d(d, head).mean(dim=(1, 2, 3)).to(torch.float64)
     return _reduce(total, batched, reduction)
+
+
+# ----------------------------------------------------------------------------------------
+# DISTS (Ding et al. 2020), with the learned weights of the authors' DISTS_pytorch 0.1
+# ----------------------------------------------------------------------------------------
+
+DISTS_BACKBONE_FILE = "vgg16_features_fp16.safetensors"
+DISTS_ALPHA_BETA_FILE = Path(__file__).resolve().parent / "metrics_data" / "dists_alpha_beta.safetensors"
+DISTS_C1 = 1e-6  # stabilises the texture term (spatial means)
+DISTS_C2 = 1e-6  # stabilises the structure term (spatial correlation)
+# The 6 "layers" DISTS compares: the image itself, then VGG16 relu1_2 ... relu5_3.
+DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The convs (torchvision `vgg16().features` indices, 3x3, padding 1, each followed by a ReLU) of
+# each of the 5 VGG stages. DISTS replaces every max-pool between stages by an L2 pooling.
+_DISTS_STAGES = ((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28))
+_DISTS_L2POOL_EPS = 1e-12  # inside the square root of the L2 pooling
+
+_DISTS_CACHE: dict[tuple[str, str, str], tuple[dict[int, tuple[Tensor, Tensor]], Tensor, Tensor]] = {}
+_DISTS_LOCK = threading.Lock()
+
+
+def _load_dists(
+    weights: str | os.PathLike | None, alpha_beta: str | os.PathLike | None, device: torch.device
+) -> tuple[dict[int, tuple[Tensor, Tensor]], Tensor, Tensor]:
+    """The 13 VGG16 convs ``{index: (weight, bias)}`` (float32) and alpha, beta (float64,
+    ``(1475,)`` each, already divided by their joint sum) on ``device``; cached per (files, device)."""
+    from safetensors.torch import load_file
+
+    if weights is not None and Path(weights).is_file():
+        backbone = Path(weights).resolve()
+    else:  # a folder (explicit) or the default weights root
+        backbone = _weights_path(DISTS_BACKBONE_FILE, weights, "weights=<file or folder> to dists()")
+    ab_path = Path(alpha_beta if alpha_beta is not None else DISTS_ALPHA_BETA_FILE).resolve()
+    if not ab_path.is_file():
+        from .errors import MissingWeightsError
+
+        raise MissingWeightsError(f"DISTS alpha/beta file {ab_path} not found; pass alpha_beta=<file> to dists()")
+    key = (str(backbone), str(ab_path), str(device))
+    with _DISTS_LOCK:
+        if key in _DISTS_CACHE:
+            return _DISTS_CACHE[key]
+        sd = load_file(str(backbone))
+        convs: dict[int, tuple[Tensor, Tensor]] = {}
+        for stage in _DISTS_STAGES:
+            for i in stage:
+                wk, bk = f"features.{i}.weight", f"features.{i}.bias"
+                if wk not in sd or bk not in sd:
+                    raise InputError(f"{backbone} lacks {wk} / {bk}: not the VGG16 features DISTS expects")
+                convs[i] = (
+                    sd[wk].to(device=device, dtype=torch.float32),
+                    sd[bk].to(device=device, dtype=torch.float32),
+                )
+        ab = load_file(str(ab_path))
+        n = sum(DISTS_CHANNELS)
+        if set(ab) != {"alpha", "beta"} or ab["alpha"].numel() != n or ab["beta"].numel() != n:
+            raise InputError(f"{ab_path} is not DISTS alpha/beta (two tensors 'alpha', 'beta' of {n} values)")
+        alpha = ab["alpha"].reshape(-1).to(device=device, dtype=torch.float64)
+        beta = ab["beta"].reshape(-1).to(device=device, dtype=torch.float64)
+        total = alpha.sum() + beta.sum()
+        _DISTS_CACHE[key] = (convs, alpha / total, beta / total)
+        return _DISTS_CACHE[key]
+
+
+def _l2_pool(x: Tensor) -> Tensor:
+    """DISTS' replacement of max-pooling: ``sqrt(g * x^2 + 1e-12)`` with the normalised 3x3
+    Hanning window ``g = [1, 2, 1]^T [1, 2, 1] / 16`` (``np.hanning(5)[1:-1]``), stride 2,
+    zero padding 1, per channel. ``(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))``."""
+    c = x.shape[1]
+    g1 = torch.tensor((1.0, 2.0, 1.0), dtype=x.dtype, device=x.device) / 4.0
+    g = (g1[:, None] * g1[None, :]).expand(c, 1, 3, 3).contiguous()
+    return torch.sqrt(F.conv2d(x * x, g, stride=2, padding=1, groups=c) + _DISTS_L2POOL_EPS)
+
+
+def _dists_features(x: Tensor, convs: dict[int, tuple[Tensor, Tensor]]) -> list[Tensor]:
+    """The 6 representations DISTS compares, for images ``x`` in [0, 1] (float32): ``x``
+    itself (not normalised), then relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of VGG16 fed
+    with the ImageNet-normalised image, an L2 pooling before each stage but the first."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    feats = [x]
+    h = (x - mean) / std
+    for k, stage in enumerate(_DISTS_STAGES):
+        if k > 0:
+            h = _l2_pool(h)
+        for i in stage:
+            w, b = convs[i]
+            h = F.relu(F.conv2d(h, w, b, padding=1))
+        feats.append(h)
+    return feats
+
+
+def dists(
+    x: Tensor,
+    y: Tensor,
+    *,
+    weights: str | os.PathLike | None = None,
+    alpha_beta: str | os.PathLike | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""DISTS (Ding et al. 2020), the deep image structure and texture similarity, as a
+    distance in [0, 1]; lower is closer.
+
+    The recipe of the authors' ``DISTS_pytorch`` 0.1 (``DISTS()(x, y)`` on images in [0, 1]).
+    Six representations of each image are compared: the image itself and the VGG16 activations
+    relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of the ImageNet-normalised image (mean
+    (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)), where each max-pool of VGG16 is replaced
+    by an L2 pooling (3x3 Hanning window, stride 2; see :func:`_l2_pool`). Per channel j of
+    representation k, with spatial means :math:`\mu`, population variances :math:`\sigma^2`
+    and covariance :math:`\sigma_{xy}`, the texture term l and the structure term s are
+
+    .. math::
+        l_{kj} = \frac{2\mu_x\mu_y + c_1}{\mu_x^2 + \mu_y^2 + c_1}, \quad
+        s_{kj} = \frac{2\sigma_{xy} + c_2}{\sigma_x^2 + \sigma_y^2 + c_2}, \quad
+        D = 1 - \sum_{k,j} (\alpha_{kj} l_{kj} + \beta_{kj} s_{kj})
+
+    (the paper's names: global means summarise texture, correlations structure) with
+    :math:`c_1 = c_2 = 10^{-6}` and the learned :math:`\alpha, \beta \ge 0` (1475 each)
+    divided by :math:`\sum \alpha + \sum \beta`. The network runs in float32 (as the
+    original), the statistics and the sum in float64, without gradients, on the inputs'
+    device; it is loaded once per (weight files, device). Identical images give 0 (up to
+    ~1e-12); D is symmetric in x and y.
+
+    Args:
+        x, y: ``(C, H, W)`` or ``(B, C, H, W)`` in [0, 1], C = 3 (RGB) or 1 (grey: repeated to
+            3 channels). Any size (each pooling halves, rounding up).
+        weights: the folder holding ``vgg16_features_fp16.safetensors`` (torchvision's
+            ImageNet VGG16 features), or that file itself; default: the weights root of
+            :mod:`tunableconv.paths`.
+        alpha_beta: a safetensors file with ``alpha`` and ``beta`` (1475 values each); default:
+            the one shipped in ``tunableconv/metrics_data`` (the authors' weights).
+        reduction: ``"mean"`` (0-dim) or ``"none"`` (``(B,)``).
+
+    Returns:
+        float64 tensor, 0-dim or ``(B,)``; 0-dim for an unbatched input.
+
+    Raises:
+        MissingWeightsError: a weight file is not found (the message says how to point at it).
+        InputError / ValueError: wrong shapes or channels, values outside [0, 1] or NaN.
+    """
+    _check_reduction(reduction)
+    batched = _check_pair(x, y)
+    if not batched:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
+    c, h, w = x.shape[1:]
+    if c not in (1, 3):
+        raise InputError(f"DISTS needs 1 (grey) or 3 (RGB) channels, got {c}")
+    if h < 1 or w < 1 or x.shape[0] < 1:
+        raise InputError(f"DISTS needs non-empty images, got shape {tuple(x.shape)}")
+    for name, t in (("x", x), ("y", y)):
+        if not bool(((t >= 0) & (t <= 1)).all()):
+            raise InputError(
+                f"DISTS needs images in [0, 1]; {name} has values in "
+                f"[{float(t.min()):.4g}, {float(t.max()):.4g}]{' and NaN' if bool(t.isnan().any()) else ''}"
+            )
+    convs, alpha, beta = _load_dists(weights, alpha_beta, x.device)
+    with torch.no_grad():
+        both = torch.cat([x, y]).detach().to(torch.float32)
+        if c == 1:
+            both = both.expand(-1, 3, -1, -1)
+        n = x.shape[0]
+        texture = torch.zeros(n, dtype=torch.float64, device=x.device)  # sum of alpha * l
+        structure = torch.zeros(n, dtype=torch.float64, device=x.device)  # sum of beta * s
+        start = 0
+        for f, ch in zip(_dists_features(both, convs), DISTS_CHANNELS):
+            f = f.to(torch.float64).flatten(2)  # (2n, ch, HW)
+            fx, fy = f[:n], f[n:]
+            mx, my = fx.mean(dim=2), fy.mean(dim=2)  # (n, ch)
+            vx = (fx - mx[..., None]).pow(2).mean(dim=2)
+            vy = (fy - my[..., None]).pow(2).mean(dim=2)
+            cxy = (fx * fy).mean(dim=2) - mx * my
+            l_sim = (2 * mx * my + DISTS_C1) / (mx * mx + my * my + DISTS_C1)
+            s_sim = (2 * cxy + DISTS_C2) / (vx + vy + DISTS_C2)
+            texture += l_sim @ alpha[start:start + ch]
+            structure += s_sim @ beta[start:start + ch]
+            start += ch
+        values = 1.0 - (texture + structure)
+    return _reduce(values, batched, reduction)
 
 
 # ----------------------------------------------------------------------------------------
