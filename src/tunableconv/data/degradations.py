@@ -22,7 +22,8 @@ Contents:
   Blur sigmas are in pixels.
 - sharpening: :func:`unsharp_mask`.
 - resizing: :func:`imresize`, bicubic resizing that reproduces MATLAB's ``imresize``.
-- compression: :func:`jpeg_compress` (Pillow, not differentiable).
+- compression: :func:`jpeg_compress` (Pillow, not differentiable); saving as 8 bits:
+  :func:`quantize_8bit`.
 - composable callables for trainers: :class:`NoiseDegradation`,
   :class:`BlurNoiseDegradation`, :class:`JpegDegradation`, called as
   ``degraded, info = degradation(clean, generator)``.
@@ -57,6 +58,7 @@ __all__ = [
     "unsharp_mask",
     "imresize",
     "jpeg_compress",
+    "quantize_8bit",
     "NoiseDegradation",
     "BlurNoiseDegradation",
     "JpegDegradation",
@@ -567,6 +569,24 @@ def _quantize_8bit(x: Tensor, scaled: bool = False) -> Tensor:
     """MATLAB's conversion to uint8 (saturate, round half away from zero), as floats in
     [0, 255]; ``scaled`` says whether ``x`` is already on the 0-255 scale."""
     return torch.floor((x if scaled else x * 255).clamp(0, 255) + 0.5)
+
+
+def quantize_8bit(x: Tensor) -> Tensor:
+    r"""``x`` as a saved 8-bit image would hold it: clipped to [0, 1], rounded to the nearest
+    of the 256 levels (half up, MATLAB's uint8 conversion), back in [0, 1]:
+
+    .. math:: Q(x) = \lfloor 255\,\mathrm{clip}(x, 0, 1) + 1/2 \rfloor / 255
+
+    Args:
+        x: images ``(C, H, W)`` or ``(B, C, H, W)`` (any float tensor).
+
+    Returns:
+        same shape, dtype and device; every value is ``k / 255`` for an integer k in [0, 255].
+        Not differentiable (the gradient is zero almost everywhere).
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise InputError(f"quantize_8bit needs a floating-point tensor, got {type(x).__name__}")
+    return _quantize_8bit(x) / 255.0
 
 
 # ----------------------------------------------------------------------------------------

@@ -17,6 +17,16 @@ Usage in a training step::
         crit.discriminator_loss(disc, out.detach(), batch).backward()
         d_opt.step()
 
+On the **cube** (``domain="cube"``: P independent knobs, each in [0, 1], not a mixture) the
+objectives are the targets of the ``2^P`` corners of ``[0, 1]^P`` and p weighs them
+multilinearly (:func:`cube_corner_weights`): corner k has the knob values ``c_i = bit i of
+k`` and the weight ``Π_i (p_i if c_i = 1 else 1 − p_i)``; the weights are >= 0 and sum to 1,
+and at a corner p only that corner's objective counts. P = 2, objectives in the order
+(0, 0), (1, 0), (0, 1), (1, 1)::
+
+    loss = mean_b Σ_k a_k(p_b) · w_k · L_k[b],
+    a(p) = ((1 − p_1)(1 − p_2), p_1 (1 − p_2), (1 − p_1) p_2, p_1 p_2)
+
 The call returns a :class:`MultiLossResult`, which unpacks as ``(total, terms)`` and also
 carries the per-objective per-sample values; the last result is kept in
 :attr:`ParametricMultiLoss.last` (``last_terms`` for the logging dict).
@@ -37,7 +47,38 @@ from .gan import AdversarialObjective
 from .objectives import Batch, Objective, PixelObjective
 from .vgg import VGG19Features
 
-__all__ = ["ParametricMultiLoss", "CompositeObjective", "MultiLossResult"]
+__all__ = ["ParametricMultiLoss", "BlendedTargetLoss", "CompositeObjective", "MultiLossResult", "cube_corner_weights",
+           "LOSS_DOMAINS"]
+
+#: the domains of p a multi-loss understands: mixing weights (simplex) or independent knobs (cube)
+LOSS_DOMAINS = ("simplex", "cube")
+
+
+def cube_corner_weights(p: Tensor) -> Tensor:
+    r"""Multilinear weights of the ``2^P`` corners of the cube at p.
+
+    Corner k (``0 <= k < 2^P``) has the knob values ``c_i = (k >> i) & 1`` (knob 0 is the
+    lowest bit: for P = 2 the order is (0, 0), (1, 0), (0, 1), (1, 1)) and the weight
+
+    .. math:: a_k(p) = \prod_{i=1}^{P} \bigl(c_i\, p_i + (1 - c_i)(1 - p_i)\bigr).
+
+    The weights are >= 0 for p in [0, 1]^P and sum to 1; ``Σ_k a_k(p) t_k`` is the
+    multilinear (P = 2: bilinear) interpolation of corner values ``t_k``, and equals ``t_k``
+    at corner k.
+
+    Args:
+        p: ``(P,)`` or ``(B, P)``.
+
+    Returns:
+        ``(2^P,)`` or ``(B, 2^P)``, p's dtype and device.
+    """
+    single = p.dim() == 1
+    q = p.unsqueeze(0) if single else p
+    a = torch.ones(q.shape[0], 1, dtype=q.dtype, device=q.device)
+    for i in range(q.shape[1]):  # corners so far (bit i = 0) then the same with bit i = 1
+        pi = q[:, i : i + 1]
+        a = torch.cat([a * (1 - pi), a * pi], dim=1)
+    return a[0] if single else a
 
 
 def _objective_name(obj: nn.Module, index: int) -> str:
@@ -174,8 +215,13 @@ class ParametricMultiLoss(nn.Module):
         objectives: the P objectives, a sequence or a mapping ``{name: objective}``. Each is
             called as ``obj(output, batch)`` and returns a per-sample ``(B,)`` loss.
         weights: the static ``w_i`` (default all 1).
-        skip_zero: skip evaluating objective i when ``p[:, i]`` is all zero in the batch (it
-            would contribute nothing); its logged value is then left out for that step.
+        skip_zero: skip evaluating objective i when its mixing weight (``p[:, i]``; on the
+            cube its corner weight) is all zero in the batch (it would contribute nothing); its
+            logged value is then left out for that step.
+        domain: ``"simplex"`` (default): objective i is weighted by ``p_i``, P = the number of
+            objectives; ``"cube"``: the objectives are the ``2^P`` corners of [0, 1]^P, in the
+            order of :func:`cube_corner_weights`, weighted by the corner weights ``a_k(p)``
+            (P = log2 of the number of objectives).
 
     Call ``crit(output, batch, p)``:
 
@@ -183,7 +229,8 @@ class ParametricMultiLoss(nn.Module):
     - ``batch``: dict with ``"clean"`` and task keys;
     - ``p``: ``(B, P)`` per sample, ``(P,)`` shared (broadcast to the batch), values in
       [0, 1]. ``None`` or a tensor with zero columns (a fixed network without knobs) means
-      every objective is weighted by ``w_i`` alone.
+      p = (1, …, 1): on the simplex every objective weighted by ``w_i`` alone, on the cube
+      the corner (1, …, 1) alone.
 
     Returns a :class:`MultiLossResult` (unpacks as ``total, terms``), also kept in :attr:`last`.
 
@@ -197,6 +244,7 @@ class ParametricMultiLoss(nn.Module):
         weights: Sequence[float] | None = None,
         *,
         skip_zero: bool = True,
+        domain: str = "simplex",
     ) -> None:
         super().__init__()
         if isinstance(objectives, Mapping):
@@ -216,12 +264,25 @@ class ParametricMultiLoss(nn.Module):
             raise InputError(f"{len(objs)} objectives but {len(w)} weights")
         self.register_buffer("objective_weights", torch.tensor(w, dtype=torch.float32), persistent=False)
         self.skip_zero = bool(skip_zero)
+        if domain not in LOSS_DOMAINS:
+            raise InputError(f"the multi-loss domain must be one of {', '.join(LOSS_DOMAINS)}, got {domain!r}")
+        n = len(objs)
+        if domain == "cube" and (n < 2 or n & (n - 1)):
+            raise InputError(f"a multi-loss on the cube needs 2^P objectives (one per corner, P >= 1), got {n}")
+        self.domain = domain
         self.last: MultiLossResult | None = None
 
     @property
     def num_params(self) -> int:
-        """P, the number of objectives (= interactive parameters)."""
-        return len(self.objectives)
+        """P, the number of interactive parameters: the number of objectives on the simplex,
+        log2 of it on the cube."""
+        n = len(self.objectives)
+        return n.bit_length() - 1 if self.domain == "cube" else n
+
+    def mixing(self, p: Tensor) -> Tensor:
+        """The weight of each objective at p ``(B, P)``: p itself on the simplex, the corner
+        weights :func:`cube_corner_weights` ``(B, 2^P)`` on the cube."""
+        return cube_corner_weights(p) if self.domain == "cube" else p
 
     @property
     def last_terms(self) -> dict[str, float]:
@@ -243,9 +304,10 @@ class ParametricMultiLoss(nn.Module):
             raise InputError(f"batch must be a dict of tensors, got {type(batch).__name__}")
         B = output.shape[0]
         pp = self._params(p, B, output.device)
+        mix = self.mixing(pp)  # (B, number of objectives)
         w = self.objective_weights.to(output.device)
-        coef = pp * w  # (B, P)
-        per_sample = torch.full((B, self.num_params), float("nan"), device=output.device)
+        coef = mix * w
+        per_sample = torch.full((B, len(self.objectives)), float("nan"), device=output.device)
         weighted = torch.full_like(per_sample, float("nan"))
         parts: dict[str, Tensor] = {}
         total: Tensor | None = None
@@ -253,7 +315,7 @@ class ParametricMultiLoss(nn.Module):
             for vgg in {id(m): m for m in self.modules() if isinstance(m, VGG19Features)}.values():
                 stack.enter_context(vgg.caching())
             for i, (name, obj) in enumerate(zip(self.names, self.objectives)):
-                if self.skip_zero and not bool((pp[:, i] != 0).any()):
+                if self.skip_zero and not bool((mix[:, i] != 0).any()):
                     continue
                 v = _check_per_sample(obj(output, batch), B, name).float()
                 contrib = coef[:, i] * v
@@ -308,7 +370,8 @@ class ParametricMultiLoss(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"names={self.names}, weights={self.objective_weights.tolist()}, skip_zero={self.skip_zero}"
+        return (f"names={self.names}, weights={self.objective_weights.tolist()}, skip_zero={self.skip_zero}, "
+                f"domain={self.domain}")
 
 
 class BlendedTargetLoss(ParametricMultiLoss):
@@ -323,14 +386,20 @@ class BlendedTargetLoss(ParametricMultiLoss):
     itself, which moves linearly with p. Same call and result as the parent; ``per_sample``
     logs each objective's own (unmixed) loss, for comparison.
 
+    On the cube (``domain="cube"``) the objectives are the ``2^P`` corners and ``c[b, k]`` is
+    ``a_k(p_b) w_k / Σ_j a_j(p_b) w_j`` with the corner weights of :func:`cube_corner_weights`
+    (with all ``w_k = 1``: ``t̄_b`` is the multilinear interpolation of the corner targets,
+    exactly corner k's target at corner k).
+
     Args:
         objectives: :class:`~tunableconv.losses.objectives.PixelObjective` s with the same distance.
         weights: the static ``w_i`` (default all 1).
+        domain: ``"simplex"`` (default) or ``"cube"``, as for :class:`ParametricMultiLoss`.
     """
 
     def __init__(self, objectives: Sequence[nn.Module] | Mapping[str, nn.Module],
-                 weights: Sequence[float] | None = None) -> None:
-        super().__init__(objectives, weights, skip_zero=False)
+                 weights: Sequence[float] | None = None, *, domain: str = "simplex") -> None:
+        super().__init__(objectives, weights, skip_zero=False, domain=domain)
         kinds = set()
         for name, o in zip(self.names, self.objectives):
             if not isinstance(o, PixelObjective):
@@ -345,7 +414,7 @@ class BlendedTargetLoss(ParametricMultiLoss):
             raise InputError(f"batch must be a dict of tensors, got {type(batch).__name__}")
         B = output.shape[0]
         pp = self._params(p, B, output.device)
-        coef = pp * self.objective_weights.to(output.device)
+        coef = self.mixing(pp) * self.objective_weights.to(output.device)
         norm = coef.sum(dim=1, keepdim=True)
         if bool((norm <= 0).any()):
             raise InputError("blended targets need p with at least one positive weighted entry per sample")
