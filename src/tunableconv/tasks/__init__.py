@@ -3,12 +3,13 @@
 The protocol is :class:`~.base.Task` (see :mod:`tunableconv.tasks.base`); each task is one
 class in its own module, listed explicitly in :data:`TASKS`:
 
-==========  ==========================================  =============================
-name        class                                       knobs
-==========  ==========================================  =============================
-``denoise`` :class:`~.denoise.DenoiseTask`              fidelity / noise_preservation
-                                                        (simplex; slider ``strength``)
-==========  ==========================================  =============================
+==================  ===============================================  =============================
+name                class                                            knobs
+==================  ===============================================  =============================
+``denoise``         :class:`~.denoise.DenoiseTask`                   fidelity / noise_preservation
+                                                                     (simplex; slider ``strength``)
+``deblur_denoise``  :class:`~.deblur_denoise.DeblurDenoiseTask`      denoise / deblur (cube)
+==================  ===============================================  =============================
 
 Its recipe fields are the task's :class:`~.base.TaskSection` subclass
 (``TASKS[name].section_class``): the recipe's ``task`` section is a tagged union keyed by
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from .base import CONTROLS, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, conditioned_on, runner_facts, target_key
+from .deblur_denoise import DEBLUR_DENOISE_KNOBS, DeblurDenoiseTask, DeblurDenoiseTaskSection
 from .denoise import NOISE_KNOBS, STRENGTH, DenoiseTask, DenoiseTaskSection
 
 if TYPE_CHECKING:
     from ..train.config import Recipe
 
 #: task name -> task class
-TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask}
+TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": DeblurDenoiseTask}
 
 
 def get_task(name: str) -> type[Task]:
@@ -46,4 +48,5 @@ __all__ = [
     "TASKS", "get_task", "build_task", "Task", "TaskSection", "Sample", "EvalCase", "PSampling", "RunnerFacts",
     "CONTROLS", "conditioned_on", "runner_facts", "target_key",
     "DenoiseTask", "DenoiseTaskSection", "NOISE_KNOBS", "STRENGTH",
+    "DeblurDenoiseTask", "DeblurDenoiseTaskSection", "DEBLUR_DENOISE_KNOBS",
 ]
