@@ -44,15 +44,21 @@ def test_compare_end_to_end_tiny(tiny, capsys):
     assert dni["labels"] == ["strength=0", "strength=0.5", "strength=1"] and not dni["conditioned"]
     assert len(dni["datasets"]["imgs"]["metrics"]["psnr"]) == 3
     assert table["fixed"]["labels"] == ["fixed"]
-    # the conditioned CResMD: its own knob (the noise level it is told) on the grid, then the true levels
+    # the conditioned CResMD: its own knob (the noise level it is told) on the grid, then the
+    # task's strengths told the matching level s * sigma, then the true levels
     cond = table["cresmd-condition"]
-    assert cond["conditioned"] and cond["labels"][-1] == "true levels" and len(cond["labels"]) == 4
-    assert cond["reference_setting"] == 3
+    assert cond["conditioned"] and cond["labels"] == ["noise_level=0", "noise_level=0.5", "noise_level=1",
+                                                      "strength=0", "strength=0.5", "strength=1", "true levels"]
+    assert cond["reference_setting"] == 6
+    cm = cond["datasets"]["imgs"]["metrics"]
+    assert cm["psnr"][3] == cm["psnr"][0]  # strength 0: told no noise, as noise_level=0
+    assert cm["psnr"][5] == cm["psnr"][6]  # strength 1: told the true level
+    assert cm["psnr_blend"][:3] == [None] * 3 and None not in cm["psnr_blend"][3:6]  # a blend at matched p only
     # the evaluation is the task-agnostic protocol's, cached per method
     res = json.loads((out / "eval" / "cresmd-condition.json").read_text())
     assert res["format"] == "tunableconv-eval/2" and res["model"]["conditioned_on"] == "condition"
     assert res["settings"][-1] == {"s": None, "p": None, "true_levels": True}
-    assert "psnr_blend" not in res["datasets"]["imgs"]["cases"]["sigma=25"]["model"]  # a condition is no mix
+    assert res["settings"][3] == {"s": 0.0, "p": [0.0, 1.0], "matched": True}
     # tunableconv eval reports and draws a conditioned model: its knob grid, then the true levels
     ev = out / "ev"
     assert main(["eval", "--model", str(out / "models" / "cresmd-condition.safetensors"), "--data", args[args.index("--data") + 1],
@@ -65,7 +71,7 @@ def test_compare_end_to_end_tiny(tiny, capsys):
     assert h2h["dni"]["imgs"]["mean_psnr_blend"] == pytest.approx(sum(t["psnr_blend"]) / 3 - sum(d["psnr_blend"]) / 3)
     c = cond["datasets"]["imgs"]["metrics"]["psnr"]
     assert h2h["cresmd-condition"]["imgs"]["fidelity_psnr"] == pytest.approx(t["psnr"][-1] - c[-1])
-    assert "mean_psnr" not in h2h["cresmd-condition"]["imgs"]  # no shared knob settings
+    assert h2h["cresmd-condition"]["imgs"]["mean_psnr"] == pytest.approx(sum(t["psnr"]) / 3 - sum(cm["psnr"][3:6]) / 3)
     assert h2h["fixed"]["imgs"]["fidelity_psnr"] == pytest.approx(
         t["psnr"][-1] - table["fixed"]["datasets"]["imgs"]["metrics"]["psnr"][0])
     md = (out / "compare.md").read_text()

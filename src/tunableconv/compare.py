@@ -179,9 +179,9 @@ def setting_labels(res: dict[str, Any]) -> list[str]:
     knobs = res["model"]["knob_space"]["knobs"]
     if knobs == []:
         return ["fixed"]
-    if len(knobs) == 1:  # one knob: name=value
-        return [_setting_label(s, None) if s.get("true_levels") or s["p"] is None else f"{knobs[0]['name']}={s['p'][0]:g}"
-                for s in res["settings"]]
+    if len(knobs) == 1:  # one knob: name=value (settings matched to the task's knobs keep their labels)
+        return [_setting_label(s, res["model"]["slider"]) if s.get("true_levels") or s.get("matched") or s["p"] is None
+                else f"{knobs[0]['name']}={s['p'][0]:g}" for s in res["settings"]]
     return [_setting_label(s, res["model"]["slider"]) for s in res["settings"]]
 
 
@@ -203,7 +203,10 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         metrics = {k: [_mean([c["model"][k][i] for c in cases if k in c["model"]]) for i in range(n)] for k in keys}
         lines = list(cases[0]["evenness"])
         even = {line: _mean([c["evenness"].get(line) for c in cases]) for line in lines}
-        out["datasets"][label] = {"metrics": metrics, "evenness": even, "mean_evenness": _mean(list(even.values()))}
+        # a conditioned rival's evenness along the task's knobs (its matched lines) where it has them
+        matched = [v for line, v in even.items() if line.startswith("matched ")]
+        out["datasets"][label] = {"metrics": metrics, "evenness": even,
+                                  "mean_evenness": _mean(matched if matched else list(even.values()))}
     return out
 
 
@@ -232,7 +235,7 @@ def head_to_head(table: dict[str, Any], objectives: Sequence[str] = (), ours: st
     for method, b_row in table.items():
         if method == ours:
             continue
-        shared = [i for i, lab in enumerate(a_row["labels"]) if lab in b_row["labels"] and not b_row["conditioned"]]
+        shared = [i for i, lab in enumerate(a_row["labels"]) if lab in b_row["labels"]]
         for ds, a in a_row["datasets"].items():
             b = b_row["datasets"][ds]
             ia, ib = fidelity_index(a_row), fidelity_index(b_row)
@@ -272,7 +275,8 @@ def cell_keys(objectives: Sequence[str], metrics: dict[str, list]) -> tuple[str,
 def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: dict[str, Any], params: dict[str, int],
                    steps: int, task: str, ours: str = "tunable") -> str:
     """The comparison in the paper's layout: per dataset, rows = methods, columns = ``ours``'s knob
-    settings plus ``one setting`` (a fixed network; a conditioned rival told the true levels),
+    settings (a conditioned rival there told the levels matching each setting, where the task
+    defines them) plus ``one setting`` (a fixed network; a conditioned rival told the true levels),
     cells "PSNR to ground truth / to the other target"; conditioned rivals' own knob grids in a
     second table; knob quality (blended target, LPIPS) where measured; head to head; cost."""
     first = next(iter(table.values()))
@@ -295,7 +299,7 @@ def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: di
             def cell(i: int) -> str:
                 return _fmt(m[k1][i]) + (f" / {_fmt(m[k2][i])}" if k2 and k2 in m else "")
 
-            cells = [cell(row["labels"].index(c)) if c in row["labels"] and not row["conditioned"] else "—" for c in cols]
+            cells = [cell(row["labels"].index(c)) if c in row["labels"] else "—" for c in cols]
             one = "—"
             if row["labels"] == ["fixed"] or row["conditioned"]:
                 one = cell(fidelity_index(row)) + (" (true levels)" if row["conditioned"] else "")
@@ -307,11 +311,11 @@ def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: di
         for method in own_grids:
             row = table[method]
             m = row["datasets"][ds]["metrics"]
-            labs = [lab for lab in row["labels"] if lab != "true levels"]
+            own = [i for i, lab in enumerate(row["labels"]) if lab != "true levels" and lab not in cols]
             lines += [f"{method} turned by its own knobs (the degradation levels it is told; {what}):", "",
-                      "| " + " | ".join(labs) + " |", "|" + "---:|" * len(labs),
+                      "| " + " | ".join(row["labels"][i] for i in own) + " |", "|" + "---:|" * len(own),
                       "| " + " | ".join(_fmt(m[k1][i]) + (f" / {_fmt(m[k2][i])}" if k2 and k2 in m else "")
-                                        for i in range(len(labs))) + " |", ""]
+                                        for i in own) + " |", ""]
         quality = [(method, row) for method, row in table.items() if "psnr_blend" in row["datasets"][ds]["metrics"]]
         if quality and k2 != "psnr_blend":
             has_lpips = all("lpips_blend" in row["datasets"][ds]["metrics"] for _, row in quality)
@@ -370,7 +374,8 @@ def plot_table(table: dict[str, Any], path: Path, *, objectives: Sequence[str], 
             if row["labels"] == ["fixed"] or row["conditioned"]:
                 tag = " (true levels)" if row["conditioned"] else ""
                 ax.axhline(m[k1][fidelity_index(row)], color=color, ls="--", label=f"{method}{tag} vs GT")
-                continue
+                if not any(c in row["labels"] for c in cols):
+                    continue
             xs = [j for j, c in enumerate(cols) if c in row["labels"]]
             idx = [row["labels"].index(cols[j]) for j in xs]
             ax.plot(xs, [m[k1][k] for k in idx], "-o", color=color, label=f"{method} vs GT")

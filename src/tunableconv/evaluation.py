@@ -17,7 +17,7 @@ Protocol (recorded under ``results["conventions"]``):
   the denoising protocol of :mod:`tunableconv.evaluate`, so the noisy images are the same.)
 - **Outputs** are clamped to [0, 1] and quantised to 8 bits before every metric.
 - **Metrics**, per image, then averaged over the images: against the ground truth the
-  requested ``metrics`` (``psnr``, ``ssim``, ``lpips``, ``niqe``); against each objective's
+  requested ``metrics`` (``psnr``, ``ssim``, ``lpips``, ``dists``, ``niqe``); against each objective's
   target PSNR (``psnr_<objective>``); against the blended target Σ c_i t_i where the task
   defines one (``psnr_blend``, and ``lpips_blend`` when LPIPS is requested).
 - **Evenness** along each 1-D line of the grid — the slider; on the cube each knob's axis
@@ -25,8 +25,10 @@ Protocol (recorded under ``results["conventions"]``):
   max_s |d(s) − s| with d(s) = ‖o_s − o_0‖ / ‖o_1 − o_0‖, averaged over images.
 - **Conditioned models** (``conditioned_on = "condition"``, e.g. CResMD as published): their
   knobs are the degradation levels they assume; they run on their own knob grid (the user
-  turning them) and once more at each sample's true levels (the last setting,
-  ``"true_levels": true``), which is their fidelity end. They get no blended target.
+  turning them), then — where the task defines :meth:`~tunableconv.tasks.Task.matched_condition`
+  — at the task's knob settings told the levels that match each p (``"matched": true``; denoising:
+  the noise level s·σ at strength s), and last at each sample's true levels (``"true_levels":
+  true``), which is their fidelity end. Only their matched settings get a blended target.
 - **Reference** (``reference=``): a second model on the same degraded images, run once (or at
   the task's reference p); the gap is the model at the task's reference p (the fidelity end)
   minus the reference.
@@ -50,7 +52,7 @@ from .errors import InputError
 from .knobs import DEFAULT_GRID, KnobSpace
 
 FORMAT = "tunableconv-eval/2"
-METRICS = ("psnr", "ssim", "lpips", "niqe")
+METRICS = ("psnr", "ssim", "lpips", "dists", "niqe")
 
 CONVENTIONS = {
     "settings": "along the slider (2-knob simplex with a slider) at s, calibrated unless raw; else the knob space's grid",
@@ -153,16 +155,52 @@ class _Model:
             ps = self.space.grid(grid)
             self.s = [None] * len(ps)
             self.p = [row for row in ps]
+        #: indices of the settings that tell a conditioned model the levels matching the task's p
+        #: (:meth:`~tunableconv.tasks.Task.matched_condition`), and the task that maps them
+        self.matched: list[int] = []
+        self.task = None
         if self.conditioned and self.true_index is None:
             self.s, self.p, self.true_index = [*self.s, None], [*self.p, None], len(self.p)
         self.calibrated = bool(self.slider and not raw and slider is not None and slider.calibration is not None)
 
+    def add_matched(self, task, grid: Sequence[float]) -> None:
+        """For a conditioned model: settings at the task's own knob grid (the slider's values, or
+        the p grid), each run with the levels that match p (:meth:`Task.matched_condition` of the
+        sample's true levels), inserted before the true-levels setting. Nothing when the task
+        defines no matching."""
+        from .tasks import RunnerFacts
+
+        space = task.p_knob_space(RunnerFacts())
+        if space.num_params == 0 or task.matched_condition(torch.full((space.num_params,), 0.5),
+                                                           torch.zeros(len(task.condition_names))) is None:
+            return
+        slider = space.main_slider
+        if slider is not None and space.domain == "simplex" and space.num_params == 2:
+            s = [float(v) for v in grid]
+            ps = [torch.tensor(slider.p(v, calibrated=False), dtype=torch.float32) for v in s]
+        else:
+            ps = list(space.grid(grid))
+            s = [None] * len(ps)
+        k0 = self.true_index
+        self.matched = list(range(k0, k0 + len(ps)))
+        self.s, self.p = [*self.s[:k0], *s, None], [*self.p[:k0], *ps, None]
+        self.true_index = len(self.p) - 1
+        self.task = task
+        self.slider = self.slider or (slider.name if s and s[0] is not None else None)
+
+    def control(self, k: int, condition: Tensor | None) -> Tensor | None:
+        """What the model gets at setting ``k``: p, the true levels, or the levels matching p."""
+        if k == self.true_index:
+            return condition
+        if k in self.matched:
+            return self.task.matched_condition(self.p[k], condition)
+        return self.p[k]
+
     def outputs(self, x: Tensor, tile: int | None, condition: Tensor | None = None) -> list[Tensor]:
-        """The 8-bit outputs at every setting; the true-levels setting takes ``condition`` ``(K,)``."""
+        """The 8-bit outputs at every setting (``condition``: the sample's true levels ``(K,)``)."""
         from .metrics import quantize_8bit
 
-        return [quantize_8bit(self.restorer(x, condition if k == self.true_index else p, tile=tile))
-                for k, p in enumerate(self.p)]
+        return [quantize_8bit(self.restorer(x, self.control(k, condition), tile=tile)) for k in range(len(self.p))]
 
     def describe(self) -> dict[str, Any]:
         info = self.restorer.info
@@ -302,8 +340,16 @@ def evaluate(
     objectives = list(task.objective_names)
     same_space = main.space.domain == task.domain and main.space.num_params == task.num_params
     blend_task = task if same_space and not main.conditioned else None  # a condition is no mix of targets
-    n_grid = len(main.p) if main.true_index is None else main.true_index
+    if main.conditioned:
+        from .tasks import RunnerFacts
+
+        main.add_matched(task, grid_values)
+    n_grid = len(main.p) if main.true_index is None else (main.matched or [main.true_index])[0]
     lines = grid_lines(main.space, main.p[:n_grid], main.s[:n_grid])
+    if main.matched:  # the matched settings' own lines (offset into the settings), named "matched ..."
+        k0 = main.matched[0]
+        lines += [(f"matched {name}", [k0 + i for i in idx], pos) for name, idx, pos in
+                  grid_lines(task.p_knob_space(RunnerFacts()), main.p[k0:main.true_index], main.s[k0:main.true_index])]
     main_ref_index = main.true_index  # a conditioned model's fidelity end: told the true levels
     if ref_p is not None and main_ref_index is None:
         for k, p in enumerate(main.p):
@@ -329,7 +375,8 @@ def evaluate(
                         outs = runner.outputs(sample.input, tile, sample.condition)
                         a = acc.setdefault((label, case.label, role), {})
                         for k, (o, p) in enumerate(zip(outs, runner.p)):
-                            row = _metrics(M, o, sample, batched, blend_task, p, objectives, metric_names)
+                            blend = task if k in runner.matched else blend_task  # matched: the blend at the task's p
+                            row = _metrics(M, o, sample, batched, blend, p, objectives, metric_names)
                             for key, v in row.items():
                                 a.setdefault(key, [[] for _ in outs])[k].append(v)
                         if role == "model":
@@ -364,7 +411,8 @@ def evaluate(
         "model": main.describe(),
         "reference": ref.describe() if ref is not None else None,
         "settings": [{"s": s, "p": None if p is None else [round(float(v), 6) for v in p],
-                      **({"true_levels": True} if k == main.true_index else {})}
+                      **({"true_levels": True} if k == main.true_index else {}),
+                      **({"matched": True} if k in main.matched else {})}
                      for k, (s, p) in enumerate(zip(main.s, main.p))],
         "reference_setting": main_ref_index,
         "objectives": objectives,
@@ -396,6 +444,8 @@ def _metrics(M, o: Tensor, sample, batched, task, p: Tensor | None, objectives: 
         row["ssim"] = float(M.ssim(o, clean))
     if "lpips" in names:
         row["lpips"] = float(M.lpips(o, clean))
+    if "dists" in names:
+        row["dists"] = float(M.dists(o, clean))
     if "niqe" in names:
         row["niqe"] = float(M.niqe(o))
     for name in objectives:

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "the noise sigma 15,25,50)")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1", help="knob (or slider) values in [0, 1]")
     ap.add_argument("--metrics", default="psnr,lpips",
-                    help="against the ground truth (and LPIPS to the blended target): psnr, ssim, lpips, niqe "
+                    help="against the ground truth (and LPIPS to the blended target): psnr, ssim, lpips, dists, niqe "
                          "(default: psnr,lpips)")
     ap.add_argument("--max-images", type=int, default=None)
     ap.add_argument("--crop", type=int, default=None)

@@ -403,6 +403,14 @@ class Task(abc.ABC):
         condition's entries: the degradation it assumes). Tasks without a condition refuse."""
         raise InputError(f"the {self.name} task has no degradation condition for a model to be conditioned on")
 
+    def matched_condition(self, p: Tensor, condition: Tensor) -> Tensor | None:
+        """The levels to tell a model conditioned on the degradation so that it does what a
+        p-driven model does at ``p`` (``(P,)``), given a sample's true levels ``condition``
+        (``(K,)``); None when the task defines no such matching (the default). Lets the
+        evaluation put a conditioned rival (CResMD as published) on the same knob settings as the
+        tunable model; at :meth:`reference_p` it must give the true levels."""
+        return None
+
     def knob_space(self, model: nn.Module | None = None) -> KnobSpace:
         """The knob space of ``model`` (trained by this task): the task's p knobs, or the
         condition's for a model with ``conditioned_on = "condition"``; scale, tiling and

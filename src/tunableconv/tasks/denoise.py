@@ -201,6 +201,12 @@ class DenoiseTask(Task):
         return KnobSpace([knob], "cube", [float(self.cfg.val_sigma) / 255.0], [], facts.scale, facts.tiling_exact,
                          facts.receptive_field, facts.color)
 
+    def matched_condition(self, p: Tensor, condition: Tensor) -> Tensor | None:
+        """At strength s (p = (s, 1 − s)) a conditioned denoiser is told the noise level s·σ: at
+        s = 1 the true level (all the noise removed), at s = 0 none (the input kept)."""
+        p = torch.as_tensor(p, dtype=torch.float32)
+        return condition * float(p[0]) if p.numel() == 2 else None
+
     def validation_grid(self) -> list[tuple[str, Tensor]]:
         """``s=<s>`` at p = (s, 1 − s) for each strength of ``task.val_grid``."""
         return [(f"s={s:g}", torch.tensor(STRENGTH.p(s, calibrated=False))) for s in self.cfg.val_grid]
