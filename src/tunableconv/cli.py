@@ -6,6 +6,10 @@ arguments, returns an exit code). The list below is explicit: no auto-discovery.
 
 Errors a user can cause (:class:`~tunableconv.errors.TunableconvError`) are printed as one
 line on stderr with exit status 2; no traceback. ``TUNABLECONV_DEBUG=1`` shows tracebacks.
+Command-line mistakes caught by argparse (an unknown option, a non-number) are one line too,
+with the same exit status, and point to ``--help`` instead of printing the usage. Warnings
+about an input that is used but not quite as given (:class:`~tunableconv.errors.InputWarning`,
+e.g. the first frame of an animated GIF) are one ``warning:`` line each on stderr.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from . import __version__
-from .errors import TunableconvError
+from .errors import InputWarning, TunableconvError
 
 # (module under tunableconv.commands) in the order shown by --help
 COMMAND_MODULES: list[str] = [
@@ -32,8 +37,17 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2), naming the
+    command and pointing to its ``--help``, instead of the usage block and the error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tunableconv",
         description="Tunable image-restoration networks: one trained network, behaviour set by sliders.",
     )
@@ -46,12 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named after the subcommand they were given to, not the top-level parser
+        prog = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
+        words = " ".join(extra)
+        print(f"{prog}: error: unrecognized arguments: {words} (see {prog} --help)", file=sys.stderr)
+        return 2
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"tunableconv {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    default_show = warnings.showwarning
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = show_warning
+            return int(args.func(args) or 0)
     except TunableconvError as exc:
         if os.environ.get("TUNABLECONV_DEBUG"):
             raise

@@ -22,3 +22,8 @@ class InputError(TunableconvError, ValueError):
 
 class MissingWeightsError(TunableconvError, FileNotFoundError):
     """Pretrained weights that are needed were not found on this machine."""
+
+
+class InputWarning(UserWarning):
+    """An input is used, but not quite as given (the first frame of an animated image, ...).
+    The command line prints it as one ``warning:`` line on stderr."""
