@@ -14,7 +14,8 @@ Reading (:func:`read_image`) always gives a float32 tensor ``(3, H, W)`` with va
 * CMYK, YCbCr, HSV and LAB are converted to RGB with Pillow's conversions. Embedded ICC
   profiles are ignored: pixel values are used as they are (read as sRGB).
 * The EXIF orientation tag is applied, so the tensor is upright as a photo viewer shows it.
-* Animated and multi-page files (GIF, WebP, APNG, TIFF) give their first frame.
+* Animated and multi-page files (GIF, WebP, APNG, TIFF) give their first frame, with an
+  :class:`~tunableconv.errors.InputWarning` saying so (one ``warning:`` line in the CLI).
 
 Safety: the whole file is decoded at once (a truncated or corrupt file is an error, never a
 partly grey image), Pillow's ``LOAD_TRUNCATED_IMAGES`` is switched off while decoding, only
@@ -34,10 +35,12 @@ failed write never leaves a partial output (and never damages an existing file).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
 import secrets
+import stat
 import sys
 import threading
 import warnings
@@ -49,7 +52,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError, features
 
-from .errors import InputError
+from .errors import InputError, InputWarning
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -85,6 +88,12 @@ WRITE_FORMATS = {
     ".bmp": "BMP",
 }
 
+#: How to raise the pixel limit, at the end of a "too many pixels" message.
+MAX_PIXELS_HINT = "(raise the limit with --max-pixels N, or max_pixels=N in Python; 0 / None: no limit, trusted files only)"
+
+#: The message for a zero-byte image, the same in the command line and the web app.
+EMPTY_FILE = "the file is empty (0 bytes), not an image"
+
 #: What :func:`read_image` accepts: a path, the file's bytes, or an open binary file.
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
@@ -113,7 +122,7 @@ def _too_many_pixels(label: str, pixels: int, max_pixels: int, size: tuple[int, 
     dims = f"{size[0]}x{size[1]} = " if size else ""
     return InputError(
         f"{label}: image has {dims}{pixels:,} pixels, more than the limit of {max_pixels:,} "
-        f"(pass a larger max_pixels to read it)"
+        f"{MAX_PIXELS_HINT}"
     )
 
 
@@ -138,13 +147,18 @@ def _pillow_guard(max_pixels: int | None):
 def _source(source: ImageSource) -> tuple[str | io.BytesIO, str]:
     """(something Pillow can open, a label for messages). Checks that a path is a file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise InputError(f"<image bytes>: {EMPTY_FILE}")
         return io.BytesIO(bytes(source)), "<image bytes>"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
+        problem = path_problem(path)
+        if problem == "not found":
             raise InputError(f"image file not found: {path}")
-        if path.is_dir():
-            raise InputError(f"{path} is a folder, not an image file")
+        if problem:
+            raise InputError(f"{path} {problem}".replace("not a file", "not an image file"))
+        if os.path.getsize(path) == 0:
+            raise InputError(f"{path}: {EMPTY_FILE}")
         return str(path), str(path)
     if hasattr(source, "read"):
         label = str(getattr(source, "name", "<image stream>"))
@@ -154,8 +168,47 @@ def _source(source: ImageSource) -> tuple[str | io.BytesIO, str]:
             raise InputError(f"{label}: cannot read ({_one_line(err)})") from None
         if not isinstance(data, (bytes, bytearray)):
             raise InputError(f"{label}: expected a binary file object, got text")
+        if not data:
+            raise InputError(f"{label}: {EMPTY_FILE}")
         return io.BytesIO(bytes(data)), label
     raise InputError(f"cannot read an image from a {type(source).__name__}; pass a path, bytes or a binary file")
+
+
+def path_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a file, in a few words (None: a regular file).
+
+    Tells apart a missing file, a symbolic link loop, a broken symbolic link, a folder and
+    other non-regular files (a FIFO would block the reader forever, a device never ends)."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if path.is_symlink():
+            return f"is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+        if isinstance(err, FileNotFoundError):
+            return "not found"
+        return f"cannot be read ({err.strerror or _one_line(err)})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else (
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+        return f"is {kind}, not a regular file"
+    return None
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse an output path that is a symbolic link (replacing it would silently replace
+    the link itself, not the file it points to) or a folder. A regular file is replaced
+    (keeping its permissions; see :func:`atomic_write`)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise InputError(f"cannot write {path}: it is a symbolic link (to {os.readlink(path)}); give the target's "
+                         "path or remove the link first")
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
 
 
 def _open_formats() -> tuple[str, ...]:
@@ -294,13 +347,16 @@ def _decode(source: ImageSource, max_pixels: int | None) -> tuple[torch.Tensor, 
                 low_bytes = _decode_low_bytes(src, label)
             array, max_value, has_alpha = _to_array(img, label, low_bytes)
             orientation = _orientation(img)
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            kind = img.format or "image"
     except InputError:
         raise
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         if found and max_pixels is not None:
             raise _too_many_pixels(label, int(found.group(1)), max_pixels) from None
-        raise InputError(f"{label}: refused as a possible decompression bomb ({_one_line(err)})") from None
+        raise InputError(f"{label}: refused as a possible decompression bomb ({_one_line(err)}; raise the limit "
+                         "with --max-pixels N, or max_pixels=N in Python)") from None
     except UnidentifiedImageError:
         names = ", ".join(READ_FORMATS)
         raise InputError(f"{label}: not an image file, or not a format that can be read ({names})") from None
@@ -312,6 +368,9 @@ def _decode(source: ImageSource, max_pixels: int | None) -> tuple[torch.Tensor, 
         # Pillow reports truncated/corrupt data with a variety of exception types
         raise InputError(f"{label}: truncated or corrupt image file ({_one_line(err)})") from None
 
+    if frames > 1:
+        what = "pages" if kind == "TIFF" else "frames"
+        warnings.warn(InputWarning(f"{label}: {kind} with {frames} {what}: using the first one only"), stacklevel=3)
     array = np.ascontiguousarray(_apply_orientation(array, orientation))
     if not array.flags.writeable:  # torch.from_numpy wants a writable array
         array = array.copy()
@@ -422,13 +481,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None] | by
     renamed over ``path``. On any failure (including KeyboardInterrupt) the temporary file is
     removed and ``path`` is untouched, so a crash never leaves a partial or broken output. OS
     errors become one-line :class:`InputError`.
+
+    An existing file at ``path`` is replaced and its permission bits are kept (a file made
+    private with ``chmod 600`` stays private). A symbolic link at ``path`` is refused
+    (:func:`check_output_path`): replacing it would silently swap the link for a file.
     """
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a folder")
+    check_output_path(path)
+    try:
+        old_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        old_mode = None  # a new file: 0o666 & ~umask
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -449,6 +515,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None] | by
             file.flush()
             os.fsync(file.fileno())
             actual = os.fstat(file.fileno()).st_size
+        if old_mode is not None:
+            os.chmod(temp, old_mode)
         if actual != expected:
             raise InputError(f"cannot write {path}: only {actual} of {expected} bytes reached the disk "
                              "(disk full or a file-size limit?)")
@@ -512,6 +580,9 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, *, quality: int = 
 def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
     """Image files (extensions in :data:`IMAGE_EXTENSIONS`, any case) in ``folder``, sorted by
     path. Hidden files (names starting with ``.``, such as macOS ``._x.jpg``) are skipped.
+    Entries with an image extension that are not regular files (a broken symbolic link, a
+    symbolic link loop, a FIFO) are listed, not skipped silently: reading them then says
+    what is wrong (:func:`path_problem`).
 
     Raises:
         InputError: the folder does not exist or holds no images.
@@ -524,7 +595,7 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     files = sorted(
         p for p in candidates
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and not p.is_dir()
     )
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")

@@ -188,7 +188,9 @@ def _image_error(exc: InputError, filename: str | None) -> HTTPException:
     label = repr(filename[:100]) if filename else "the upload"
     msg = msg.replace("<image bytes>", label)
     if "more than the limit" in msg:
-        return _err(413, msg.replace("(pass a larger max_pixels to read it)", "(the server's --max-pixels)"))
+        from ..io import MAX_PIXELS_HINT
+
+        return _err(413, msg.replace(MAX_PIXELS_HINT, "(the server's limit, tunableconv serve --max-pixels)"))
     if "not an image file" in msg:
         return _err(415, msg)
     return _err(400, msg)
@@ -842,8 +844,6 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             data = file.file.read(config.max_upload_bytes + 1)
             if len(data) > config.max_upload_bytes:
                 raise _err(413, f"upload too large: the limit is {config.max_upload_bytes / MB:g} MB")
-            if not data:
-                raise _err(400, "the uploaded file is empty")
             try:
                 image = read_image(data, max_pixels=config.max_pixels)
             except InputError as exc:
@@ -890,6 +890,13 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
                             f"got {body.noise_sigma:g}")
         if body.blur_sigma > config.max_blur_sigma:
             raise _err(422, f"blur_sigma must be in [0, {config.max_blur_sigma:g}] pixels, got {body.blur_sigma:g}")
+        if body.blur_sigma > 0:  # the blur reflects the borders: its radius must be smaller than the image
+            radius, side = max(1, math.ceil(3 * body.blur_sigma)), min(item.data.shape[-2:])
+            if radius >= side:
+                largest = f"at most {(side - 1) / 3:.3g}" if side > 1 else "0"
+                raise _err(422, f"blur_sigma {body.blur_sigma:g} needs an image of at least {radius + 1}x{radius + 1} "
+                                f"pixels, this one is {item.data.shape[-1]}x{item.data.shape[-2]}: use blur_sigma "
+                                f"{largest} or a larger image")
 
         def degrade(cancel):
             from ..data import add_gaussian_noise, gaussian_blur

@@ -245,9 +245,14 @@ def open_model_file(path: str | os.PathLike) -> tuple[ModelInfo, nn.Module]:
 
     from ..knobs import KnobSpace
 
+    from ..io import path_problem
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model file not found: {path}")
+    problem = path_problem(path)
+    if problem:
+        raise InputError(f"model file not found: {path}" if problem == "not found" else f"model file {path} {problem}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes), not a model file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -29,5 +29,10 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     p = Path(text)
     if p.is_file():
         return p
+    from ..io import path_problem
+
+    problem = path_problem(p)
+    if problem and problem != "not found":  # a link loop, a broken link, a FIFO, a folder
+        raise InputError(f"model file {p} {problem}")
     known = ", ".join(models) or "none shipped"
     raise InputError(f"unknown model {text!r}: not a shipped model ({known}) nor a model file")
