@@ -327,11 +327,12 @@ def test_restore_on_each_domain(files, tmp_path, capsys):
     b, out, _ = run("cube2", "--knob", "y=0.2")
     assert "p = (0.500, 0.200)" in out and np.array_equal(b, run("cube2", "--p", "0.5,0.2")[0])
     assert "p = (0.300, 0.300)" in run("cube2", "--slider", "both=0.3")[1]
-    # simplex-3: raw p and every knob by name; p off the simplex is used with a note
+    # simplex-3: raw p and every knob by name; p off the simplex is refused (issue 16)
     c, _, _ = run("simplex3", "--p", "0.2,0.3,0.5")
     assert np.array_equal(c, run("simplex3", "--knob", "a=0.2", "--knob", "b=0.3", "--knob", "c=0.5")[0])
-    _, out, err = run("simplex3", "--p", "0,0,0")
-    assert "off the simplex" in err and "p = (0.000, 0.000, 0.000)" in out
+    rc, _, err = _cli(capsys, "restore", files["image"], tmp_path / "off.png", "--model", files["simplex3"],
+                      "--p", "0,0,0")
+    assert rc == 2 and "off the simplex" in err and "refused" in err and not (tmp_path / "off.png").exists()
     # the library gives the same pixels
     r = Restorer.load(str(files["simplex3"]))
     from tunableconv.io import to_uint8_array

@@ -652,7 +652,8 @@ def _parser() -> "argparse.ArgumentParser":
     ap.add_argument("--raw", action="store_true", help="raw p = (s, 1 - s): ignore the model's stored calibration")
     ap.add_argument("--data-root", help="data root (default: TUNABLECONV_DATA or ../shared/data)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    ap.add_argument("--tile", type=int, metavar="N", help="run the models on N x N tiles (bounds memory)")
+    ap.add_argument("--tile", type=int, metavar="N",
+                    help="run the models on N x N tiles, N > 32 (bounds memory; 0: no tiling, the default)")
     ap.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-plot", action="store_true", help="skip psnr_vs_p.png (no matplotlib needed)")
     ap.add_argument("--no-ssim", action="store_true", help="skip SSIM (about a third of the time with small models)")
@@ -686,10 +687,13 @@ def _run(args) -> int:
     from .evaluation import check_run_options
 
     check_run_options(args.threads, not args.no_plot)
+    from .tiling import DEFAULT_OVERLAP, check_tile
+
+    tile = check_tile(args.tile, DEFAULT_OVERLAP, overlap_option=None)  # 0: no tiling, as in every command
     results = evaluate(
         args.model, args.data, args.sigma, args.p_grid,
         reference=args.compare, seed=args.seed, max_images=args.max_images, crop=args.crop, raw=args.raw,
-        data_root=args.data_root, device=args.device, tile=args.tile, progress=not args.no_progress,
+        data_root=args.data_root, device=args.device, tile=tile, progress=not args.no_progress,
         command=_command_line(args), compute_ssim=not args.no_ssim,
     )
     paths = write_report(results, args.out, plot=not args.no_plot)

@@ -188,17 +188,19 @@ class KnobSpace:
         return any(s.calibration is not None for s in self.sliders) or any(k.calibration is not None for k in self.knobs)
 
     def off_domain(self, p: Sequence[float] | Tensor) -> str | None:
-        """A one-line note when p lies off the domain the model was trained on (the simplex:
-        Σ p = 1), else None. Such p are allowed (raw values are the user's to choose) but a
-        runner should say so."""
+        """A one-line reason when p lies off the domain the model was trained on (the simplex:
+        Σ p = 1, to within 1e-3), else None. Knob values a user gives (``--p``, ``--knob``, the
+        app's ``p`` and ``knobs``) are refused there (:meth:`Restorer.params`); internal paths
+        such as a sweep of one simplex knob with the others fixed may leave the simplex."""
         if self.domain != "simplex" or self.num_params < 2:
             return None
         values = [float(v) for v in (p.tolist() if isinstance(p, Tensor) else p)]
         total = sum(values)
         if abs(total - 1.0) <= 1e-3:
             return None
-        return (f"p sums to {total:.3g}, off the simplex this model was trained on (its knobs "
-                f"{', '.join(self.names)} are weights that sum to 1); used as given")
+        shown = ", ".join(f"{v:g}" for v in values)
+        return (f"p = ({shown}) sums to {total:.3g}, off the simplex this model was trained on (its knobs "
+                f"{', '.join(self.names)} are weights that must sum to 1)")
 
     # -- p from what a user gives -------------------------------------------------------------
     def resolve(

@@ -4,7 +4,8 @@
 model file's knob space only (:class:`~tunableconv.knobs.KnobSpace`, ``restorer.space``),
 and every way of giving the knobs goes through :meth:`KnobSpace.resolve`:
 
-- ``p``: the raw interactive parameters, one value per knob (``--p 0.7,0.3``);
+- ``p``: the raw interactive parameters, one value per knob (``--p 0.7,0.3``); on a
+  simplex model they must sum to 1 (refused otherwise, not projected);
 - ``knobs``: values by knob name (``--knob fidelity=0.7``; on the cube the others stay at
   their defaults and each value goes through the knob's calibration);
 - ``slider``: ``(name, u)`` — a named 1-D path of the model (``--slider strength=0.7``),
@@ -116,7 +117,15 @@ class Restorer:
                 raise InvalidParamsError(self.no_strength_message())
             slider = ("strength", strength)
         p_tensor = self.space.resolve(p, knobs=knobs, slider=slider, calibrated=calibrated)
-        return None if self.num_params == 0 else p_tensor
+        if self.num_params == 0:
+            return None
+        off = self.space.off_domain(p_tensor) if (p is not None or knobs is not None) else None
+        if off:  # refused, not projected: a projection would run another p than the one asked for
+            total = float(p_tensor.sum())
+            example = p_tensor / total if total > 0 else torch.tensor(self.space.default or [], dtype=torch.float32)
+            raise InvalidParamsError(f"{off}: refused; give values that sum to 1, e.g. "
+                                     + ",".join(f"{v:.3g}" for v in example.tolist()))
+        return p_tensor
 
     # -- running ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -128,6 +137,9 @@ class Restorer:
             InputError: tiles asked for a model whose tiled inference is not exact (unless
                 ``force_tiling``), or NaN/Inf in the output.
         """
+        from .tiling import check_tile
+
+        tile = check_tile(tile, overlap, overlap_option="overlap")  # None or 0: no tiling
         x = image.unsqueeze(0) if image.dim() == 3 else image
         x = x.to(self.device, torch.float32)
         if p is None and self.num_params:
@@ -150,7 +162,9 @@ class Restorer:
         if not torch.isfinite(y).all():
             state = getattr(self.model, "state_dict", dict)()
             if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
-                raise InputError("the model's weights hold NaN/Inf values: the model file is broken")
+                where = f"{self.info.path}: " if self.info.path else ""
+                raise InputError(f"{where}the model's weights hold NaN/Inf values: the model file is broken "
+                                 "(the input is not the cause)")
             raise InputError("the model produced NaN/Inf values for this input")
         return y[0].clamp(0, 1).cpu()
 

@@ -49,7 +49,36 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["tiled_apply", "tile_starts", "axis_weights"]
+__all__ = ["tiled_apply", "tile_starts", "axis_weights", "check_tile", "MIN_TILE", "DEFAULT_OVERLAP"]
+
+#: The smallest tile a runner accepts (``--tile``); 0 means no tiling.
+MIN_TILE = 16
+#: The overlap (and context) of the runners' tiles when none is given (``--overlap``).
+DEFAULT_OVERLAP = 32
+
+
+def check_tile(tile: int | None, overlap: int = DEFAULT_OVERLAP, *, overlap_option: str | None = "--overlap") -> int | None:
+    """The one meaning of ``--tile`` in every command (restore, sweep, eval) and of
+    ``tile=`` in :class:`~tunableconv.restore.Restorer`: None or 0 is no tiling; otherwise a
+    tile side of at least :data:`MIN_TILE` pixels, larger than the overlap. Returns the tile
+    (None for no tiling).
+
+    Raises:
+        InputError: a negative, too small or non-integer tile, or an overlap outside
+            ``[0, tile)``. ``overlap_option`` names the overlap's option in the message (None:
+            the command has none, the overlap is fixed).
+    """
+    from .errors import InputError
+
+    if tile is None or (tile == 0 and not isinstance(tile, bool)):
+        return None
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE:
+        raise InputError(f"--tile must be 0 (no tiling) or a tile side of at least {MIN_TILE} pixels, got {tile!r}")
+    if not 0 <= overlap < tile:
+        if overlap_option is None:
+            raise InputError(f"--tile must be larger than the tiles' overlap of {overlap} pixels, got {tile}")
+        raise InputError(f"{overlap_option} must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
+    return tile
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

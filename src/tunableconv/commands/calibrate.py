@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..calibrate import _degrade_for, calibration_targets, fit_calibration, measure_response, with_calibration
     from ..data import ImageFolderEval
     from ..errors import InputError, InvalidParamsError
+    from ..io import check_output_path
     from ..models import save_model
     from ..restore import Restorer
     from ..zoo import resolve
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {output}: a model file must end in .safetensors")
     if same_path(source, output):
         raise InputError(f"-o {output} is the input model file: write the calibrated model to another file")
+    check_output_path(output)
     restorer = Restorer.load(str(source))
     space = restorer.space
     targets = calibration_targets(space)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "scale; default: the task's, 15,25,50 for denoising)")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1",
                     help="knob (or slider) values in [0, 1] (default: 0,0.25,0.5,0.75,1)")
-    ap.add_argument("--metrics", default="psnr,ssim", help="against the ground truth: psnr, ssim, lpips, niqe (default: psnr,ssim)")
+    ap.add_argument("--metrics", default="psnr,ssim", help="against the ground truth: psnr, ssim, lpips, dists, niqe (default: psnr,ssim)")
     ap.add_argument("--out", help="output folder (results.json, results.md, pictures)")
     ap.add_argument("--compare", metavar="MODEL", help="reference model (e.g. denoise-fixed) on the same inputs")
     ap.add_argument("--max-images", type=int, metavar="N", help="only the first N images of each test set")
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--raw", action="store_true", help="raw knob values: ignore the model's stored calibration")
     ap.add_argument("--data-root", help="data root (default: TUNABLECONV_DATA or ../shared/data)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    ap.add_argument("--tile", type=int, metavar="N", help="run the models on N x N tiles (bounds memory)")
+    ap.add_argument("--tile", type=int, metavar="N",
+                    help="run the models on N x N tiles, N > 32 (bounds memory; 0: no tiling, the default)")
     ap.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-plot", action="store_true", help="no pictures (no matplotlib needed)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluate import parse_numbers
     from ..evaluation import check_run_options, evaluate, parse_metrics, results_markdown, write_report
+    from ..tiling import DEFAULT_OVERLAP, check_tile
 
     # Cheap checks first, before loading anything.
     grid = parse_numbers(args.p_grid, "p grid")
@@ -79,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise InputError("give --out FOLDER for results.json, results.md and the pictures")
     check_run_options(args.threads, not args.no_plot)
+    tile = check_tile(args.tile, DEFAULT_OVERLAP, overlap_option=None)  # 0: no tiling, as in restore and sweep
     results = evaluate(
         args.model, args.data, levels=levels, grid=grid, metrics=args.metrics, reference=args.compare, seed=args.seed,
         max_images=args.max_images, crop=args.crop, raw=args.raw, data_root=args.data_root, device=args.device,
-        tile=args.tile, progress=not args.no_progress, command=command_line(args),
+        tile=tile, progress=not args.no_progress, command=command_line(args),
     )
     paths = write_report(results, args.out, plot=not args.no_plot)
     md = results_markdown(results)

@@ -22,7 +22,8 @@ Knob values (one way at a time; ``tunableconv models`` shows each model's knob s
   VALUE in [0, 1], through its calibration (``--raw``: uncalibrated).
 - ``--strength S``: shorthand for ``--slider strength=S`` (the denoiser: p = (s, 1 - s)).
 
-A p off the simplex of a simplex model is used as given, with a note on stderr.
+On a simplex model the values given with ``--p`` or ``--knob`` must sum to 1 (to within
+1e-3): p off the simplex the model was trained on is refused, not projected.
 
 ``--tile``: models whose tiled inference is not exact (global operations such as instance
 norm; ``tunableconv models`` says "tiling exact: no") are refused unless ``--force-tiling``.
@@ -135,7 +136,10 @@ def knob_values(
     if knobs:
         return restorer.params(knobs=parse_knobs(knobs), calibrated=not raw)
     if p is not None:
-        return restorer.params(p=parse_values(p, "--p"))
+        try:
+            return restorer.params(p=parse_values(p, "--p"))
+        except InvalidParamsError as exc:
+            raise InvalidParamsError(f"--p {p}: {exc}") from None
     if slider is not None:
         return restorer.params(slider=parse_slider(slider), calibrated=not raw)
     if strength is not None:
@@ -169,14 +173,11 @@ def describe_p(p: "Tensor | None") -> str:
 
 
 def check_tiling(tile: int | None, overlap: int) -> tuple[int | None, int]:
-    """Validated (tile or None, overlap)."""
-    if tile is None or tile == 0:
-        return None, overlap
-    if tile < 0:
-        raise InputError(f"--tile must be a positive number of pixels, got {tile}")
-    if not 0 <= overlap < tile:
-        raise InputError(f"--overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
-    return tile, overlap
+    """Validated (tile or None, overlap): ``--tile 0`` is no tiling, as in every command
+    (:func:`tunableconv.tiling.check_tile`)."""
+    from ..tiling import check_tile
+
+    return check_tile(tile, overlap), overlap
 
 
 def check_max_pixels(value: int | None) -> int | None:
@@ -227,7 +228,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("output", metavar="OUT", help="output image file (its extension sets the format) or folder")
     ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
     add_knob_options(ap)
-    ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE pixels (large images)")
+    ap.add_argument("--tile", type=int, metavar="SIZE",
+                    help="process in tiles of SIZE >= 16 pixels (large images; 0: no tiling, the default)")
     ap.add_argument("--overlap", type=int, default=32, help="tile overlap and context in pixels (default 32)")
     ap.add_argument("--force-tiling", action="store_true",
                     help="tile even a model whose tiled inference is not exact (global operations)")
@@ -242,20 +244,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def plan_jobs(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
     """(input, output) pairs and whether IN is a folder; checks paths only (nothing written)."""
-    from ..io import list_images
+    from ..io import check_output_path, list_images, path_problem
 
-    if not src.exists():
+    problem = path_problem(src)
+    if problem == "not found":
         raise InputError(f"input not found: {src}")
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise InputError(f"{dst} is a file: a folder IN needs a folder OUT")
         if same_path(src, dst):
             raise InputError(f"OUT must be another folder than IN ({src}): the inputs would be overwritten")
-        return [(f, dst / f.name) for f in list_images(src)], True
+        jobs = [(f, dst / f.name) for f in list_images(src)]
+        for _, out in jobs:
+            check_output_path(out)
+        return jobs, True
+    if problem:  # a symbolic link loop, a broken link, a FIFO (reading it would block), a device
+        raise InputError(f"{src} {problem}")
     target = dst / src.name if dst.is_dir() else dst
     check_output_file(target)
     if same_path(src, target):
         raise InputError(f"OUT is the input file {src}: choose another output path")
+    check_output_path(target)
     return [(src, target)], False
 
 
@@ -284,9 +293,6 @@ def run(args: argparse.Namespace) -> int:
     restorer = Restorer.load(args.model, args.device)
     p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, slider=args.slider, raw=args.raw)
     setting = describe_setting(args, p)
-    note = restorer.space.off_domain(p) if p is not None else None
-    if note:
-        print(f"tunableconv restore: note: {note}", file=sys.stderr)
     if tile:
         restorer.check_tiling(args.force_tiling)
 

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
     ap.add_argument("--with-input", action="store_true", help="the input as the first panel")
     ap.add_argument("--duration", type=int, default=300, help="GIF frame duration in ms (default 300)")
-    ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE pixels")
+    ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE >= 16 pixels (0: no tiling)")
     ap.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     ap.add_argument("--force-tiling", action="store_true", help="tile even a model whose tiled inference is not exact")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
@@ -80,7 +80,7 @@ def _grid_knobs(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..io import read_image, write_image
+    from ..io import check_output_path, path_problem, read_image, write_image
     from ..restore import Restorer
     from ..sweep import (MAX_GRID_STEPS, MAX_STEPS, grid_outputs, grid_params, make_gif, make_grid, make_strip, save_gif,
                          sweep_labels, sweep_outputs, sweep_params, sweep_values)
@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     for out in (strip_path, gif_path):
         if out is not None and same_path(src, out):
             raise InputError(f"{out} is the input file: choose another output path")
+        if out is not None:
+            check_output_path(out)
     if strip_path is not None and gif_path is not None and same_path(strip_path, gif_path):
         raise InputError("the strip and the GIF need different file names")
     if args.crop is not None and args.crop < 1:
@@ -119,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise InputError(f"--{exc}") from None
     base = parse_values(args.base, "--base") if args.base is not None else None
+    problem = path_problem(src)
+    if problem:  # before the model is loaded; a FIFO would block the reader
+        raise InputError(f"input not found: {src}" if problem == "not found" else f"{src} {problem}")
 
     restorer = Restorer.load(args.model, args.device)
     if tile:
