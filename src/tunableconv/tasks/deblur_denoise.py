@@ -385,6 +385,17 @@ class DeblurDenoiseTask(Task):
         return KnobSpace(knobs, "cube", default, [], facts.scale, facts.tiling_exact, facts.receptive_field,
                          facts.color)
 
+    def matched_condition(self, p: Tensor, condition: Tensor) -> Tensor | None:
+        """The levels to tell a conditioned model at p = (p_n, p_b), given the true levels
+        ``condition`` = (c_b, c_n) ``(2,)``: (p_b·c_b, p_n·c_n) — at (1, 1) the true levels
+        (everything removed), at 0 on a knob a level of 0 (that degradation left alone; the
+        paper's footnote 3). None for p of another length."""
+        p = torch.as_tensor(p, dtype=torch.float32).reshape(-1)
+        if p.numel() != 2:
+            return None
+        c = torch.as_tensor(condition, dtype=torch.float32)
+        return c * torch.stack([p[1], p[0]]).to(c.device)
+
     def validation_grid(self) -> list[tuple[str, Tensor]]:
         """``p=<p_n>,<p_b>`` for each pair of ``task.val_grid``."""
         return [(f"p={a:g},{b:g}", torch.tensor([float(a), float(b)])) for a, b in self.cfg.val_grid]
