@@ -313,3 +313,10 @@ def test_matched_condition_scales_each_true_level_by_its_knob():
     assert torch.allclose(task.matched_condition(torch.tensor([0.5, 0.0]), true), torch.tensor([0.0, 0.15]))
     assert torch.allclose(task.matched_condition(torch.tensor([0.0, 1.0]), true), torch.tensor([0.5, 0.0]))
     assert task.matched_condition(torch.tensor([1.0]), true) is None
+
+
+def test_every_named_recipe_has_a_docstring_for_train_list():
+    from tunableconv.train.recipes import RECIPES
+
+    for name, fn in RECIPES.items():
+        assert (fn.__doc__ or "").strip(), f"{name} has no docstring: tunableconv train --list fails"

@@ -75,6 +75,7 @@ def denoise_paper() -> Recipe:
 
 
 def denoise_fixed_paper() -> Recipe:
+    """The fixed fidelity-only twin of ``denoise-paper``: same size, data, steps and seed."""
     r = denoise_paper()
     r.name = "denoise-fixed-paper"
     r.model.args["num_params"] = 0
