@@ -169,3 +169,29 @@ def test_bad_inputs_give_one_line_errors(toy, capsys, args, msg):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0]
     assert not (toy["root"] / "o").exists()
+
+
+def test_a_task_with_several_levels_takes_named_cases(tmp_path):
+    """deblur_denoise: cases typed 'noise=15,blur=1;noise=0,blur=2', a heat map per metric on the cube."""
+    from tunableconv.tasks import build_task
+
+    images = _images(tmp_path / "imgs", 1)
+    recipe = get_recipe("deblur-denoise-small")
+    task = build_task(recipe)
+    torch.manual_seed(0)
+    net = ResNet(ResNetConfig(channels=4, num_blocks=1, num_params=2, domain="cube"))
+    space = task.knob_space(net)
+    path = save_model(net, tmp_path / "dd.safetensors", knobs=task.knobs(net),
+                      info={"task": "deblur_denoise", "recipe": recipe.to_dict()}, knob_space=space)
+    out = tmp_path / "e"
+    assert main(["eval", "--model", str(path), "--data", str(images), "--levels", "noise=15,blur=1;noise=0,blur=2",
+                 "--p-grid", "0,1", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["datasets"]["imgs"]["cases"]) == ["noise=15,blur=1", "noise=0,blur=2"]
+    assert [s["p"] for s in res["settings"]] == [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]  # (p_n, p_b)
+    case = res["datasets"]["imgs"]["cases"]["noise=15,blur=1"]["model"]
+    # the blend at each corner is that corner's target
+    for k, name in enumerate(["degraded", "deblurred", "denoised", "restored"]):
+        assert case["psnr_blend"][k] == pytest.approx(case[f"psnr_{name}"][k])
+    assert len(list(out.glob("knobs_*.png"))) == 2
+    assert main(["eval", "--model", str(path), "--data", str(images), "--levels", "noise=15;;", "--out", str(out)]) == 2

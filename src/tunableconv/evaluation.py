@@ -113,6 +113,21 @@ def check_run_options(threads: int | None, plot: bool) -> None:
             raise InputError("the pictures need matplotlib: pip install 'tunableconv[eval]', or pass --no-plot") from None
 
 
+def parse_levels(text: str, what: str = "--levels") -> list[float] | list[str]:
+    """The evaluation cases a user typed: comma-separated numbers for a task with one level
+    (denoising: ``"15,25,50"``), or ``;``-separated cases of named levels for a task with
+    several (``"noise=15,blur=2;noise=50"``); the task parses and checks them
+    (:meth:`~tunableconv.tasks.Task.evaluation_cases`)."""
+    from .evaluate import parse_numbers
+
+    if "=" not in text:
+        return parse_numbers(text, what)
+    cases = [c.strip() for c in text.split(";")]
+    if any(not c for c in cases):
+        raise InputError(f"{what}: cases are separated by ';', each like 'noise=15,blur=2', got {text!r}")
+    return cases
+
+
 def parse_metrics(text: str | Sequence[str]) -> list[str]:
     names = [m.strip() for m in text.split(",")] if isinstance(text, str) else [str(m).strip() for m in text]
     bad = [m for m in names if m not in METRICS]

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--data", default="cbsd68,kodak24")
     ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
                     help="the task's degradation levels (default: the task's evaluation cases; denoising: "
-                         "the noise sigma 15,25,50)")
+                         "the noise sigma 15,25,50; deblur_denoise: cases like 'noise=15,blur=2;noise=50,blur=0')")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1", help="knob (or slider) values in [0, 1]")
     ap.add_argument("--metrics", default="psnr,lpips",
                     help="against the ground truth (and LPIPS to the blended target): psnr, ssim, lpips, dists, niqe "
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import ImageFolderEval
     from ..errors import InputError
     from ..evaluate import parse_numbers
-    from ..evaluation import json_safe, parse_metrics
+    from ..evaluation import json_safe, parse_levels, parse_metrics
     from ..io import atomic_write
     from ..models import ResNet, ResNetConfig
     from ..restore import Restorer
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"unknown method {m!r}; methods: {', '.join(known)}")
     # cheap checks first, before hours of training
     datasets = [d.strip() for d in args.data.split(",")]
-    levels = parse_numbers(args.levels, "--levels") if args.levels is not None else None
+    levels = parse_levels(args.levels, "--levels") if args.levels is not None else None
     grid = parse_numbers(args.p_grid, "--p-grid")
     if any(not 0 <= v <= 1 for v in grid):
         raise InputError(f"--p-grid values must be in [0, 1], got {args.p_grid}")
@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps else [])
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
+    task_cls(C.recipe_for("tunable", args.budget, overrides, args.task)).evaluation_cases(levels)  # the task checks them
     out = Path(args.out)
     t0 = time.perf_counter()
     files = {}

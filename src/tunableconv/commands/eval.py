@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="comma-separated test sets: names under the data root (cbsd68, kodak24, ...) or folders "
                          "(default: cbsd68)")
     ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
-                    help="the task's degradation levels, comma-separated (denoising: the noise sigma on the 0..255 "
-                         "scale; default: the task's, 15,25,50 for denoising)")
+                    help="the task's degradation levels: comma-separated numbers for a task with one level, ';'-separated "
+                         "cases of named levels for one with several (deblur_denoise: 'noise=15,blur=2;noise=50,blur=0'; "
+                         "denoising: the noise sigma on the 0..255 scale; default: the task's, 15,25,50 for denoising)")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1",
                     help="knob (or slider) values in [0, 1] (default: 0,0.25,0.5,0.75,1)")
     ap.add_argument("--metrics", default="psnr,ssim", help="against the ground truth: psnr, ssim, lpips, dists, niqe (default: psnr,ssim)")
@@ -71,12 +72,12 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluate import parse_numbers
-    from ..evaluation import check_run_options, evaluate, parse_metrics, results_markdown, write_report
+    from ..evaluation import check_run_options, evaluate, parse_levels, parse_metrics, results_markdown, write_report
     from ..tiling import DEFAULT_OVERLAP, check_tile
 
     # Cheap checks first, before loading anything.
     grid = parse_numbers(args.p_grid, "p grid")
-    levels = parse_numbers(args.levels, "levels") if args.levels is not None else None
+    levels = parse_levels(args.levels, "levels") if args.levels is not None else None
     parse_metrics(args.metrics)
     if not args.out:
         raise InputError("give --out FOLDER for results.json, results.md and the pictures")
