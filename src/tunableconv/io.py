@@ -328,6 +328,16 @@ def _to_array(img: Image.Image, label: str, low_bytes: np.ndarray | None) -> tup
     return arr, 255, mode in ("LA", "RGBA")
 
 
+def _header_size(src: str | io.BytesIO) -> tuple[int, int] | None:
+    """(width, height) from the header of an image Pillow refused as a decompression bomb
+    (nothing is decoded), for the message; None if even that fails."""
+    try:
+        with _pillow_guard(None), Image.open(_rewind(src), formats=_open_formats()) as img:
+            return img.size
+    except Exception:  # only for a message
+        return None
+
+
 def _decode(source: ImageSource, max_pixels: int | None) -> tuple[torch.Tensor, str]:
     """Decode to a float32 (C, H, W) tensor in [0, 1], C = 1 (grey) or 3 (colour)."""
     if max_pixels is not None and max_pixels < 1:
@@ -354,7 +364,7 @@ def _decode(source: ImageSource, max_pixels: int | None) -> tuple[torch.Tensor, 
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         if found and max_pixels is not None:
-            raise _too_many_pixels(label, int(found.group(1)), max_pixels) from None
+            raise _too_many_pixels(label, int(found.group(1)), max_pixels, _header_size(src)) from None
         raise InputError(f"{label}: refused as a possible decompression bomb ({_one_line(err)}; raise the limit "
                          "with --max-pixels N, or max_pixels=N in Python)") from None
     except UnidentifiedImageError:
