@@ -193,5 +193,12 @@ def test_a_task_with_several_levels_takes_named_cases(tmp_path):
     # the blend at each corner is that corner's target
     for k, name in enumerate(["degraded", "deblurred", "denoised", "restored"]):
         assert case["psnr_blend"][k] == pytest.approx(case[f"psnr_{name}"][k])
+    # the task's measures in every row, and each knob's effect on each metric
+    assert {"residual_noise", "edge_sharpness"} <= set(case)
+    effects = res["datasets"]["imgs"]["cases"]["noise=15,blur=1"]["effects"]
+    assert set(effects) == {"denoise", "deblur"}
+    assert effects["denoise"]["psnr_blend"] == pytest.approx(
+        (case["psnr_blend"][2] - case["psnr_blend"][0] + case["psnr_blend"][3] - case["psnr_blend"][1]) / 2)
+    assert "Knob effects" in (out / "results.md").read_text()
     assert len(list(out.glob("knobs_*.png"))) == 2
     assert main(["eval", "--model", str(path), "--data", str(images), "--levels", "noise=15;;", "--out", str(out)]) == 2

@@ -320,3 +320,22 @@ def test_every_named_recipe_has_a_docstring_for_train_list():
 
     for name, fn in RECIPES.items():
         assert (fn.__doc__ or "").strip(), f"{name} has no docstring: tunableconv train --list fails"
+
+
+# ------------------------------------------------------------------ the independence measures
+def test_output_measures_see_noise_and_blur_apart():
+    """residual_noise sees noise and not blur; edge_sharpness sees blur and hardly noise."""
+    task = _task()
+    clean = _step_image(64, 64)
+    s = _case(task, clean, 0.0, 0.0)
+    base = task.output_measures(clean, s)
+    assert base["residual_noise"] == pytest.approx(0.0, abs=1e-6) and base["edge_sharpness"] == pytest.approx(1.0)
+    noisy = clean + 10 / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    n = task.output_measures(noisy, s)
+    blurred = gaussian_blur(clean, 2.0, size=21, padding="replicate")
+    b = task.output_measures(blurred, s)
+    assert 5 < n["residual_noise"] < 12  # noise of std 10 (a high-pass keeps most of it, grey averages 3 channels)
+    assert b["residual_noise"] < 0.5  # blur adds no noise on flat parts
+    assert b["edge_sharpness"] < 0.6 and abs(n["edge_sharpness"] - 1) < 0.3
+    flat = torch.full((3, 16, 16), 0.5)
+    assert task.output_measures(flat, _case(task, flat, 0, 0)) == {"residual_noise": 0.0}  # no edges: no sharpness

@@ -20,6 +20,10 @@ Protocol (recorded under ``results["conventions"]``):
   requested ``metrics`` (``psnr``, ``ssim``, ``lpips``, ``dists``, ``niqe``); against each objective's
   target PSNR (``psnr_<objective>``); against the blended target Σ c_i t_i where the task
   defines one (``psnr_blend``, and ``lpips_blend`` when LPIPS is requested).
+- **Task measures**: whatever the task's :meth:`~tunableconv.tasks.Task.output_measures` adds
+  per output (e.g. residual noise and edge sharpness for joint deblurring and denoising).
+- **Knob effects** (the cube): per knob and metric, the mean over the grid of the metric with
+  the knob at 1 minus at 0 with the other knobs the same (:func:`knob_effects`).
 - **Evenness** along each 1-D line of the grid — the slider; on the cube each knob's axis
   with the other knobs at their defaults; on a simplex of 3+ knobs each edge — per image
   max_s |d(s) − s| with d(s) = ‖o_s − o_0‖ / ‖o_1 − o_0‖, averaged over images.
@@ -391,7 +395,7 @@ def evaluate(
                         a = acc.setdefault((label, case.label, role), {})
                         for k, (o, p) in enumerate(zip(outs, runner.p)):
                             blend = task if k in runner.matched else blend_task  # matched: the blend at the task's p
-                            row = _metrics(M, o, sample, batched, blend, p, objectives, metric_names)
+                            row = _metrics(M, o, sample, batched, blend, p, objectives, metric_names, task)
                             for key, v in row.items():
                                 a.setdefault(key, [[] for _ in outs])[k].append(v)
                         if role == "model":
@@ -416,7 +420,9 @@ def evaluate(
                 if main_ref_index is not None or not main.space.num_params:
                     k0 = main_ref_index if main_ref_index is not None else 0
                     g_ = {k: mdl[k][k0] - r[k] for k in r if k in mdl and mdl[k][k0] is not None}
-            entry["cases"][case.label] = {"levels": case.levels, "model": mdl, "evenness": even, "reference": r, "gap": g_}
+            effects = knob_effects(main.space, main.p[:n_grid], {k: v[:n_grid] for k, v in mdl.items()})
+            entry["cases"][case.label] = {"levels": case.levels, "model": mdl, "evenness": even, "effects": effects,
+                                          "reference": r, "gap": g_}
         out_sets[label] = entry
 
     return {
@@ -450,9 +456,12 @@ def _batched(sample):
                   {k: v.unsqueeze(0) for k, v in sample.targets.items()}, sample.condition.unsqueeze(0))
 
 
-def _metrics(M, o: Tensor, sample, batched, task, p: Tensor | None, objectives: list[str], names: list[str]) -> dict[str, float]:
+def _metrics(M, o: Tensor, sample, batched, task, p: Tensor | None, objectives: list[str], names: list[str],
+             measures=None) -> dict[str, float]:
     clean = sample.clean
     row: dict[str, float] = {}
+    if measures is not None:
+        row.update(measures.output_measures(o, sample))
     if "psnr" in names:
         row["psnr"] = float(M.psnr(o, clean))
     if "ssim" in names:
@@ -474,6 +483,27 @@ def _metrics(M, o: Tensor, sample, batched, task, p: Tensor | None, objectives: 
             if "lpips" in names:
                 row["lpips_blend"] = float(M.lpips(o, blend[0].clamp(0, 1)))
     return row
+
+
+def knob_effects(space: KnobSpace, ps: Sequence[Tensor | None], metrics: dict[str, list]) -> dict[str, dict[str, float]]:
+    """On the cube: for each knob and metric, the mean over the grid of (metric with the knob at 1)
+    minus (the knob at 0, every other knob the same): how much each knob moves each property.
+    Independent knobs move different properties. Empty for other knob spaces."""
+    if space.domain != "cube" or not ps or any(p is None for p in ps):
+        return {}
+    P = torch.stack(list(ps))
+    out: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(space.names):
+        others = [j for j in range(P.shape[1]) if j != i]
+        pairs = [(a, b) for a in range(len(P)) for b in range(len(P))
+                 if float(P[a, i]) == 0.0 and float(P[b, i]) == 1.0 and torch.equal(P[a, others], P[b, others])]
+        if not pairs:
+            continue
+        for key, vals in metrics.items():
+            diffs = [vals[b] - vals[a] for a, b in pairs if vals[a] is not None and vals[b] is not None]
+            if diffs:
+                out.setdefault(name, {})[key] = float(sum(diffs) / len(diffs))
+    return out
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -528,6 +558,13 @@ def results_markdown(res: dict[str, Any]) -> str:
             lines.append("")
             if c["evenness"]:
                 lines.append("Evenness error (0 = even): " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in c["evenness"].items()))
+                lines.append("")
+            if c.get("effects"):
+                metrics = list(next(iter(c["effects"].values())))
+                lines += ["Knob effects (the metric with the knob at 1 minus at 0, the other knobs the same; mean over the grid):",
+                          "", "| knob | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+                lines += [f"| {knob} | " + " | ".join(_fmt(e.get(k), sign=True) for k in metrics) + " |"
+                          for knob, e in c["effects"].items()]
                 lines.append("")
             if c["gap"]:
                 lines.append("Gap to the reference (model at the fidelity end minus reference): "

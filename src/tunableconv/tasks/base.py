@@ -403,6 +403,12 @@ class Task(abc.ABC):
         condition's entries: the degradation it assumes). Tasks without a condition refuse."""
         raise InputError(f"the {self.name} task has no degradation condition for a model to be conditioned on")
 
+    def output_measures(self, output: Tensor, sample: Sample) -> dict[str, float]:
+        """Task-specific measures of one output ``(C, H, W)`` of ``sample`` (unbatched), added
+        to every row of the evaluation (e.g. the residual noise and the edge sharpness of joint
+        deblurring and denoising, for the knobs' independence). None by default."""
+        return {}
+
     def matched_condition(self, p: Tensor, condition: Tensor) -> Tensor | None:
         """The levels to tell a model conditioned on the degradation so that it does what a
         p-driven model does at ``p`` (``(P,)``), given a sample's true levels ``condition``

@@ -106,6 +106,12 @@ MAX_NOISE = 50.0
 EVAL_NOISE = (0.0, 15.0, 50.0)
 EVAL_BLUR = (0.0, 1.0, 2.0, 4.0)
 
+#: the gradient magnitude (per pixel, [0, 1] images) below which the smoothed clean image is flat,
+#: and the share of the clean image's strongest gradients that count as edges (output_measures)
+FLAT_GRADIENT = 0.01
+FLAT_SCALE = 3.0
+EDGE_FRACTION = 0.1
+
 #: the per-objective distances of ``task.loss``
 DISTANCES = ("l1", "l2", "mse", "charbonnier")
 
@@ -419,6 +425,48 @@ class DeblurDenoiseTask(Task):
         ts = [sample.targets[n] for n in CORNERS]
         shape = (-1, *([1] * (ts[0].dim() - 1)))
         return sum(a[:, k].reshape(shape).to(ts[0].dtype) * t for k, t in enumerate(ts))
+
+    def output_measures(self, output: Tensor, sample: Sample) -> dict[str, float]:
+        r"""The two properties the knobs should move independently, on the grey image (channel mean):
+
+        - ``residual_noise``: the noise left, 255 · std of the high-pass ``o − G_1 ∗ o`` over
+          the *flat* pixels of the clean image (gradient magnitude ``|∇(G_3 ∗ x)| <``
+          :data:`FLAT_GRADIENT`: at least ~6 px from any edge, so a blurred edge is not counted as
+          noise); the clean image's own value there is subtracted in quadrature
+          (0 when the output is as smooth as the clean image there);
+        - ``edge_sharpness``: mean ``|∇o|`` over the clean image's *edge* pixels (the top
+          :data:`EDGE_FRACTION` of ``|∇x|``) divided by the clean image's mean there: 1 = as sharp
+          as the ground truth, below 1 blurred, above 1 sharpened.
+
+        ``∇`` is the central difference. Moving ``denoise`` should change the first and leave
+        the second, ``deblur`` the reverse. None (missing) where the image has under 64 flat
+        or edge pixels."""
+        from ..data.degradations import gaussian_blur
+
+        def grey(x: Tensor) -> Tensor:
+            return x.float().mean(dim=0, keepdim=True)
+
+        def grad(x: Tensor) -> Tensor:  # (1, H, W) -> (H-2, W-2)
+            gx = (x[0, 1:-1, 2:] - x[0, 1:-1, :-2]) / 2
+            gy = (x[0, 2:, 1:-1] - x[0, :-2, 1:-1]) / 2
+            return torch.sqrt(gx * gx + gy * gy)
+
+        o, x = grey(output), grey(sample.clean)
+        smooth = grad(gaussian_blur(x, FLAT_SCALE, size=2 * math.ceil(3 * FLAT_SCALE) + 1, padding="replicate"))
+        flat = smooth < FLAT_GRADIENT
+        gx = grad(x)
+        edges = gx >= torch.quantile(gx.flatten(), 1 - EDGE_FRACTION)
+        edges &= gx > FLAT_GRADIENT
+        out: dict[str, float] = {}
+        if int(flat.sum()) >= 64:
+            def hp(z: Tensor) -> Tensor:
+                return (z - gaussian_blur(z, 1.0, size=7, padding="replicate"))[0, 1:-1, 1:-1][flat]
+
+            var = float(hp(o).var()) - float(hp(x).var())
+            out["residual_noise"] = 255.0 * math.sqrt(max(var, 0.0))
+        if int(edges.sum()) >= 64:
+            out["edge_sharpness"] = float(grad(o)[edges].mean() / gx[edges].mean())
+        return out
 
     def model_info(self) -> dict[str, Any]:
         t = self.cfg
