@@ -392,7 +392,7 @@ def test_sweep_on_each_domain(files, tmp_path, capsys):
                         "-o", grid)
     assert rc == 0 and "3x3 grid" in out, err
     with Image.open(grid) as im:
-        assert im.width == 3 * 28 + 2 * 4 and im.height > 3 * 24
+        assert im.width > 3 * 28 + 2 * 4 and im.height > 3 * 24  # the panels plus a column of row labels
 
     from tunableconv.sweep import grid_params, sweep_labels, sweep_params
 

@@ -325,7 +325,8 @@ def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | N
 
 def make_grid(images: Sequence[Sequence[Tensor | Image.Image]], row_labels: Sequence[str],
               column_labels: Sequence[str], gap: int = 4) -> Image.Image:
-    """Panels in rows and columns; each panel labelled ``"ROW, COLUMN"`` in a band above it.
+    """Panels in rows and columns, the column labels in a band above the first row and the row
+    labels in a column left of the panels (a knob's value per axis: readable at any panel size).
 
     Args:
         images: ``[row][column]`` tensors ``(3, H, W)`` in [0, 1] or PIL images, all rows of
@@ -342,17 +343,26 @@ def make_grid(images: Sequence[Sequence[Tensor | Image.Image]], row_labels: Sequ
                          f"{len(images)}x{len(images[0])} grid")
     if gap < 0:
         raise InputError(f"gap must be >= 0, got {gap}")
-    flat = [im for row in images for im in row]
-    labels = [f"{r}, {c}" for r in row_labels for c in column_labels]
-    panels = _labelled(flat, labels)
-    cols = len(images[0])
-    cell_w = max(p.width for p in panels)
-    cell_h = max(p.height for p in panels)
-    rows = len(images)
-    grid = Image.new("RGB", (cols * cell_w + gap * (cols - 1), rows * cell_h + gap * (rows - 1)), LABEL_BACKGROUND)
-    for k, panel in enumerate(panels):
-        r, c = divmod(k, cols)
-        grid.paste(panel, (c * (cell_w + gap), r * (cell_h + gap)))
+    panels = [[to_pil(im) for im in row] for row in images]
+    cell_w = max(p.width for row in panels for p in row)
+    cell_h = max(p.height for row in panels for p in row)
+    font = _font(max(cell_w, 160))
+    band = _label_height(font)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = int(max(measure.textlength(t, font=font) for t in row_labels)) + 8
+    head_w = max(cell_w, int(max(measure.textlength(t, font=font) for t in column_labels)) + 4)
+    rows, cols = len(panels), len(panels[0])
+    grid = Image.new("RGB", (left + cols * head_w + gap * (cols - 1), band + rows * cell_h + gap * (rows - 1)),
+                     LABEL_BACKGROUND)
+    draw = ImageDraw.Draw(grid)
+    for c, text in enumerate(column_labels):
+        x0 = left + c * (head_w + gap)
+        draw.text((x0 + (head_w - draw.textlength(text, font=font)) / 2, 3), text, fill=LABEL_COLOUR, font=font)
+    for r, text in enumerate(row_labels):
+        y0 = band + r * (cell_h + gap)
+        draw.text((2, y0 + cell_h / 2 - band / 2), text, fill=LABEL_COLOUR, font=font)
+        for c, panel in enumerate(panels[r]):
+            grid.paste(panel, (left + c * (head_w + gap) + (head_w - panel.width) // 2, y0))
     return grid
 
 
