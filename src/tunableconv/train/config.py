@@ -280,6 +280,8 @@ DEFAULT_TASK = "denoise"
 
 def task_section_class(name: Any) -> type[TaskSection]:
     """The section dataclass of task ``name`` (``TASKS[name].section_class``)."""
+    if not isinstance(name, str):
+        raise InputError(f"task.name must be a task name ({', '.join(TASKS)}), got {json.dumps(name, default=str)[:60]}")
     if name not in TASKS:
         raise InputError(f"unknown task {name!r} in recipe section 'task'; known: {', '.join(TASKS)}")
     return TASKS[name].section_class
