@@ -16,6 +16,9 @@ from tunableconv.models import load_model, save_model
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "tunableconv" / "zoo"
 
+#: the info entries that are not the task's facts (those the task's model_info wrote)
+NOT_TASK_FACTS = ("task", "recipe", "training", "name", "calibration", "knob_space")
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,7 +33,7 @@ def main() -> int:
     meta = dict(info.info)
     meta["name"] = args.name
     dst = ZOO / f"{args.name}.safetensors"
-    save_model(model, dst, knobs=info.knobs, info=meta)
+    save_model(model, dst, knobs=info.knobs, info=meta, knob_space=info.space)
     tr = meta.get("training", {})
     rc = meta.get("recipe", {})
     n_params = sum(p.numel() for p in model.parameters())
@@ -39,8 +42,9 @@ def main() -> int:
         "",
         f"- architecture: `{info.architecture}` {json.dumps(info.arguments)}",
         f"- parameters: {n_params:,}; file: {dst.stat().st_size / 1e6:.2f} MB",
-        f"- knobs: " + (", ".join(f"`{k['name']}` ({k['description']})" for k in info.knobs) or "none (fixed network)"),
-        f"- task: {meta.get('task')}; {json.dumps({k: v for k, v in meta.items() if k in ('beta', 'sigma_range', 'strength')})}",
+        f"- knobs: " + (", ".join(f"`{k['name']}` ({k['description']})" for k in info.knobs) or "none (fixed network)")
+        + (f"; domain {info.space.domain}, default p = {tuple(info.space.default)}" if info.knobs else ""),
+        f"- task: {meta.get('task')}; {json.dumps({k: v for k, v in meta.items() if k not in NOT_TASK_FACTS})}",
         f"- recipe: `{rc.get('name')}` — data `{rc.get('data', {}).get('train')}`, patch {rc.get('data', {}).get('patch_size')}, "
         f"batch {rc.get('train', {}).get('batch_size')}, lr {rc.get('train', {}).get('lr')} ({rc.get('train', {}).get('schedule')}), "
         f"seed {rc.get('train', {}).get('seed')}",
@@ -49,7 +53,7 @@ def main() -> int:
         f"- reproduce: `tunableconv train --recipe {rc.get('name')} --steps {tr.get('steps')} --out runs/{rc.get('name')}` then "
         f"`python scripts/ship_model.py runs/{rc.get('name')} {args.name}`",
         f"- final validation ({rc.get('data', {}).get('val')}, first {rc.get('data', {}).get('val_images')} images, "
-        f"centre {rc.get('data', {}).get('val_crop')} px, sigma {rc.get('task', {}).get('val_sigma')}): `{json.dumps(tr.get('val'))}`",
+        f"centre {rc.get('data', {}).get('val_crop')} px): `{json.dumps(tr.get('val'))}`",
     ]
     if args.note:
         lines.append(f"- note: {args.note}")
