@@ -116,6 +116,8 @@ ROWS = [
     ("knobs", "wrong knob count", "restore {img} {out}/old.png --model {model} --p 0.5", "this model has 2 knobs"),
     ("knobs", "value outside [0, 1]", "restore {img} {out}/old.png --model {model} --p 1.5,0", "[0, 1]"),
     ("knobs", "NaN value", "restore {img} {out}/old.png --model {model} --p nan,0.5", "NaN"),
+    ("knobs", "not numbers", "restore {img} {out}/old.png --model {model} --p a,b",
+     "error: --p must be comma-separated numbers, got 'a,b'"),
     ("knobs", "unknown knob", "restore {img} {out}/old.png --model {model} --knob fidelty=1 "
      "--knob noise_preservation=0", "unknown knob 'fidelty'"),
     ("knobs", "strength out of range", "restore {img} {out}/old.png --model {model} --strength 2", "--strength must be in [0, 1]"),

@@ -136,8 +136,9 @@ def knob_values(
     if knobs:
         return restorer.params(knobs=parse_knobs(knobs), calibrated=not raw)
     if p is not None:
+        values = parse_values(p, "--p")
         try:
-            return restorer.params(p=parse_values(p, "--p"))
+            return restorer.params(p=values)
         except InvalidParamsError as exc:
             raise InvalidParamsError(f"--p {p}: {exc}") from None
     if slider is not None:
