@@ -337,8 +337,9 @@ def evaluate(
         raise InputError(f"max images must be at least 1, got {max_images}")
     if crop is not None and int(crop) < 32:
         raise InputError(f"crop must be at least 32 pixels, got {crop}")
-    if tile is not None and int(tile) < 16:
-        raise InputError(f"tile must be at least 16 pixels, got {tile}")
+    from .tiling import check_tile
+
+    tile = check_tile(tile, overlap_option=None)  # None or 0: no tiling (the one meaning, tiling.check_tile)
     sets = {}
     for spec in names:
         ds = ImageFolderEval(spec, max_images=max_images, crop=crop, cache=False, data_root=data_root)

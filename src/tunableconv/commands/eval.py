@@ -21,6 +21,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 import shlex
 
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(
         args.model, args.data, levels=levels, grid=grid, metrics=args.metrics, reference=args.compare, seed=args.seed,
         max_images=args.max_images, crop=args.crop, raw=args.raw, data_root=args.data_root, device=args.device,
-        tile=tile, progress=not args.no_progress, command=command_line(args),
+        tile=tile, progress=not args.no_progress and sys.stderr.isatty(), command=command_line(args),
     )
     paths = write_report(results, args.out, plot=not args.no_plot)
     md = results_markdown(results)
