@@ -14,7 +14,7 @@ kernel, the largest blur level). Per output:
 - ``psnr``: to the clean image.
 
 Writes ``extremes.json``, ``extremes.md`` and one picture per input kind
-(``extremes_<case>.png``: the degraded input, the outputs at the grid corners and centre, and
+(``extremes_<case>.jpg``: the degraded input, the outputs at the grid corners and centre, and
 the clean image) for the first image::
 
     python scripts/deblur_denoise_extremes.py --model runs/deblur-denoise-small/model.safetensors \\
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     acc["psnr"] = sum(acc["psnr"]) / len(acc["psnr"])
             results[case["name"]] = {"input_saturated": max(input_sat), "models": per_model}
             tag = "".join(ch if ch.isalnum() else "_" for ch in case["name"])
-            make_strip(pictures, labels).save(out / f"extremes_{tag}.png")
+            make_strip(pictures, labels).save(out / f"extremes_{tag}.jpg", quality=90)  # photos: JPEG keeps them small
             print(f"{case['name']}: done", file=sys.stderr)
         summary = {"command": "python scripts/deblur_denoise_extremes.py " + " ".join(argv or sys.argv[1:]),
                    "models": {n: display_path(r.info.path) for n, r in models.items()}, "data": args.data,

@@ -20,6 +20,18 @@ ZOO = Path(__file__).resolve().parents[1] / "src" / "tunableconv" / "zoo"
 NOT_TASK_FACTS = ("task", "recipe", "training", "name", "calibration", "knob_space")
 
 
+def reproduce(rc: dict, tr: dict, args) -> str:
+    """The commands that train the model again: ``tunableconv train`` of its recipe, or, for a
+    ``compare`` run (recipe ``compare-METHOD``), the ``compare`` call that trained it."""
+    name = str(rc.get("name"))
+    if name.startswith("compare-"):
+        method, task = name[len("compare-"):], rc.get("task", {}).get("name")
+        return (f"`tunableconv compare --task {task} --budget small --out OUT --methods {method} --train-only` then "
+                f"`python scripts/ship_model.py OUT/models/{method}.safetensors {args.name}`")
+    return (f"`tunableconv train --recipe {name} --steps {tr.get('steps')} --out runs/{name}` then "
+            f"`python scripts/ship_model.py runs/{name} {args.name}`")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a run folder (its model.safetensors) or a model file")
@@ -50,8 +62,7 @@ def main() -> int:
         f"seed {rc.get('train', {}).get('seed')}",
         f"- training: {tr.get('steps')} steps, {tr.get('train_wall_seconds')} s wall time, {tr.get('processes')} process(es) x "
         f"{tr.get('threads')} thread(s), CPU",
-        f"- reproduce: `tunableconv train --recipe {rc.get('name')} --steps {tr.get('steps')} --out runs/{rc.get('name')}` then "
-        f"`python scripts/ship_model.py runs/{rc.get('name')} {args.name}`",
+        f"- reproduce: {reproduce(rc, tr, args)}",
         f"- final validation ({rc.get('data', {}).get('val')}, first {rc.get('data', {}).get('val_images')} images, "
         f"centre {rc.get('data', {}).get('val_crop')} px): `{json.dumps(tr.get('val'))}`",
     ]

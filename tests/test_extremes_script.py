@@ -38,4 +38,4 @@ def test_extremes_script_on_a_tiny_model(tmp_path):
     assert len(res["cases"]) == 3 + 8  # sigma_n 70, sigma_b 5 (alone and with noise), the 8 Levin kernels
     per = res["cases"]["noise=70"]["models"]["dd"]
     assert len(per) == 9 and all(v["nan"] == 0 for v in per.values())
-    assert len(list(out.glob("extremes_*.png"))) == 11 and "| noise=70 | the input |" in (out / "extremes.md").read_text()
+    assert len(list(out.glob("extremes_*.jpg"))) == 11 and "| noise=70 | the input |" in (out / "extremes.md").read_text()

@@ -92,3 +92,29 @@ def test_shipped_format_1_files_migrate_to_a_knob_space(tmp_path):
     for s in (0.0, 0.3, 1.0):
         assert torch.equal(r(x, r.params(strength=s)), copy(x, copy.params(strength=s)))
     assert Restorer.load("denoise-fixed").space.num_params == 0
+
+
+@pytest.mark.skipif("deblur-denoise" not in SHIPPED, reason="no shipped deblur-denoise model")
+def test_shipped_deblur_denoise_knobs_move_their_own_property():
+    """The shipped two-knob model (issue 17): a cube with knobs denoise and deblur, the fixed twin
+    of the same size; on a bundled photo with noise and blur, raising `denoise` lowers the residual
+    noise, raising `deblur` raises the edge sharpness, each monotonically (measures of
+    tasks/deblur_denoise.py: output_measures)."""
+    from tunableconv.tasks import build_task
+    from tunableconv.tasks.base import EvalCase
+    from tunableconv.train import get_recipe
+
+    r, fixed = Restorer.load("deblur-denoise"), Restorer.load("deblur-denoise-fixed")
+    assert r.space.domain == "cube" and r.space.names == ["denoise", "deblur"] and list(r.space.default) == [1.0, 1.0]
+    assert fixed.num_params == 0 and fixed.info.arguments["channels"] == r.info.arguments["channels"]
+    stored = r.info.info["recipe"]
+    assert stored["name"] == "deblur-denoise-small" and stored["task"] == get_recipe("deblur-denoise-small").to_dict()["task"]
+    task = build_task(get_recipe("deblur-denoise-small"))
+    clean = center_crop(bundled_sample_image(), 128, 128)
+    s = task.degrade_case(clean, EvalCase("x", {"noise": 25.0, "blur": 1.5}), torch.Generator().manual_seed(0))
+    values = [0.0, 0.5, 1.0]
+    noise = [task.output_measures(r(s.input, torch.tensor([v, 1.0])), s)["residual_noise"] for v in values]
+    sharp = [task.output_measures(r(s.input, torch.tensor([1.0, v])), s)["edge_sharpness"] for v in values]
+    # residual noise is clipped at 0 (as smooth as the clean image's flat parts or smoother)
+    assert all(a >= b for a, b in zip(noise, noise[1:])) and noise[0] > noise[-1] + 3, noise
+    assert all(a < b for a, b in zip(sharp, sharp[1:])), sharp
