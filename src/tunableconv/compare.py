@@ -179,9 +179,10 @@ def setting_labels(res: dict[str, Any]) -> list[str]:
     knobs = res["model"]["knob_space"]["knobs"]
     if knobs == []:
         return ["fixed"]
-    if len(knobs) == 1:  # one knob: name=value (settings matched to the task's knobs keep their labels)
+    own_names = len(knobs) == 1 or res["model"].get("conditioned_on") == "condition"
+    if own_names:  # a conditioned model's own knobs (or one knob) by name, so they never read as the task's p
         return [_setting_label(s, res["model"]["slider"]) if s.get("true_levels") or s.get("matched") or s["p"] is None
-                else f"{knobs[0]['name']}={s['p'][0]:g}" for s in res["settings"]]
+                else ",".join(f"{k['name']}={v:g}" for k, v in zip(knobs, s["p"])) for s in res["settings"]]
     return [_setting_label(s, res["model"]["slider"]) for s in res["settings"]]
 
 
@@ -262,14 +263,18 @@ def _fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
-def cell_keys(objectives: Sequence[str], metrics: dict[str, list]) -> tuple[str, str | None]:
-    """What a table cell shows: PSNR to the ground truth and, second, PSNR to the last objective's
-    target (the paper's Table 1: the noise-preservation target) when there is one besides the
-    ground truth, else to the blended target."""
+def cell_keys(objectives: Sequence[str], metrics: dict[str, list], slider: bool = True) -> tuple[str, str | None]:
+    """What a table cell shows: PSNR to the ground truth and, second, for a slider PSNR to the last
+    objective's target (the paper's Table 1: the noise-preservation target), else (the cube, a
+    simplex of 3+) PSNR to the blended target, what the knobs promise at p."""
     other = f"psnr_{objectives[-1]}" if len(objectives) > 1 else None
-    if other in metrics:
+    if slider and other in metrics:
         return "psnr", other
     return "psnr", ("psnr_blend" if "psnr_blend" in metrics else None)
+
+
+def _is_slider(row: dict[str, Any]) -> bool:
+    return any("=" in lab for lab in row["labels"])
 
 
 def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: dict[str, Any], params: dict[str, int],
@@ -284,8 +289,8 @@ def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: di
     head_row = table.get(ours, first)
     cols = [lab for lab in head_row["labels"] if lab not in ("fixed", "true levels")]
     some = head_row["datasets"][datasets[0]]["metrics"]
-    k1, k2 = cell_keys(objectives, some)
-    what = "PSNR (dB) to the ground truth" + (f" / to the {k2[5:]} target" if k2 else "")
+    k1, k2 = cell_keys(objectives, some, _is_slider(head_row))
+    what = "PSNR (dB) to the ground truth" + (f" / to the {'blended' if k2 == 'psnr_blend' else k2[5:]} target" if k2 else "")
     lines = [f"# {task}: every method on the same work", "",
              f"All methods: same backbone size, data, objectives, seed and {steps} gradient steps; raw knobs; "
              f"metrics averaged over the task's evaluation cases. Cells: {what}.", ""]
@@ -317,7 +322,7 @@ def table_markdown(table: dict[str, Any], *, objectives: Sequence[str], cost: di
                       "| " + " | ".join(_fmt(m[k1][i]) + (f" / {_fmt(m[k2][i])}" if k2 and k2 in m else "")
                                         for i in own) + " |", ""]
         quality = [(method, row) for method, row in table.items() if "psnr_blend" in row["datasets"][ds]["metrics"]]
-        if quality and k2 != "psnr_blend":
+        if quality:
             has_lpips = all("lpips_blend" in row["datasets"][ds]["metrics"] for _, row in quality)
             lines += ["Knob quality: PSNR (dB) to the blended target (what the knob promises at p)"
                       + (" / LPIPS to it" if has_lpips else "") + ":", "",
@@ -369,7 +374,7 @@ def plot_table(table: dict[str, Any], path: Path, *, objectives: Sequence[str], 
     for ax, ds in zip(axes[0], datasets):
         for i, (method, row) in enumerate(table.items()):
             m = row["datasets"][ds]["metrics"]
-            k1, k2 = cell_keys(objectives, m)
+            k1, k2 = cell_keys(objectives, m, _is_slider(head_row))
             color = f"C{i}"
             if row["labels"] == ["fixed"] or row["conditioned"]:
                 tag = " (true levels)" if row["conditioned"] else ""
@@ -380,7 +385,8 @@ def plot_table(table: dict[str, Any], path: Path, *, objectives: Sequence[str], 
             idx = [row["labels"].index(cols[j]) for j in xs]
             ax.plot(xs, [m[k1][k] for k in idx], "-o", color=color, label=f"{method} vs GT")
             if k2:
-                ax.plot(xs, [m[k2][k] for k in idx], ":s", color=color, label=f"{method} vs {k2[5:]} target")
+                ax.plot(xs, [m[k2][k] for k in idx], ":s", color=color,
+                        label=f"{method} vs {'blended' if k2 == 'psnr_blend' else k2[5:]} target")
         ax.set_xticks(range(len(cols)), cols, rotation=30 if len(cols) > 5 else 0, fontsize=8)
         ax.set_title(f"{ds} (mean over the evaluation cases)")
         ax.set_ylabel("PSNR (dB)")

@@ -165,8 +165,13 @@ def run(args: argparse.Namespace) -> int:
         if restorer.num_params == 0:
             imgs, panel_labels = [restorer(sample.input, None)], ["fixed"]
         else:
-            ps = sweep_params(restorer, grid, calibrated=False)
-            imgs, panel_labels = [restorer(sample.input, p) for p in ps], sweep_labels(restorer, grid, calibrated=False)
+            if restorer.space.main_slider is not None:
+                ps = sweep_params(restorer, grid, calibrated=False)
+                panel_labels = sweep_labels(restorer, grid, calibrated=False)
+            else:  # no slider (the cube, a simplex of 3+): every setting of the knob grid
+                ps = list(restorer.space.grid(grid))
+                panel_labels = ["(" + ", ".join(f"{float(v):g}" for v in p) + ")" for p in ps]
+            imgs = [restorer(sample.input, p) for p in ps]
             if C.summarise(results[m])["conditioned"]:
                 imgs, panel_labels = [*imgs, restorer(sample.input, sample.condition)], [*panel_labels, "true levels"]
         make_strip([sample.input.clamp(0, 1), *imgs], [f"{m}: input ({cases[len(cases) // 2].label})", *panel_labels]
