@@ -118,3 +118,38 @@ def test_shipped_deblur_denoise_knobs_move_their_own_property():
     # residual noise is clipped at 0 (as smooth as the clean image's flat parts or smoother)
     assert all(a >= b for a, b in zip(noise, noise[1:])) and noise[0] > noise[-1] + 3, noise
     assert all(a < b for a, b in zip(sharp, sharp[1:])), sharp
+
+
+@pytest.mark.skipif("deblur-denoise" not in SHIPPED, reason="no shipped deblur-denoise model")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_app_restores_with_the_two_knobs_of_deblur_denoise():
+    """The web app's API lists deblur-denoise with two independent sliders and restores with both
+    knobs set by name; a wrong knob name is a 422 naming the knobs (issue 17)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from tunableconv.app.server import AppConfig, create_app
+
+    app = create_app(AppConfig(models=[], include_zoo=True, preview_size=64))
+    with TestClient(app) as client:
+        by_name = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+        m = by_name["deblur-denoise"]
+        assert m["domain"] == "cube" and not m["simplex"] and [k["name"] for k in m["knobs"]] == ["denoise", "deblur"]
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(buf, format="PNG")
+        image_id = client.post("/api/images", files={"file": ("a.png", buf.getvalue(), "image/png")}).json()["id"]
+        outs = []
+        for knobs in ({"denoise": 0.6, "deblur": 1.0}, {"denoise": 0.0, "deblur": 1.0}):
+            r = client.post("/api/restore", json={"image_id": image_id, "model": "deblur-denoise", "knobs": knobs})
+            assert r.status_code == 200, r.text
+            outs.append(r.content)
+        assert outs[0] != outs[1]  # the knob changes the output
+        r = client.post("/api/restore", json={"image_id": image_id, "model": "deblur-denoise", "knobs": {"sharpness": 1}})
+        assert r.status_code == 422 and "denoise" in r.json()["detail"]
