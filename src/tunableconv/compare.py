@@ -130,17 +130,11 @@ def cached_evaluation(path: Path, model_file: Path, options: dict[str, Any]) -> 
     protocol's format and under the same ``options`` (:data:`CACHE_KEYS`), else None. Lets
     ``compare`` evaluate one method at a time, in separate processes or sessions, and assemble
     the table at the end."""
-    from .evaluation import FORMAT, _sha256
+    from .evaluate import read_cached_result
+    from .evaluation import FORMAT
 
-    if not path.is_file():
-        return None
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(res, dict) or res.get("format") != FORMAT:
-        return None
-    if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _sha256(str(model_file)):
+    res = read_cached_result(path, model_file)
+    if res is None or res.get("format") != FORMAT:
         return None
     have = res.get("options", {})
     if any(have.get(k) != options.get(k) for k in CACHE_KEYS):

@@ -727,18 +727,30 @@ if __name__ == "__main__":
 PROTOCOL_KEYS = ("dataset_specs", "sigmas", "grid", "seed", "raw", "max_images", "crop")
 
 
-def cached_protocol_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The evaluation stored at ``path`` if it is of the same model file (by SHA-256) under the
-    same settings (``PROTOCOL_KEYS`` of ``settings``), else None. Lets ``scripts/ablation.py`` evaluate one
-    variant at a time, in separate processes or sessions, and assemble the table at the end. A
-    ``model_file`` that no longer exists (its run folder is gone) skips the SHA-256 check."""
+def read_cached_result(path: Path, model_file: Path) -> dict[str, Any] | None:
+    """The JSON result stored at ``path`` if it reads and is of ``model_file`` (by SHA-256; a
+    model file that no longer exists skips the check), else None. Both evaluation protocols'
+    caches (``compare`` and ``scripts/ablation.py``) start here."""
     if not path.is_file():
         return None
     try:
         res = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(res, dict):
+        return None
     if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _file_sha256(str(model_file)):
+        return None
+    return res
+
+
+def cached_protocol_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation stored at ``path`` if it is of the same model file (by SHA-256) under the
+    same settings (``PROTOCOL_KEYS`` of ``settings``), else None. Lets ``scripts/ablation.py`` evaluate one
+    variant at a time, in separate processes or sessions, and assemble the table at the end. A
+    ``model_file`` that no longer exists (its run folder is gone) skips the SHA-256 check."""
+    res = read_cached_result(path, model_file)
+    if res is None:
         return None
     have = res.get("settings", {})
     keys = [k for k in PROTOCOL_KEYS if not (k == "grid" and res["model"].get("tunable") is False)]  # no knob, no grid

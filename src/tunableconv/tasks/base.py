@@ -266,6 +266,20 @@ def conditioned_on(model: nn.Module) -> str:
 # ----------------------------------------------------------------------------------------
 # p sampling
 # ----------------------------------------------------------------------------------------
+def check_sampler_fields(section: Any, where: str, samplers: Sequence[str]) -> None:
+    """The p-sampling fields every task section has (``sampler``, ``vertex_share``,
+    ``edge_share``, ``p_granularity``): one-line :class:`InputError` naming the first bad one."""
+    check_choice(f"{where}.sampler", section.sampler, tuple(samplers))
+    check_number(f"{where}.vertex_share", section.vertex_share, 0.0, 1.0)
+    check_number(f"{where}.edge_share", section.edge_share, 0.0, 1.0)
+    if section.vertex_share + section.edge_share > 1:
+        raise InputError(f"{where}.vertex_share + {where}.edge_share must be <= 1, "
+                         f"got {section.vertex_share} + {section.edge_share}")
+    if not isinstance(section.p_granularity, str):
+        raise InputError(f"{where}.p_granularity must be sample, batch or group:N, got {section.p_granularity!r}")
+    parse_granularity(section.p_granularity)
+
+
 def parse_granularity(value: str) -> int:
     """``task.p_granularity`` -> group size: ``"sample"`` 1, ``"batch"`` 0, ``"group:N"`` N."""
     if value == "sample":

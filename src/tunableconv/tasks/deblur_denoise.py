@@ -79,7 +79,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..knobs import Knob, KnobSpace
-from .base import (EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, check_bool, check_choice, check_int,
+from .base import (check_sampler_fields, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, check_bool, check_choice, check_int,
                    check_number, check_numbers, parse_granularity, target_key)
 
 if TYPE_CHECKING:
@@ -235,15 +235,7 @@ class DeblurDenoiseTaskSection(TaskSection):
         check_choice(f"{where}.loss", self.loss, DISTANCES)
         check_choice(f"{where}.mix", self.mix, ("targets", "losses"))
         check_bool(f"{where}.fidelity_only", self.fidelity_only)
-        check_choice(f"{where}.sampler", self.sampler, ("cube", "mixture"))
-        check_number(f"{where}.vertex_share", self.vertex_share, 0.0, 1.0)
-        check_number(f"{where}.edge_share", self.edge_share, 0.0, 1.0)
-        if self.vertex_share + self.edge_share > 1:
-            raise InputError(f"{where}.vertex_share + {where}.edge_share must be <= 1, "
-                             f"got {self.vertex_share} + {self.edge_share}")
-        if not isinstance(self.p_granularity, str):
-            raise InputError(f"{where}.p_granularity must be sample, batch or group:N, got {self.p_granularity!r}")
-        parse_granularity(self.p_granularity)
+        check_sampler_fields(self, where, ("cube", "mixture"))
         if not (isinstance(self.val_levels, list) and self.val_levels and all(isinstance(v, str) for v in self.val_levels)):
             raise InputError(f"{where}.val_levels must be a non-empty list of 'noise=N,blur=B' strings, "
                              f"got {self.val_levels!r}")

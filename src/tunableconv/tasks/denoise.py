@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..knobs import Knob, KnobSpace, Slider
-from .base import (EvalCase, RunnerFacts, Sample, Task, TaskSection, check_bool, check_choice, check_number, check_numbers,
+from .base import (check_sampler_fields, EvalCase, RunnerFacts, Sample, Task, TaskSection, check_bool, check_choice, check_number, check_numbers,
                    parse_granularity, target_key)
 
 if TYPE_CHECKING:
@@ -100,15 +100,7 @@ class DenoiseTaskSection(TaskSection):
         check_choice(f"{where}.loss", self.loss, DISTANCES)
         check_choice(f"{where}.mix", self.mix, ("losses", "targets"))
         check_bool(f"{where}.fidelity_only", self.fidelity_only)
-        check_choice(f"{where}.sampler", self.sampler, (*SAMPLERS, "mixture"))
-        check_number(f"{where}.vertex_share", self.vertex_share, 0.0, 1.0)
-        check_number(f"{where}.edge_share", self.edge_share, 0.0, 1.0)
-        if self.vertex_share + self.edge_share > 1:
-            raise InputError(f"{where}.vertex_share + {where}.edge_share must be <= 1, "
-                             f"got {self.vertex_share} + {self.edge_share}")
-        if not isinstance(self.p_granularity, str):
-            raise InputError(f"{where}.p_granularity must be sample, batch or group:N, got {self.p_granularity!r}")
-        parse_granularity(self.p_granularity)
+        check_sampler_fields(self, where, (*SAMPLERS, "mixture"))
         check_numbers(f"{where}.val_grid", self.val_grid, 0.0, 1.0, min_length=1)
 
 
