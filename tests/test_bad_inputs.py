@@ -146,7 +146,9 @@ ROWS = [
     ("bounds", "eval --tile below the overlap", "eval --model {model} --data {F}/imgs --tile 20 --out {out}/ev --no-plot",
      "--tile must be larger than the tiles' overlap of 32 pixels, got 20"),
     ("bounds", "--max-pixels negative", "restore {img} {out}/old.png --model {model} --max-pixels -1", "--max-pixels must be >= 0"),
-    ("bounds", "sweep --add-noise 300", "sweep {img} -o {out}/old.png --model {model} --add-noise 300", "--add-noise must be"),
+    ("bounds", "sweep --degrade 300", "sweep {img} -o {out}/old.png --model {model} --degrade 300", "--degrade: a denoising case is one noise sigma in 0..255"),
+    ("bounds", "sweep --degrade two cases", "sweep {img} -o {out}/old.png --model {model} --degrade 15,25", "--degrade takes one case"),
+    ("bounds", "sweep --degrade named levels on denoising", "sweep {img} -o {out}/old.png --model {model} --degrade noise=3", "--degrade: a denoising case is one noise sigma"),
     ("bounds", "sweep --duration 1", "sweep {img} --gif {out}/old.gif --model {model} --duration 1", "--duration must be"),
     # -- calibrate --------------------------------------------------------------------------
     ("calibrate", "-o is the input model", "calibrate {model} -o {model}", "is the input model file"),

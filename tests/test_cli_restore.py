@@ -283,7 +283,7 @@ def test_folder_with_a_bad_file_writes_nothing(files, bad_images, tmp_path, caps
 def test_sweep_strip_and_gif(files, tmp_path, capsys):
     strip, gif = tmp_path / "strip.png", tmp_path / "anim.gif"
     rc, out, err = _cli(capsys, "sweep", files["big"], "--model", files["model"], "--steps", "4", "--crop", "32",
-                        "-o", strip, "--gif", gif, "--add-noise", "25")
+                        "-o", strip, "--gif", gif, "--degrade", "25")
     assert rc == 0, err
     with Image.open(strip) as im:
         assert im.width == 4 * 32 + 3 * 4 and im.height > 32

@@ -1,9 +1,11 @@
 """``tunableconv demo``: the main job in under two minutes.
 
 Takes a natural photo that ships with a dependency (scikit-image's "astronaut"; a seeded
-dead-leaves image when scikit-image is absent), adds Gaussian noise, restores it with the
-shipped tunable denoiser at five strengths, writes the labelled strip (and a GIF) and prints
-the PSNR against the ground truth and against the noise-preservation target for each.
+dead-leaves image when scikit-image is absent), degrades it as the model's task does (the
+model file names its task; by default at the task's middle evaluation case, denoising: noise
+σ 25), restores it with the model at five settings of its first slider (or first knob), writes
+the labelled strip (and a GIF) and prints the PSNR against the ground truth and against what
+the knob promises at each setting (the blended target), where the task defines one.
 
 ``--layers`` runs the small layer demo instead: convert a plain CNN with ``make_tunable``
 (outputs unchanged for every p), train it briefly on two conflicting objectives, and show
@@ -15,19 +17,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InvalidParamsError
 from .restore import parse_values
+
+#: the shipped model the demo runs when none is named
+DEFAULT_MODEL = "denoise"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ap = sub.add_parser("demo", help="denoise a bundled photo at five strengths (the main job)", description=__doc__,
+    ap = sub.add_parser("demo", help="restore a bundled photo at five knob settings (the main job)", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or model file (default: {DEFAULT_MODEL})")
     ap.add_argument("--image", default=None, help="use this photo instead of the bundled one")
-    ap.add_argument("--sigma", type=float, default=25.0, help="noise level on the 0..255 scale (default 25)")
-    ap.add_argument("--strengths", default="0,0.25,0.5,0.75,1", help="strengths to show (default 0,0.25,0.5,0.75,1)")
+    ap.add_argument("--degrade", metavar="LEVELS", default=None,
+                    help="one case of the task's levels (denoising: '25'; deblur_denoise: 'noise=15,blur=2'; "
+                         "default: the task's middle evaluation case)")
+    ap.add_argument("--values", "--strengths", dest="values", default="0,0.25,0.5,0.75,1",
+                    help="slider (or knob) values to show (default 0,0.25,0.5,0.75,1)")
+    ap.add_argument("--knob", default=None,
+                    help="the knob to sweep (default: the model's first slider, else its first knob, the others at 1)")
     ap.add_argument("--crop", type=int, default=256, help="centre crop of the photo in pixels (0: whole image)")
-    ap.add_argument("--out", default="demo_output", help="folder for strip.png, sweep.gif, noisy.png (default demo_output)")
+    ap.add_argument("--out", default="demo_output", help="folder for strip.png, sweep.gif, degraded.png (default demo_output)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layers", action="store_true", help="run the small layer demo instead")
     ap.add_argument("--p", action="append", type=str, default=None, help="(--layers) a setting of the two knobs, e.g. 0.3,0.7")
@@ -42,46 +51,59 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import bundled_sample_image
     from ..data.datasets import center_crop
+    from ..evaluation import task_of
     from ..io import read_image, write_image
     from ..metrics import psnr, quantize_8bit
     from ..restore import Restorer
     from ..sweep import make_gif, make_strip, save_gif, sweep_labels, sweep_params
     from ..zoo import available
+    from .sweep import degradation_case
 
-    if args.model == "denoise" and "denoise" not in available():
-        print("no shipped denoiser in this installation: running the layer demo instead (tunableconv demo --layers)")
+    if args.model == DEFAULT_MODEL and DEFAULT_MODEL not in available():
+        print(f"no shipped {DEFAULT_MODEL} model in this installation: running the layer demo instead (tunableconv demo --layers)")
         return run_layers(args)
-    values = parse_values(args.strengths, "--strengths")
-    if not 0 <= args.sigma <= 255:
-        raise InvalidParamsError(f"--sigma must be in [0, 255], got {args.sigma}")
+    values = parse_values(args.values, "--values")
     restorer = Restorer.load(args.model)
-    if not restorer.has_strength:
-        raise InvalidParamsError(f"model {args.model!r} has no strength slider; the demo needs a denoiser")
+    if args.degrade is not None:
+        task, case = degradation_case(restorer, args.degrade)
+    else:
+        task = task_of(restorer.info)
+        cases = task.evaluation_cases()
+        case = cases[len(cases) // 2]
+    choice = {"knob": args.knob}
+    if args.knob is None and not restorer.space.sliders:
+        choice = {"knob": restorer.space.names[0]}
+    base = [1.0] * restorer.space.num_params if choice["knob"] and restorer.space.domain == "cube" else None
+    params = sweep_params(restorer, values, base=base, **choice)  # validates the values against the knob space
+    labels = sweep_labels(restorer, values, **choice)
     clean = read_image(args.image) if args.image else bundled_sample_image()
     if args.crop:
         clean = center_crop(clean, args.crop, args.crop)
-    g = torch.Generator().manual_seed(args.seed)
-    noisy = clean + (args.sigma / 255.0) * torch.randn(clean.shape, generator=g)
-    beta = float(restorer.info.info.get("beta", 0.9))
-    target = clean + beta * (noisy - clean)
-    params = sweep_params(restorer, values)
-    outputs = [restorer(noisy, p) for p in params]
+    sample = task.degrade_case(clean[None], case, torch.Generator().manual_seed(args.seed))
+    degraded = sample.input[0]
+    outputs = [restorer(degraded, p) for p in params]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    noisy_shown = noisy.clamp(0, 1)
-    strip = make_strip([noisy_shown, *outputs, clean], [f"noisy (sigma {args.sigma:g})", *sweep_labels(restorer, values), "clean"])
+    shown = degraded.clamp(0, 1)
+    if shown.shape[-2:] != clean.shape[-2:]:  # upscaling models: show the input at output size
+        shown = torch.nn.functional.interpolate(shown[None], size=tuple(clean.shape[-2:]), mode="nearest")[0]
+    strip = make_strip([shown, *outputs, clean], [f"degraded ({case.label})", *labels, "clean"])
     strip.save(out / "strip.png")
-    save_gif(make_gif(outputs, sweep_labels(restorer, values)), out / "sweep.gif")
-    write_image(noisy_shown, out / "noisy.png")
+    save_gif(make_gif(outputs, labels), out / "sweep.gif")
+    write_image(degraded.clamp(0, 1), out / "degraded.png")
     name = Path(restorer.info.path).stem
-    print(f"{name}: {restorer.info.architecture}, knobs {', '.join(restorer.info.knob_names)}; "
-          f"photo {tuple(clean.shape[1:])}, noise sigma {args.sigma:g}/255")
-    print(f"{'strength':>8} | {'p':>11} | {'PSNR vs clean':>13} | {'PSNR vs noise target':>20}")
-    print(f"{'noisy':>8} | {'':>11} | {float(psnr(quantize_8bit(noisy_shown), clean)):13.2f} | {'':>20}")
-    for s, p, y in zip(values, params, outputs):
+    print(f"{name}: {restorer.info.architecture}, task {type(task).__name__}, knobs {', '.join(restorer.info.knob_names)}; "
+          f"photo {tuple(clean.shape[1:])}, degraded at {case.label}")
+    print(f"{'setting':>20} | {'p':>15} | {'PSNR vs clean':>13} | {'PSNR vs blended target':>22}")
+    if shown.shape == clean.shape:
+        print(f"{'degraded':>20} | {'':>15} | {float(psnr(quantize_8bit(shown), clean)):13.2f} | {'':>22}")
+    for label, p, y in zip(labels, params, outputs):
         yq = quantize_8bit(y)
-        print(f"{s:8.2f} | {p[0]:.2f},{p[1]:.2f}{'':>2} | {float(psnr(yq, clean)):13.2f} | {float(psnr(yq, target)):20.2f}")
-    print(f"wrote {out / 'strip.png'}, {out / 'sweep.gif'} (noise target: clean + {beta:g}·(noisy − clean))")
+        target = task.blended_target(sample, p) if task.num_params else None
+        vs_target = f"{float(psnr(yq, target[0])):22.2f}" if target is not None else f"{'—':>22}"
+        p_text = ",".join(f"{float(v):.2f}" for v in p)
+        print(f"{label:>20} | {p_text:>15} | {float(psnr(yq, clean)):13.2f} | {vs_target}")
+    print(f"wrote {out / 'strip.png'}, {out / 'sweep.gif'}, {out / 'degraded.png'}")
     return 0
 
 

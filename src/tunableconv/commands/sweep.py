@@ -4,7 +4,8 @@ or over two cube knobs, as an image grid.
 Examples::
 
     tunableconv sweep photo.png --model denoise --steps 5 -o strip.png
-    tunableconv sweep clean.png --model denoise --add-noise 25 --with-input --crop 256 -o strip.png --gif anim.gif
+    tunableconv sweep clean.png --model denoise --degrade 25 --with-input --crop 256 -o strip.png --gif anim.gif
+    tunableconv sweep clean.png --model deblur-denoise --degrade noise=15,blur=2 --grid denoise,deblur -o grid.png
     tunableconv sweep photo.png --model denoise --raw -o raw_strip.png
     tunableconv sweep photo.png --model denoise --slider strength -o strip.png
     tunableconv sweep photo.png --model three_knobs.safetensors --knob k2 --base 0.2,0.3,0 -o strip.png
@@ -20,8 +21,10 @@ What is swept (the model's knob space says what exists: ``tunableconv models``):
 - ``--grid A,B``: knobs A (rows) and B (columns) of a cube model, ``--steps`` values each,
   the other knobs at their defaults; writes one image grid (``-o``, no GIF).
 
-``--add-noise SIGMA`` adds seeded Gaussian noise of SIGMA/255 (no clipping, as in training)
-to the input first: a demonstration of a denoiser on a clean photo. ``--with-input`` puts
+``--degrade LEVELS`` first degrades the input as the model's task does in evaluation, at one
+case of its levels (the model file names its task; denoising: the noise σ, ``25``; joint
+deblurring and denoising: ``noise=15,blur=2``), seeded by ``--seed``: a demonstration on a
+clean photo. ``--with-input`` puts
 the (noisy) input as the first panel. ``--crop SIZE`` takes a centred SIZE x SIZE crop first.
 The strip is ``panels x crop + 4 px gaps`` wide; the GIF goes there and back and loops forever.
 At most 33 steps (11 per axis for a grid).
@@ -50,8 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--knob-index", type=int, metavar="I", help="the knob to sweep, by position")
     ap.add_argument("--base", metavar="V1,V2,...", help="values of the other knobs in a knob sweep (a full p)")
     ap.add_argument("--grid", metavar="A,B", help="sweep two knobs of a cube model as an image grid")
-    ap.add_argument("--add-noise", type=float, metavar="SIGMA", help="add Gaussian noise of SIGMA/255 first (demo)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
+    ap.add_argument("--degrade", metavar="LEVELS",
+                    help="degrade the input first as the model's task does, at one case of its levels "
+                         "(denoising: '25'; deblur_denoise: 'noise=15,blur=2'); a demonstration on a clean photo")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --degrade (default 0)")
     ap.add_argument("--with-input", action="store_true", help="the input as the first panel")
     ap.add_argument("--duration", type=int, default=300, help="GIF frame duration in ms (default 300)")
     ap.add_argument("--tile", type=int, metavar="SIZE", help="process in tiles of SIZE >= 16 pixels (0: no tiling)")
@@ -75,6 +80,24 @@ def _grid_knobs(text: str) -> list[str]:
     if len(names) != 2 or not all(names):
         raise InvalidParamsError(f"--grid expects two knob names A,B, got {text!r}")
     return names
+
+
+def degradation_case(restorer, text: str):
+    """``(task, case)``: the model file's task and the one evaluation case ``text`` names
+    (``--degrade``); a clear error when the file names no task or ``text`` is not one case."""
+    from ..evaluation import parse_levels, task_of
+
+    try:
+        task = task_of(restorer.info)
+    except InputError as exc:
+        raise InputError(f"--degrade: {exc}") from None
+    try:
+        cases = task.evaluation_cases(parse_levels(text, "--degrade"))
+    except InputError as exc:
+        raise InputError(f"--degrade: {exc}" if not str(exc).startswith("--degrade") else str(exc)) from None
+    if len(cases) != 1:
+        raise InputError(f"--degrade takes one case of the task's levels, got {len(cases)} in {text!r}")
+    return task, cases[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the strip and the GIF need different file names")
     if args.crop is not None and args.crop < 1:
         raise InputError(f"--crop must be a positive size in pixels, got {args.crop}")
-    if args.add_noise is not None and not 0 <= args.add_noise <= 255:
-        raise InputError(f"--add-noise must be a sigma in 0..255 (8-bit units), got {args.add_noise:g}")
     if args.duration < 10:
         raise InputError(f"--duration must be at least 10 ms, got {args.duration}")
     tile, overlap = check_tiling(args.tile, args.overlap)
@@ -126,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"input not found: {src}" if problem == "not found" else f"{src} {problem}")
 
     restorer = Restorer.load(args.model, args.device)
+    case = degradation_case(restorer, args.degrade) if args.degrade is not None else None
     if tile:
         restorer.check_tiling(args.force_tiling)
     calibrated = not args.raw
@@ -140,10 +162,10 @@ def run(args: argparse.Namespace) -> int:
     if args.crop:
         image = center_crop(image, args.crop)
     first_label = "input"
-    if args.add_noise:
-        g = torch.Generator().manual_seed(args.seed)
-        image = image + (args.add_noise / 255.0) * torch.randn(image.shape, generator=g)
-        first_label = f"noisy, sigma {args.add_noise:g}"
+    if case is not None:
+        task, case = case
+        image = task.degrade_case(image, case, torch.Generator().manual_seed(args.seed)).input
+        first_label = f"degraded, {case.label}"
 
     if grid_knobs is not None:
         import numpy as np

@@ -167,13 +167,13 @@ class DenoiseTask(Task):
     @staticmethod
     def case(sigma: float) -> EvalCase:
         """The evaluation case of noise level ``sigma`` (0–255)."""
-        if not (isinstance(sigma, (int, float)) and sigma >= 0):
-            raise InputError(f"a noise level must be a number >= 0, got {sigma!r}")
+        if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and 0 <= sigma <= 255):
+            raise InputError(f"a denoising case is one noise sigma in 0..255 (8-bit units), got {sigma!r}")
         return EvalCase(f"sigma={sigma:g}", {"sigma": float(sigma)})
 
     def evaluation_cases(self, levels: Sequence[float] | None = None) -> list[EvalCase]:
         """One case per noise level (default σ = 15, 25, 50)."""
-        return [self.case(float(s)) for s in (EVAL_SIGMAS if levels is None else levels)]
+        return [self.case(s if isinstance(s, str) else float(s)) for s in (EVAL_SIGMAS if levels is None else levels)]
 
     def validation_cases(self) -> list[EvalCase]:
         return [self.case(float(self.cfg.val_sigma))]
