@@ -18,9 +18,13 @@ from pathlib import Path
 
 
 def _label(setting) -> str:
+    if isinstance(setting, dict) and setting.get("true_levels"):
+        return "true levels"
+    if isinstance(setting, dict) and setting.get("matched"):
+        return _label({k: v for k, v in setting.items() if k != "matched"}) + " matched"
     if isinstance(setting, dict):
         for key in ("label", "name", "p"):
-            if key in setting:
+            if setting.get(key) is not None:
                 value = setting[key]
                 return "(" + ", ".join(f"{v:g}" for v in value) + ")" if isinstance(value, list) else str(value)
     if isinstance(setting, list):
