@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..zoo import DEFAULT_MODEL
+from . import add_model_option
 from .restore import parse_values
-
-#: the shipped model the demo runs when none is named
-DEFAULT_MODEL = "denoise"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ap = sub.add_parser("demo", help="restore a bundled photo at five knob settings (the main job)", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped model name or model file (default: {DEFAULT_MODEL})")
+    add_model_option(ap)
     ap.add_argument("--image", default=None, help="use this photo instead of the bundled one")
     ap.add_argument("--degrade", metavar="LEVELS", default=None,
                     help="one case of the task's levels (denoising: '25'; deblur_denoise: 'noise=15,blur=2'; "

@@ -24,11 +24,13 @@ import argparse
 import sys
 import shlex
 
+from . import add_model_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     ap = sub.add_parser("eval", help="evaluate a model on its task's protocol over its knob space",
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
+    add_model_option(ap)
     ap.add_argument("--data", default="cbsd68",
                     help="comma-separated test sets: names under the data root (cbsd68, kodak24, ...) or folders "
                          "(default: cbsd68)")

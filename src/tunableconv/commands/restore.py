@@ -48,6 +48,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from . import add_model_option
 from ..errors import InputError, InvalidParamsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,7 +228,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", metavar="IN", help="an image file or a folder of images")
     ap.add_argument("output", metavar="OUT", help="output image file (its extension sets the format) or folder")
-    ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
+    add_model_option(ap)
     add_knob_options(ap)
     ap.add_argument("--tile", type=int, metavar="SIZE",
                     help="process in tiles of SIZE >= 16 pixels (large images; 0: no tiling, the default)")

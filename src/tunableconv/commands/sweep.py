@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_model_option
 from ..errors import InputError, InvalidParamsError
 
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("input", metavar="IN", help="an image file")
     ap.add_argument("-o", "--output", metavar="STRIP", help="the strip (or grid) image (.png, .jpg, ...)")
     ap.add_argument("--gif", metavar="ANIM.gif", help="also write an animated GIF (there and back, looping)")
-    ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
+    add_model_option(ap)
     ap.add_argument("--steps", type=int, default=5, help="number of values from 0 to 1 (default 5)")
     ap.add_argument("--crop", type=int, metavar="SIZE", help="centred SIZE x SIZE crop of the input first")
     ap.add_argument("--raw", action="store_true", help="sweep uncalibrated values")

@@ -13,6 +13,8 @@ from pathlib import Path
 from ..errors import InputError
 
 ZOO_DIR = Path(__file__).resolve().parent
+#: the shipped model the runners (restore, sweep, eval, demo) use when none is named
+DEFAULT_MODEL = "denoise"
 
 
 def available() -> dict[str, Path]:
