@@ -135,11 +135,10 @@ def _reference_runs(out: Path) -> dict[str, Recipe]:
 def test_shipped_recipes_train_bit_identically_to_before_the_task_layer(tmp_path):
     """A fixed-seed 20-step run of each shipped denoising recipe (and of two compare rivals)
     gives the weights the code before the task layer gave. Bit identity is a property of one
-    machine, not of a torch build and CPU capability: the digests were recorded on an AVX512
-    Intel machine, and an AVX512 AMD EPYC one with the same torch gives weights that differ by
-    ~1e-11 relative (2026-12-02). So the digest is checked first; where it differs, the test
-    checks the weaker fingerprints Σ|w| (relative 1e-5) and the validation PSNRs (0.02 dB),
-    which the code before the task layer also met."""
+    machine, not of a torch build and CPU capability: the digests were recorded on one AVX512
+    machine, and an AVX512 AMD EPYC one with the same torch gives weights that differ by ~1e-11
+    relative (2026-12-02). So the digest is checked first; where it differs, the test checks
+    the weaker fingerprints Σ|w| (relative 1e-5) and the validation PSNRs (0.02 dB)."""
     for name, recipe in _reference_runs(tmp_path).items():
         summary = Trainer(recipe, tmp_path / name, progress=False).fit()
         sha, total = _digest(tmp_path / name / "model.safetensors")

@@ -1,4 +1,4 @@
-
+"""The command-line commands, one module each (registered by :mod:`tunableconv.cli`)."""
 
 
 def add_model_option(ap) -> None:

@@ -25,7 +25,7 @@ What is swept (the model's knob space says what exists: ``tunableconv models``):
 case of its levels (the model file names its task; denoising: the noise σ, ``25``; joint
 deblurring and denoising: ``noise=15,blur=2``), seeded by ``--seed``: a demonstration on a
 clean photo. ``--with-input`` puts
-the (noisy) input as the first panel. ``--crop SIZE`` takes a centred SIZE x SIZE crop first.
+the (degraded) input as the first panel. ``--crop SIZE`` takes a centred SIZE x SIZE crop first.
 The strip is ``panels x crop + 4 px gaps`` wide; the GIF goes there and back and loops forever.
 At most 33 steps (11 per axis for a grid).
 """
@@ -92,10 +92,11 @@ def degradation_case(restorer, text: str):
         task = task_of(restorer.info)
     except InputError as exc:
         raise InputError(f"--degrade: {exc}") from None
+    levels = parse_levels(text, "--degrade")  # its errors already name --degrade
     try:
-        cases = task.evaluation_cases(parse_levels(text, "--degrade"))
+        cases = task.evaluation_cases(levels)
     except InputError as exc:
-        raise InputError(f"--degrade: {exc}" if not str(exc).startswith("--degrade") else str(exc)) from None
+        raise InputError(f"--degrade: {exc}") from None
     if len(cases) != 1:
         raise InputError(f"--degrade takes one case of the task's levels, got {len(cases)} in {text!r}")
     return task, cases[0]
