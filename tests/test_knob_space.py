@@ -290,8 +290,13 @@ def test_resolve_in_each_domain():
     torch.testing.assert_close(s2.resolve(), torch.tensor([0.5, 0.5]))
     torch.testing.assert_close(s2.resolve(slider=("mix", 0.25)), torch.tensor([0.25, 0.75]))
     torch.testing.assert_close(s2.resolve(knobs={"sharp": 0.2, "smooth": 0.8}), torch.tensor([0.2, 0.8]))
-    with pytest.raises(InvalidParamsError, match="missing knob value"):
-        s2.resolve(knobs={"sharp": 0.2})  # simplex knobs are weights of one mixture
+    # simplex knobs are weights of one mixture: one left out is 1 minus the others ...
+    torch.testing.assert_close(s2.resolve(knobs={"sharp": 0.2}), torch.tensor([0.2, 0.8]))
+    torch.testing.assert_close(s3.resolve(knobs={"a": 0.2, "c": 0.5}), torch.tensor([0.2, 0.3, 0.5]))
+    with pytest.raises(InvalidParamsError, match="missing knob value"):  # ... two left out are not implied
+        s3.resolve(knobs={"a": 0.2})
+    with pytest.raises(InvalidParamsError, match="sum to 1.3"):
+        s3.resolve(knobs={"a": 0.8, "b": 0.5})
     torch.testing.assert_close(c2.resolve(knobs={"y": 0.1}), torch.tensor([0.5, 0.1]))  # x at its default
     cal = c2.with_knob_calibration("y", Calibration((0.0, 1.0), (0.0, 0.5)))
     torch.testing.assert_close(cal.resolve(knobs={"y": 0.4}), torch.tensor([0.5, 0.2]))
@@ -346,7 +351,7 @@ def test_restore_on_each_domain(files, tmp_path, capsys):
     ("simplex2", ["--slider", "both=0.5"], "no slider 'both' (sliders: mix)"),
     ("simplex2", ["--slider", "mix"], "NAME=VALUE"),
     ("simplex2", ["--slider", "mix=2"], "[0, 1]"),
-    ("simplex2", ["--knob", "sharp=0.5"], "missing knob value(s) for smooth"),
+    ("simplex3", ["--knob", "a=0.5"], "missing knob value(s) for b, c"),
     ("cube2", ["--knob", "z=0.5"], "unknown knob 'z'"),
     ("cube2", ["--p", "0.5"], "2 knobs"),
     ("simplex3", ["--slider", "mix=0.5", "--p", "0,0,1"], "one way"),
@@ -592,7 +597,7 @@ def test_app_restore_with_any_knob_space(client, model, knobs, p):
     ("simplex2", {"strength": 0.5}, "no strength slider"),
     ("simplex2", {"slider": "mix"}, "both"),
     ("simplex2", {"value": 0.5}, "both"),
-    ("simplex2", {"knobs": {"sharp": 0.1}}, "missing knob value(s) for smooth"),
+    ("simplex3", {"knobs": {"a": 0.1}}, "missing knob value(s) for b, c"),
     ("cube2", {"knobs": {"z": 0.1}}, "unknown knob 'z'"),
     ("cube2", {"knobs": {"x": True}}, "valid number"),
     ("cube2", {"strength": True}, "valid number"),

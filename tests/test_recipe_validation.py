@@ -240,6 +240,7 @@ BAD_VALUES = {
     ("model", "arch"): ["nope", 5],
     ("model", "args"): [[1, 2], {"channels": -4}, {"channels": "many"}, {"nope": 1}, {"upscale": 5},
                         {"channels": 65536, "num_blocks": 64}],
+    ("model", "init"): [5, "", ["a"]],
     ("data", "train"): ["", 5, None],
     ("data", "root"): [5, ""],
     ("data", "patch_size"): [0, 100000, 1.5, "big", True],

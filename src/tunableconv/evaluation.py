@@ -461,22 +461,23 @@ def _metrics(M, o: Tensor, sample, batched, task, p: Tensor | None, objectives: 
              measures=None) -> dict[str, float]:
     clean = sample.clean
     row: dict[str, float] = {}
+    opts = getattr(measures, "metric_options", {}) if measures is not None else {}
     if measures is not None:
         row.update(measures.output_measures(o, sample))
     if "psnr" in names:
-        row["psnr"] = float(M.psnr(o, clean))
+        row["psnr"] = float(M.psnr(o, clean, **opts.get("psnr", {})))
     if "ssim" in names:
-        row["ssim"] = float(M.ssim(o, clean))
+        row["ssim"] = float(M.ssim(o, clean, **opts.get("ssim", {})))
     if "lpips" in names:
-        row["lpips"] = float(M.lpips(o, clean))
+        row["lpips"] = float(M.lpips(o, clean, **opts.get("lpips", {})))
     if "dists" in names:
-        row["dists"] = float(M.dists(o, clean))
+        row["dists"] = float(M.dists(o, clean, **opts.get("dists", {})))
     if "niqe" in names:
-        row["niqe"] = float(M.niqe(o))
+        row["niqe"] = float(M.niqe(o, **opts.get("niqe", {})))
     for name in objectives:
         t = sample.targets.get(name)
         if t is not None:
-            row[f"psnr_{name}"] = float(M.psnr(o, t))
+            row[f"psnr_{name}"] = float(M.psnr(o, t, **opts.get("psnr", {})))
     if p is not None and task is not None:
         blend = task.blended_target(batched, p)
         if blend is not None:

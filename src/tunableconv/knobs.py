@@ -215,7 +215,9 @@ class KnobSpace:
 
         Named knob values: on the cube, the knobs not named stay at their defaults and each
         named one goes through its calibration unless ``calibrated`` is False; on the simplex
-        the knobs are weights of one mixture, so every knob must be named (raw values).
+        the knobs are weights of one mixture summing to 1: every knob but at most one must be
+        named (raw values), the one left out is 1 minus the others (``perceptual=0.7`` on a
+        two-knob simplex is p = (0.3, 0.7)).
         Raises :class:`InvalidParamsError` (one line) on bad input.
         """
         given = sum(x is not None for x in (p, knobs, slider))
@@ -248,7 +250,13 @@ class KnobSpace:
                 cal = self.knobs[i].calibration
                 values[i] = cal(float(v)) if calibrated and cal is not None and self.domain == "cube" else float(v)
             missing = [n for n in self.names if n not in knobs]
-            if self.domain == "simplex" and missing:
+            if self.domain == "simplex" and len(missing) == 1:  # the weights sum to 1: the last one is implied
+                rest = 1.0 - sum(float(v) for v in knobs.values())
+                if not -1e-6 <= rest <= 1 + 1e-6:
+                    raise InvalidParamsError(f"the knob values given sum to {1 - rest:.3g}; on the simplex they are "
+                                             f"weights summing to 1, so {missing[0]} would be {rest:.3g}")
+                values[self.names.index(missing[0])] = min(1.0, max(0.0, rest))
+            elif self.domain == "simplex" and missing:
                 raise InvalidParamsError(f"missing knob value(s) for {', '.join(missing)}: the knobs of this model are "
                                          f"weights on the simplex, give every knob ({', '.join(self.names)})")
         elif slider is not None:

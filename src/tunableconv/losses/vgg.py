@@ -22,8 +22,14 @@ Input: RGB in [0, 1], ``(B, 3, H, W)``. Two weight variants:
   (keys ``rgb_to_bgr255.*``, ``conv1_1.*`` … ``conv3_1.*``): a 1x1 conv maps RGB in [0, 1]
   to BGR·255 minus the ImageNet mean; reflection padding 1 before each conv. It only
   covers layers up to ``relu3_1``.
+- ``"caffe"`` — the original Oxford/Caffe VGG19 that SRGAN and ESRGAN's perceptual loss used
+  (``vgg19_caffe_features_fp16.safetensors``: torchvision's key layout, all 16 convs through
+  ``conv5_4``, stored as float16 and cast to float32): input BGR in [0, 255] minus the mean
+  (103.939, 116.779, 123.68); zero padding 1 in each conv. Its keys look like torchvision's,
+  so a file is only read as Caffe weights when asked for (``weights="caffe"``, or a path
+  with ``variant="caffe"``).
 
-Both preprocessings are a per-pixel affine map ``x ↦ A x + a`` (``A`` 3x3), kept as the
+All preprocessings are a per-pixel affine map ``x ↦ A x + a`` (``A`` 3x3), kept as the
 buffers ``input_weight`` / ``input_bias``.
 
 Asking for a layer the weights do not cover raises :class:`~tunableconv.errors.MissingWeightsError`;
@@ -50,6 +56,7 @@ __all__ = [
     "VGG19_CONVS",
     "NORMALISED_FILE",
     "TORCHVISION_FILE",
+    "CAFFE_FILE",
     "TORCHVISION_URL",
     "find_torchvision_vgg19",
     "load_state_dict_file",
@@ -80,11 +87,12 @@ _INDEX = {n: i for i, n in enumerate(VGG19_LAYERS)}
 
 NORMALISED_FILE = "vgg19_normalised_relu3_1.safetensors"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
+CAFFE_FILE = "vgg19_caffe_features_fp16.safetensors"
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # what rgb_to_bgr255.bias of the shared file holds
-_VARIANTS = ("torchvision", "normalised")
+_VARIANTS = ("torchvision", "normalised", "caffe")
 
 
 def layer_channels(name: str) -> int:
@@ -219,7 +227,7 @@ def _default_preprocessing(variant: str) -> tuple[Tensor, Tensor]:
         std = torch.tensor(_IMAGENET_STD)
         mean = torch.tensor(_IMAGENET_MEAN)
         return torch.diag(1.0 / std).view(3, 3, 1, 1), -mean / std
-    # RGB [0, 1] -> BGR * 255 - ImageNet BGR mean (Caffe convention).
+    # "normalised", "caffe": RGB [0, 1] -> BGR * 255 - ImageNet BGR mean (Caffe convention).
     w = torch.zeros(3, 3)
     w[0, 2] = w[1, 1] = w[2, 0] = 255.0
     return w.view(3, 3, 1, 1), -torch.tensor(_CAFFE_MEAN_BGR)
@@ -238,12 +246,16 @@ class VGG19Features(nn.Module):
 
             - ``"normalised"`` — the shared ``vgg19_normalised_relu3_1.safetensors`` (found via
               :func:`tunableconv.paths.weights_root`, or in ``root``); layers up to ``relu3_1``;
+            - ``"caffe"`` — the shared ``vgg19_caffe_features_fp16.safetensors`` (Oxford/Caffe
+              weights, ESRGAN's perceptual loss; weights root or ``root``); layers up to ``conv5_4``;
             - ``"torchvision"`` — the ImageNet VGG19 from ``$TUNABLECONV_VGG19``, the torch hub
               cache or the weights root (:func:`find_torchvision_vgg19`);
             - a path to a ``.pth`` / ``.safetensors`` file in either key layout (detected);
             - a state dict (mapping of tensors) in either key layout;
             - ``"random"`` — random initialisation (tests only), in the layout ``variant``.
-        variant: ``"torchvision"`` (default) or ``"normalised"``; only used with ``"random"``.
+        variant: ``"torchvision"`` (default), ``"normalised"`` or ``"caffe"``: the layout of
+            ``"random"`` weights, or how to read a file (a torchvision-layout file read with
+            ``variant="caffe"`` gets the Caffe input convention).
         root: weights root for ``"normalised"`` / ``"torchvision"`` lookups.
 
     Raises:
@@ -288,12 +300,19 @@ class VGG19Features(nn.Module):
             else:
                 if isinstance(weights, str) and weights in ("normalised", "normalized"):
                     path = _normalised_path(root)
+                elif isinstance(weights, str) and weights == "caffe":
+                    from ..paths import weights_file
+
+                    path = weights_file(CAFFE_FILE, root, "root=... (the folder holding it)")
+                    variant = "caffe"
                 elif isinstance(weights, str) and weights == "torchvision":
                     path = find_torchvision_vgg19(root)
                 else:
                     path = Path(weights)
                 sd, source = load_state_dict_file(path), str(path)
             detected, convs, pre = _parse_state_dict(sd, source)
+            if variant == "caffe" and detected == "torchvision":
+                detected = "caffe"  # same key layout, Caffe input convention
             if variant is not None and variant != detected:
                 raise InputError(f"{source} holds {detected} VGG19 weights, not {variant!r} ones")
             variant = detected

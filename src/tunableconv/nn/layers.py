@@ -433,3 +433,47 @@ class TunableParameter(_TunableMixin, nn.Module):
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.shape)}, num_params={self.num_params}, mapping={self.param_map.kind!r}, expansion={self.expansion}"
+
+
+def load_plain_weights(model: nn.Module, state_dict: "dict[str, Tensor]") -> list[str]:
+    r"""Start a tunable model from the weights of its plain (fixed) twin, in place.
+
+    Every entry of ``state_dict`` must name an entry of ``model.state_dict()``: one of the
+    same shape is copied; the weight or bias of a tunable layer (``(K, *shape)``) gets the
+    plain ``shape`` tensor in all its K sets (:func:`fill_sets`), so the layer then computes
+    the plain layer for every p. The model's entries that ``state_dict`` lacks must be the
+    p maps of tunable layers (``param_map.*``, which keep their initialisation).
+
+    Use: ESRGAN-style training that starts the perceptual phase from the L1 network, or
+    fine-tuning a pretrained fixed network into a tunable one.
+
+    Returns:
+        The names filled from a plain tensor (the tunable weight sets).
+
+    Raises:
+        ValueError: a name the model lacks, a shape that fits neither way, or a model entry
+            (other than a p map) that ``state_dict`` does not give.
+    """
+    own = model.state_dict()
+    owners = {name: module for name, module in model.named_modules()}
+    unknown = [k for k in state_dict if k not in own]
+    if unknown:
+        raise ValueError(f"the plain weights hold {len(unknown)} entries the model lacks, e.g. {unknown[0]!r}")
+    missing = [k for k in own if k not in state_dict and ".param_map." not in f".{k}"]
+    if missing:
+        raise ValueError(f"the plain weights lack {len(missing)} entries of the model, e.g. {missing[0]!r}")
+    filled: list[str] = []
+    with torch.no_grad():
+        for key, value in state_dict.items():
+            target = own[key]
+            owner_name, _, leaf = key.rpartition(".")
+            owner = owners.get(owner_name)
+            if tuple(target.shape) == tuple(value.shape):
+                target.copy_(value)
+            elif isinstance(owner, _TunableMixin) and leaf in ("weight", "bias") and tuple(target.shape[1:]) == tuple(value.shape):
+                fill_sets(getattr(owner, leaf), value.to(target.dtype), owner.domain)
+                filled.append(key)
+            else:
+                raise ValueError(f"{key}: the plain weights have shape {tuple(value.shape)}, the model "
+                                 f"{tuple(target.shape)}")
+    return filled

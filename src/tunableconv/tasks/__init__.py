@@ -9,6 +9,8 @@ name                class                                            knobs
 ``denoise``         :class:`~.denoise.DenoiseTask`                   fidelity / noise_preservation
                                                                      (simplex; slider ``strength``)
 ``deblur_denoise``  :class:`~.deblur_denoise.DeblurDenoiseTask`      denoise / deblur (cube)
+``sr``              :class:`~.sr.SRTask`                             fidelity / perceptual
+                                                                     (simplex; slider ``perception``)
 ==================  ===============================================  =============================
 
 Its recipe fields are the task's :class:`~.base.TaskSection` subclass
@@ -24,12 +26,13 @@ from ..errors import InputError
 from .base import CONTROLS, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, conditioned_on, runner_facts, target_key
 from .deblur_denoise import DEBLUR_DENOISE_KNOBS, DeblurDenoiseTask, DeblurDenoiseTaskSection
 from .denoise import NOISE_KNOBS, STRENGTH, DenoiseTask, DenoiseTaskSection
+from .sr import PERCEPTION, SR_KNOBS, SRTask, SRTaskSection
 
 if TYPE_CHECKING:
     from ..train.config import Recipe
 
 #: task name -> task class
-TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": DeblurDenoiseTask}
+TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": DeblurDenoiseTask, "sr": SRTask}
 
 
 def get_task(name: str) -> type[Task]:
@@ -49,4 +52,5 @@ __all__ = [
     "CONTROLS", "conditioned_on", "runner_facts", "target_key",
     "DenoiseTask", "DenoiseTaskSection", "NOISE_KNOBS", "STRENGTH",
     "DeblurDenoiseTask", "DeblurDenoiseTaskSection", "DEBLUR_DENOISE_KNOBS",
+    "SRTask", "SRTaskSection", "SR_KNOBS", "PERCEPTION",
 ]

@@ -342,6 +342,7 @@ class Task(abc.ABC):
             is ``ARCH`` conditioned on the true degradation, see :data:`CONDITIONED_SUFFIX`).
         budgets: ``compare`` budget -> the name of the recipe every method starts from.
         metrics: the metric names its evaluation reports (:mod:`tunableconv.metrics`).
+        metric_options: how each metric is measured (keyword arguments, see the attribute).
         condition_names: the names of the K entries of :attr:`Sample.condition`.
 
     A subclass's ``__init__`` calls ``super().__init__(recipe)`` (which validates the section:
@@ -354,6 +355,10 @@ class Task(abc.ABC):
     budgets: ClassVar[dict[str, str]] = {}
     metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "lpips")
     condition_names: ClassVar[tuple[str, ...]] = ()
+    #: keyword arguments of :mod:`tunableconv.metrics` functions by metric name (e.g. the SR
+    #: convention ``{"psnr": {"crop_border": 4, "y_channel": True, "quantize": True}}``); the
+    #: evaluation and the validation pass them on. Empty: every metric on RGB, whole image.
+    metric_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     #: how p is drawn for each training sample; set by the subclass's ``__init__`` (usually
     #: with :meth:`make_sampling` from its section's sampler fields)
@@ -603,7 +608,7 @@ class Task(abc.ABC):
                     where = tag if len(cases) == 1 else f"{case.label},{tag}"
                     for name, target in s.targets.items():
                         key = f"psnr_{name}@{where}"
-                        sums[key] = sums.get(key, 0.0) + float(psnr(y, target))
+                        sums[key] = sums.get(key, 0.0) + float(psnr(y, target, **self.metric_options.get("psnr", {})))
         return {k: round(v / max(1, len(images)), 3) for k, v in sums.items()}
 
     # --- compare -------------------------------------------------------------------------

@@ -92,10 +92,17 @@ class ModelSection:
     """The ``model`` section: ``arch``, a name of :data:`tunableconv.models.ARCHITECTURES`, and
     ``args``, a mapping of its config's arguments (each of the config's type; integers in
     [0, 65536]; the knob count and domain may be left to the task). The model they describe
-    must build, with at most :data:`MAX_MODEL_PARAMETERS` parameters."""
+    must build, with at most :data:`MAX_MODEL_PARAMETERS` parameters.
+
+    ``init``: a model file (``.safetensors``) to start from instead of a random initialisation,
+    or null. A file of the same architecture and arguments is loaded as it is; a plain (fixed)
+    twin of a tunable model fills every kernel set with its kernel
+    (:func:`tunableconv.nn.load_plain_weights`), so training starts from the fixed network at
+    every p (ESRGAN's L1 pretraining). Resuming a run ignores it (the checkpoint has the weights)."""
 
     arch: str = "resnet"
     args: dict = field(default_factory=dict)
+    init: str | None = None
 
     def validate(self, where: str = "model") -> None:
         from ..models import ARCHITECTURES
@@ -109,6 +116,7 @@ class ModelSection:
             return InputError(f"{where}.args{name[len('arguments'):]} {message}")
 
         _check_arguments(self.arch, self.args, fail)
+        check_text(f"{where}.init", self.init, optional=True)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection
+from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection, SRTaskSection
 from .config import DataSection, ModelSection, Recipe, TrainSection
 
 
@@ -83,6 +83,10 @@ def denoise_fixed_paper() -> Recipe:
     return r
 
 
+#: the L1 phase of ``sr4-small`` (= the whole of ``sr4-fixed-small``) and its multi-loss phase
+SR_L1_STEPS = 8000
+SR_GAN_STEPS = 1000
+
 #: the run length of ``deblur-denoise-small`` (see its docstring for the measurement)
 SMALL_STEPS = 4000
 
@@ -145,6 +149,86 @@ def deblur_denoise_fixed_paper() -> Recipe:
     return r
 
 
+def sr4_fixed_small() -> Recipe:
+    """×4 bicubic super-resolution, L1 only (the fixed twin of ``sr4-small`` and its
+    pretraining): ResNet 6 blocks x 32 channels + pixel-shuffle x4 tail, HR patches 96 (LR 24),
+    batch 16, cosine lr 1e-3. See ``sr4_small`` for the measured step costs."""
+    return Recipe(
+        name="sr4-fixed-small",
+        model=ModelSection("resnet", dict(channels=32, num_blocks=6, num_params=0, mapping="affine", expansion=1,
+                                          upscale=4)),
+        data=DataSection(train="train/bsds400", patch_size=96, num_workers=1, val="set14", val_images=4, val_crop=0),
+        task=SRTaskSection(scale=4, fidelity_only=True),
+        train=TrainSection(steps=SR_L1_STEPS, batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=100,
+                           grad_clip=1.0, threads=1, log_every=20, val_every=1000, ckpt_every=200),
+    )
+
+
+def sr4_small() -> Recipe:
+    """×4 super-resolution with the distortion ↔ perception knob, sized for this CPU.
+
+    Two phases, as ESRGAN trains: the L1 network ``sr4-fixed-small`` (``SR_L1_STEPS``), then
+    this recipe, started from it (``model.init``: every kernel of the tunable network a copy
+    of the L1 network's, so it begins as the fixed twin at every p) and trained with the
+    multi-loss of the ``sr`` task (L1 ↔ VGG19 conv5_4 + RaGAN + 1e-2 L1) for ``SR_GAN_STEPS``
+    with a batch of 8 (the perceptual loss runs VGG19 on every sample), cosine lr 2e-4 (a mean
+    of 1e-4, ESRGAN's, over the short run).
+
+    Step costs, measured on this project's 2-core CPU with one thread and nothing else running
+    (2026-12-02; forward, losses, backward, Adam, and the discriminator's step):
+
+    - L1 phase, batch 16, HR 96: 0.32 s/step (8000 steps: 43 min; 0.21 s/step with 2 threads);
+    - multi-loss phase, batch 8, HR 96, VGG19 to conv5_4: 2.27 s/step (1000 steps: 38 min; 2.69 s
+      for the first, warm-up step). VGG19 alone (features of the output with their backward,
+      and of the ground truth) costs 1.84 s of it; to ``conv4_4`` 1.60 s, to ``conv3_4`` 1.09 s
+      (``task.perceptual_layer``): block 5 is at 1/16 resolution, so conv5_4 costs little more
+      than conv4_4, and the budget fits the paper's layer.
+
+    Patch: HR 96 (LR 24), the smallest of ESRGAN-style SR patches, because VGG19's cost grows
+    with the HR area; a 6 x 32 network's receptive field (about 15 LR pixels) fits in it.
+    """
+    r = sr4_fixed_small()
+    r.name = "sr4-small"
+    r.model.args.update(num_params=2, expansion=2)
+    r.model.init = "runs/sr4-fixed-small/model.safetensors"
+    r.task.fidelity_only = False
+    r.task.val_grid = [0.0, 0.5, 1.0]
+    r.train.steps = SR_GAN_STEPS
+    r.train.batch_size = 8
+    r.train.lr = 2e-4
+    r.train.warmup_steps = 0
+    r.train.val_every = 250
+    return r
+
+
+def sr4_paper() -> Recipe:
+    """The paper's SR scale (for GPU users): ResNet 16 x 64 with the x4 tail, HR patch 128,
+    batch 16; ESRGAN's schedule: L1 pretraining (``sr4-fixed-paper``, 1e-4 halved every
+    200k of 1M steps... here 500k), then the multi-loss from it, lr 1e-4 halved at 50k, 100k,
+    200k, 300k of 400k steps."""
+    r = sr4_small()
+    r.name = "sr4-paper"
+    r.model.args.update(channels=64, num_blocks=16)
+    r.model.init = "runs/sr4-fixed-paper/model.safetensors"
+    r.data = DataSection(train="train/bsds400", patch_size=128, num_workers=4, val="set14", val_images=14, val_crop=0)
+    r.train = TrainSection(steps=400_000, batch_size=16, lr=1e-4, schedule="step",
+                           milestones=[50_000, 100_000, 200_000, 300_000], gamma=0.5, log_every=100,
+                           val_every=10_000, ckpt_every=5_000, device="cuda")
+    return r
+
+
+def sr4_fixed_paper() -> Recipe:
+    """The L1 network at the paper's scale (ESRGAN's PSNR-oriented pretraining)."""
+    r = sr4_fixed_small()
+    r.name = "sr4-fixed-paper"
+    r.model.args.update(channels=64, num_blocks=16)
+    r.data = DataSection(train="train/bsds400", patch_size=128, num_workers=4, val="set14", val_images=14, val_crop=0)
+    r.train = TrainSection(steps=500_000, batch_size=16, lr=2e-4, schedule="step",
+                           milestones=[200_000, 400_000], gamma=0.5, log_every=100, val_every=10_000,
+                           ckpt_every=5_000, device="cuda")
+    return r
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "denoise-small": denoise_small,
     "denoise-small-v1": denoise_small_v1,
@@ -155,6 +239,10 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "deblur-denoise-fixed-small": deblur_denoise_fixed_small,
     "deblur-denoise-paper": deblur_denoise_paper,
     "deblur-denoise-fixed-paper": deblur_denoise_fixed_paper,
+    "sr4-fixed-small": sr4_fixed_small,
+    "sr4-small": sr4_small,
+    "sr4-fixed-paper": sr4_fixed_paper,
+    "sr4-paper": sr4_paper,
 }
 
 

@@ -493,6 +493,33 @@ class Trainer:
         return InputError(f"loss became NaN/Inf at step {self.step + 1} (loss = {loss.item()}); lower train.lr "
                           f"(now {cfg.lr:g}){hint}")
 
+    def warm_start(self, path: str | os.PathLike) -> None:
+        """Start the model from the model file ``path`` (``model.init``): the same architecture,
+        either the same arguments (loaded as they are) or its plain twin's, whose kernels fill
+        every kernel set (:func:`tunableconv.nn.load_plain_weights`). One-line
+        :class:`InputError` for a missing file or another network."""
+        from ..models.files import load_model
+        from ..nn import load_plain_weights
+
+        if not Path(path).is_file():
+            raise InputError(f"model.init: no model file at {path} (train the network to start from first)")
+        source, info = load_model(path)
+        if info.architecture != self.recipe.model.arch and not (hasattr(self.model, "load_main") and info.architecture == "resnet"):
+            raise InputError(f"model.init: {path} is a {info.architecture} network, the recipe trains a "
+                             f"{self.recipe.model.arch}")
+        state = source.state_dict()
+        try:
+            if hasattr(self.model, "load_main") and info.architecture == "resnet":
+                self.model.load_main(state)  # a rival's main network(s) from the plain ResNet
+            elif getattr(source, "num_params", 0) == 0 and getattr(self.model, "num_params", 0) > 0:
+                load_plain_weights(self.model, state)
+            else:
+                self.model.load_state_dict(state)
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(f"model.init: {path} does not fit the recipe's model ({str(exc).splitlines()[0]})") from None
+        if self.ema is not None:
+            self.ema = EMA(self.model, self.recipe.train.ema)
+
     def fit(self, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``train.steps`` (continuing the checkpoint in the run folder with ``resume``).
 
@@ -503,6 +530,8 @@ class Trainer:
         resumed = resume and (self.out / LATEST).is_file()
         if resumed:
             self.load(self.out / LATEST)  # refused (a one-line error) before anything in the folder changes
+        elif rc.model.init:
+            self.warm_start(rc.model.init)
         if self.dist.is_main:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)

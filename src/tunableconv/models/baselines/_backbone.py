@@ -56,6 +56,10 @@ class BaselineConfig:
     upscale: int = 1
     num_params: int = NUM_PARAMS
     domain: str = "simplex"
+    #: the main network is trained already (loaded from a plain ResNet's model file, e.g. the
+    #: L1 network of super-resolution: :meth:`Baseline.load_main`): the first training stage is
+    #: skipped and every step goes to the second
+    pretrained_main: bool = False
 
 
 def _no_op(model: nn.Module) -> None:
@@ -117,14 +121,17 @@ def two_stages(
     second_start: Callable[[nn.Module], None] = _no_op,
     names: tuple[str, str] = ("objective 1", "objective 2"),
     endpoints: tuple[tuple[float, ...], tuple[float, ...]] = ((1.0, 0.0), (0.0, 1.0)),
+    skip_first: bool = False,
 ) -> list[Stage]:
     """The usual two-stage schedule, split 50/50 (stage 1 takes the odd step, if any).
 
     Stage 1 trains ``first`` at p = ``endpoints[0]`` (alpha = 0; default (1, 0)); stage 2
     trains ``second`` at p = ``endpoints[1]`` (alpha = 1; default (0, 1)) with everything
-    else frozen.
+    else frozen. ``skip_first`` (a pretrained main network): stage 2 alone, all the steps.
     """
     total_steps = int(total_steps)
+    if skip_first:
+        return [Stage(names[1], max(1, total_steps), tuple(endpoints[1]), second, second_start)]
     if total_steps < 2:
         raise ValueError(f"a two-stage baseline needs at least 2 training steps, got {total_steps}")
     half = total_steps // 2
@@ -287,6 +294,14 @@ class Baseline(nn.Module):
         ``()`` shared or ``(B,)`` per sample."""
         index = ALPHA_SPACES[(self.config.num_params, self.config.domain)][0]
         return self.check(p, x)[..., index]
+
+    #: the attributes holding a plain ResNet of the backbone size that :meth:`load_main` fills
+    main_networks: ClassVar[tuple[str, ...]] = ("main",)
+
+    def load_main(self, state: dict[str, Tensor]) -> None:
+        """Load a plain ResNet's state dict (the backbone size) into every main network."""
+        for name in self.main_networks:
+            getattr(self, name).load_state_dict(state)
 
     def training_stages(self, total_steps: int) -> list[Stage]:
         raise NotImplementedError

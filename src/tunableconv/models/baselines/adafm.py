@@ -108,4 +108,4 @@ class AdaFM(Baseline):
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Basic network at p = (1, 0), then only the AdaFM layers at p = (0, 1). 50/50 split."""
         return two_stages(total_steps, parameters_of("main"), parameters_of("adafm"),
-                          names=("basic", "adafm"), endpoints=self.endpoints())
+                          names=("basic", "adafm"), endpoints=self.endpoints(), skip_first=self.config.pretrained_main)

@@ -84,4 +84,4 @@ class CFSNet(Baseline):
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Main branch at p = (1, 0), then tuning branch + control at p = (0, 1). 50/50 split."""
         return two_stages(total_steps, parameters_of("main"), parameters_of("tuning", "control"),
-                          names=("main", "tuning"), endpoints=self.endpoints())
+                          names=("main", "tuning"), endpoints=self.endpoints(), skip_first=self.config.pretrained_main)

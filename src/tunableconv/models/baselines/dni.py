@@ -44,6 +44,7 @@ class DNI(Baseline):
 
     architecture = "dni"
     config_class = DNIConfig
+    main_networks = ("net_a", "net_b")
 
     def __init__(self, config: DNIConfig | None = None, **kwargs) -> None:
         super().__init__(config, kwargs)
@@ -64,4 +65,4 @@ class DNI(Baseline):
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Train A at p = (1, 0); copy A into B; fine-tune B at p = (0, 1). 50/50 split."""
         return two_stages(total_steps, parameters_of("net_a"), parameters_of("net_b"), _copy_a_into_b,
-                          names=("A", "B"), endpoints=self.endpoints())
+                          names=("A", "B"), endpoints=self.endpoints(), skip_first=self.config.pretrained_main)

@@ -98,4 +98,4 @@ class DynamicNet(Baseline):
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Main network at p = (1, 0), then the tuning blocks at p = (0, 1). 50/50 split."""
         return two_stages(total_steps, parameters_of("main"), parameters_of("tuning"),
-                          names=("main", "tuning"), endpoints=self.endpoints())
+                          names=("main", "tuning"), endpoints=self.endpoints(), skip_first=self.config.pretrained_main)

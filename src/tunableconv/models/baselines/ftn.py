@@ -91,4 +91,4 @@ class FTN(Baseline):
     def training_stages(self, total_steps: int) -> list[Stage]:
         """Main network at p = (1, 0), then only the FTNs at p = (0, 1). 50/50 split."""
         return two_stages(total_steps, parameters_of("main"), parameters_of("ftn"),
-                          names=("main", "ftn"), endpoints=self.endpoints())
+                          names=("main", "ftn"), endpoints=self.endpoints(), skip_first=self.config.pretrained_main)
