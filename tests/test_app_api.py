@@ -594,3 +594,24 @@ def test_cli_serve_options(models, capsys):
     assert "--no-zoo needs" in capsys.readouterr().err
     assert main(["serve", "--model", "/nonexistent.safetensors", "--no-zoo", "--port", "0"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_the_stored_image_upscaled_bicubically_for_a_super_resolution_model(client, small_client):
+    """The "before" side of an SR model: MATLAB's bicubic upscale of the preview (``upscale=s``)."""
+    import torch
+
+    from tunableconv.data.degradations import imresize
+    from tunableconv.io import to_uint8_array
+
+    info = _upload(client)
+    plain = _decode(client.get(f"/api/images/{info['id']}/image.png?region=preview").content)
+    r = client.get(f"/api/images/{info['id']}/image.png?region=preview&upscale=4")
+    assert r.status_code == 200
+    up = _decode(r.content)
+    assert up.shape[:2] == (plain.shape[0] * 4, plain.shape[1] * 4)
+    expected = to_uint8_array(imresize(torch.from_numpy(plain.copy()).permute(2, 0, 1).float() / 255, scale=4.0).clamp(0, 1))
+    assert np.abs(up.astype(int) - expected.astype(int)).max() <= 1
+    assert client.get(f"/api/images/{info['id']}/image.png?upscale=9").status_code == 422
+    small = _upload(small_client, _png(80, 80))  # 6400 pixels; x2 would be 25600 > 10000
+    r = small_client.get(f"/api/images/{small['id']}/image.png?region=full&upscale=2")
+    assert r.status_code == 413 and "pixels" in r.json()["detail"]

@@ -926,10 +926,22 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
 
     @app.get("/api/images/{image_id}/image.png", tags=["images"], summary="The stored image (clipped to [0, 1])",
              response_class=Response, responses={200: _PNG, **_ERRORS})
-    async def image_png(image_id: str, region: Literal["preview", "full"] = Query("preview")):
+    async def image_png(image_id: str, region: Literal["preview", "full"] = Query("preview"),
+                        upscale: int = Query(1, ge=1, le=8, description="bicubic upscaling factor (MATLAB's "
+                                             "imresize): the floor to show beside a super-resolution model's output")):
         item = store.get(image_id)
-        data = await jobs.run(lambda cancel: encode_image(item.region(region, config.preview_size), "png",
-                                                          1 if region == "preview" else 4))
+
+        def work(cancel):
+            image = item.region(region, config.preview_size)
+            if upscale > 1:
+                from ..data.degradations import imresize
+
+                if image.shape[-2] * image.shape[-1] * upscale * upscale > config.max_pixels:
+                    raise _err(413, f"a x{upscale} upscale of this region exceeds the server's {config.max_pixels} pixels")
+                image = imresize(image, scale=float(upscale)).clamp(0, 1)
+            return encode_image(image, "png", 1 if region == "preview" else 4)
+
+        data = await jobs.run(work)
         return Response(data, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
 
     @app.delete("/api/images/{image_id}", tags=["images"], status_code=204, summary="Forget an image",

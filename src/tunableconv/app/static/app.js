@@ -99,6 +99,7 @@
     $("model-summary").textContent = bits.join(" · ");
     renderKnobs();
     renderSweepKnobs();
+    setBefore();
     if (refresh) scheduleRestore(0);
   }
 
@@ -310,11 +311,22 @@
   }
 
   // ---------------------------------------------------------------- images
+  // The "before" side: the stored image, or for a super-resolution model (scale > 1) its
+  // bicubic upscale to the output's size (the floor the model is compared with).
+  function setBefore() {
+    if (!state.image) return;
+    const scale = (state.model && state.model.scale) || 1;
+    const up = scale > 1 ? `&upscale=${scale}` : "";
+    $("before").src = `/api/images/${encodeURIComponent(state.image.id)}/image.png?region=preview${up}`;
+    $("tag-before").textContent = scale > 1 ? `bicubic ×${scale}` : "before";
+    $("tag-after").textContent = scale > 1 ? `${state.model.name} ×${scale}` : "after";
+  }
+
   function setImage(info) {
     state.image = info;
     const before = $("before");
     const after = $("after");
-    before.src = `/api/images/${encodeURIComponent(info.id)}/image.png?region=preview`;
+    setBefore();
     after.hidden = true;            // until the first result for this image arrives
     after.removeAttribute("src");
     $("compare").hidden = false;
