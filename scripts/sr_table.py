@@ -33,9 +33,14 @@ METRICS = ("psnr", "ssim", "lpips", "niqe")
 LOWER_IS_BETTER = {"lpips", "niqe"}
 
 
+def eval_label(spec: str) -> str:
+    """The label the evaluation gives a dataset spec (a folder: its name; a name: itself)."""
+    return Path(spec).resolve().name if Path(spec).is_dir() else spec.strip("/")
+
+
 def dataset_key(label: str) -> str:
     """``set5/hr`` -> ``set5`` (the anchors' names)."""
-    return label.split("/")[0].lower()
+    return Path(label).parts[0].lower() if label else label
 
 
 def bicubic_floor(task, datasets: list[str], options: dict, metrics: list[str], data_root) -> dict:
@@ -59,7 +64,7 @@ def bicubic_floor(task, datasets: list[str], options: dict, metrics: list[str], 
                 kw = task.metric_options.get(m, {})
                 v = M.niqe(up, **kw) if m == "niqe" else getattr(M, m)(up, s.clean, **kw)
                 sums[m] += float(v)
-        out[spec] = {m: v / len(ds) for m, v in sums.items()}
+        out[eval_label(spec)] = {m: v / len(ds) for m, v in sums.items()}
     return out
 
 
@@ -169,7 +174,7 @@ def strips(task, compare_dir: Path, methods: list[str], spec: str, index: int, c
     for im in rows:
         canvas.paste(im, (0, y))
         y += im.height + 4
-    path = out / "strips" / f"sr_{dataset_key(spec)}.png"
+    path = out / "strips" / f"sr_{dataset_key(eval_label(spec))}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
@@ -202,19 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else summary["methods"]
     options = summary["options"]
-    datasets = list(options["datasets"])
+    specs = list(options["datasets"])
+    datasets = [eval_label(d) for d in specs]
     metrics = [m for m in METRICS if m in summary["metrics"]]
     try:
         recipe = Recipe.load(next((cdir / "runs").glob("*/recipe.yaml")))
         task = build_task(recipe)
         rows = method_rows(cdir, methods)
-        floor = bicubic_floor(task, datasets, options, metrics, args.data_root)
+        floor = bicubic_floor(task, specs, options, metrics, args.data_root)
         grid = [float(v) for v in options["grid"]]
         out.mkdir(parents=True, exist_ok=True)
         strip_paths = []
         for item in args.strips.split(","):
             spec, _, idx = item.partition(":")
-            match = [d for d in datasets if dataset_key(d) == spec.strip()] or [spec.strip()]
+            match = [d for d, lab in zip(specs, datasets) if dataset_key(lab) == spec.strip()] or [spec.strip()]
             strip_paths.append(str(strips(task, cdir, methods, match[0], int(idx or 0), args.strip_crop, grid,
                                           args.data_root, out)))
     except (InputError, StopIteration, OSError) as exc:
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/sr_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = table_markdown(rows, floor, datasets, metrics, command)
     plot_plane(rows, floor, datasets, out / "sr_plane.png")
-    result = {"command": command, "compare": summary.get("command"), "datasets": datasets,
+    result = {"command": command, "compare": summary.get("command"), "datasets": datasets, "dataset_specs": specs,
               "images": rows[methods[0]]["images"],
               "metrics": metrics, "bicubic": floor, "methods": rows, "anchors": ANCHORS, "strips": strip_paths}
     (out / "sr_table.json").write_text(json.dumps(json_safe(result), indent=2) + "\n")
