@@ -65,7 +65,7 @@ def test_sr_table_on_a_tiny_comparison(tmp_path, capsys):
 
     vals = []
     for i in range(2):
-        hr = torch.from_numpy(np.asarray(Image.open(imgs / f"{i}.png"))).permute(2, 0, 1).float() / 255
+        hr = torch.from_numpy(np.array(Image.open(imgs / f"{i}.png"))).permute(2, 0, 1).float() / 255
         hr = modcrop(hr, 4)
         vals.append(float(psnr(bicubic_upscale(downscale(hr, 4), 4), hr, crop_border=4, y_channel=True, quantize=True)))
     assert abs(res["bicubic"]["imgs"]["psnr"] - sum(vals) / 2) < 1e-9

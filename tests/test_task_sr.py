@@ -70,8 +70,8 @@ def test_the_sample_is_modcropped_hr_and_its_lr():
     batch = task.degrade(torch.rand(2, 3, 32, 32), torch.Generator())
     assert batch.input.shape == (2, 3, 8, 8) and batch.condition.shape == (2, 0)
     # SR has one degradation: no levels to evaluate at
-    assert [c.label for c in task.evaluation_cases()] == ["x4"]
-    with pytest.raises(InputError, match="no degradation levels"):
+    assert [c.label for c in task.evaluation_cases()] == ["x4"] == [c.label for c in task.evaluation_cases([4])]
+    with pytest.raises(InputError, match="no degradation levels to choose"):
         task.evaluation_cases([25])
     with pytest.raises(InputError, match="no levels"):
         task.degrade_case(torch.rand(3, 32, 32), EvalCase("s", {"sigma": 25.0}), torch.Generator())
@@ -351,3 +351,23 @@ def test_restore_x4_with_a_knob_and_tiled_equals_untiled(tunable_model, tmp_path
     assert main(["restore", str(src), str(tmp_path / "c.png"), "--model", str(tunable_model), "--knob", "sigma=3"]) == 2
     err = capsys.readouterr().err
     assert "sigma" in err and err.count("\n") == 1
+
+
+def test_sweep_and_demo_downscale_through_the_task(tunable_model, tmp_path, capsys):
+    """``--degrade 4`` (the scale, SR's one level) makes the low-resolution input; the strip
+    shows the x4 outputs along the perception slider."""
+    from tunableconv.cli import main
+
+    src = _images(tmp_path / "in", n=1, size=(48, 40)) / "0.png"
+    strip = tmp_path / "strip.png"
+    assert main(["sweep", str(src), "--model", str(tunable_model), "--degrade", "4", "--steps", "3",
+                 "-o", str(strip)]) == 0
+    assert Image.open(strip).height >= 48  # x4 panels of the 12x10 input
+    capsys.readouterr()
+    assert main(["sweep", str(src), "--model", str(tunable_model), "--degrade", "25", "-o", str(strip)]) == 2
+    err = capsys.readouterr().err
+    assert "scale factor 4" in err and err.count("\n") == 1
+    out = tmp_path / "demo"
+    assert main(["demo", "--image", str(src), "--model", str(tunable_model), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "degraded at x4" in text and (out / "strip.png").is_file()

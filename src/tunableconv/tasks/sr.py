@@ -236,10 +236,11 @@ class SRTask(Task):
         return self._sample(clean)
 
     def evaluation_cases(self, levels: Sequence[float] | None = None) -> list[EvalCase]:
-        """One case, ``x<scale>`` (SR has no degradation levels to choose)."""
-        if levels:
-            raise InputError(f"super-resolution has no degradation levels to evaluate at (bicubic x{self.scale} "
-                             f"only), got {list(levels)}")
+        """One case, ``x<scale>``: the only level SR has is its scale factor, so ``levels`` may
+        be empty or name that factor (``[4]``, ``--degrade 4``); anything else is refused."""
+        if levels and [float(v) if not isinstance(v, str) else v for v in levels] != [float(self.scale)]:
+            raise InputError(f"super-resolution has no degradation levels to choose: its one case is the scale "
+                             f"factor {self.scale} (bicubic x{self.scale}), got {list(levels)}")
         return [EvalCase(f"x{self.scale}", {})]
 
     def validation_cases(self) -> list[EvalCase]:
