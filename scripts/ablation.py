@@ -270,7 +270,7 @@ def train_all(args, plan: dict, names: list[str], runs: Path, extra) -> None:
 
 def cached_result(args, n: str, runs: Path, out: Path) -> dict | None:
     """The cached evaluation of variant ``n`` if its settings match (and its model, while it exists)."""
-    from tunableconv.evaluate import cached_protocol_evaluation
+    from tunableconv.tasks.denoise_protocol import cached_protocol_evaluation
 
     wanted = {"dataset_specs": [args.data], "sigmas": [float(x) for x in args.sigma.split(",")],
               "grid": [float(x) for x in args.p_grid.split(",")], "seed": 0, "raw": True,
@@ -296,7 +296,7 @@ def eval_all(args, names: list[str], runs: Path, out: Path) -> dict[str, dict]:
             results[n] = cached
             continue
         folder = out / "eval" / n
-        cli = [sys.executable, "-m", "tunableconv.evaluate", "--model", str(runs / n / "model.safetensors"),
+        cli = [sys.executable, "-m", "tunableconv.tasks.denoise_protocol", "--model", str(runs / n / "model.safetensors"),
                "--data", args.data, "--sigma", args.sigma, "--p-grid", args.p_grid, "--raw", "--no-ssim",
                "--no-plot", "--no-progress", "--threads", "1", "--out", str(folder)]
         if n != "fixed":

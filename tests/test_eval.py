@@ -1,5 +1,5 @@
-""":mod:`tunableconv.evaluate`, the denoising protocol of ``compare`` and the ablation (its cached
-evaluations use this format): tiny random models, three small images. The command line
+""":mod:`tunableconv.tasks.denoise_protocol`, the frozen denoising protocol of the ablation and the
+previous ``compare`` (their cached evaluations use this format): tiny random models, three small images. The command line
 ``tunableconv eval`` runs the task-agnostic :mod:`tunableconv.evaluation` (tests/test_evaluation.py)."""
 
 import json
@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tunableconv.evaluate import add_noise, evaluate, noise_seed, results_markdown, write_report
+from tunableconv.tasks.denoise_protocol import add_noise, evaluate, noise_seed, results_markdown, write_report
 from tunableconv.models import ResNet, ResNetConfig, load_model, save_model
 from tunableconv.tasks import NOISE_KNOBS
 

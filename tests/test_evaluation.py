@@ -15,11 +15,11 @@ from PIL import Image
 from tunableconv import tasks as T
 from tunableconv.cli import main
 from tunableconv.evaluation import case_seed, evaluate, grid_lines
-from tunableconv.evaluate import evaluate as evaluate_denoising_protocol
-from tunableconv.evaluate import noise_seed
 from tunableconv.knobs import Knob, KnobSpace
 from tunableconv.models import ResNet, ResNetConfig, save_model
 from tunableconv.tasks import EvalCase, RunnerFacts, Sample, Task, TaskSection
+from tunableconv.tasks.denoise_protocol import evaluate as evaluate_denoising_protocol
+from tunableconv.tasks.denoise_protocol import noise_seed
 from tunableconv.train import get_recipe
 
 OBJECTIVES = ("identity", "invert", "dark")

@@ -130,8 +130,7 @@ def cached_evaluation(path: Path, model_file: Path, options: dict[str, Any]) -> 
     protocol's format and under the same ``options`` (:data:`CACHE_KEYS`), else None. Lets
     ``compare`` evaluate one method at a time, in separate processes or sessions, and assemble
     the table at the end."""
-    from .evaluate import read_cached_result
-    from .evaluation import FORMAT
+    from .evaluation import FORMAT, read_cached_result
 
     res = read_cached_result(path, model_file)
     if res is None or res.get("format") != FORMAT:

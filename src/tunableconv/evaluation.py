@@ -14,7 +14,7 @@ Protocol (recorded under ``results["conventions"]``):
 - **Degradation.** Image ``index`` of dataset ``label`` at case c gets its random draws from
   a generator seeded by ``(seed, label, index, c)`` (:func:`case_seed`): every model, run and
   process sees the same degraded images. (For a case with one level the seed equals that of
-  the denoising protocol of :mod:`tunableconv.evaluate`, so the noisy images are the same.)
+  the denoising protocol of :mod:`tunableconv.tasks.denoise_protocol`, so the noisy images are the same.)
 - **Outputs** are clamped to [0, 1] and quantised to 8 bits before every metric.
 - **Metrics**, per image, then averaged over the images: against the ground truth the
   requested ``metrics`` (``psnr``, ``ssim``, ``lpips``, ``dists``, ``niqe``); against each objective's
@@ -122,8 +122,6 @@ def parse_levels(text: str, what: str = "--levels") -> list[float] | list[str]:
     (denoising: ``"15,25,50"``), or ``;``-separated cases of named levels for a task with
     several (``"noise=15,blur=2;noise=50"``); the task parses and checks them
     (:meth:`~tunableconv.tasks.Task.evaluation_cases`)."""
-    from .evaluate import parse_numbers
-
     if "=" not in text:
         return parse_numbers(text, what)
     cases = [c.strip() for c in text.split(";")]
@@ -637,3 +635,45 @@ def write_report(res: dict[str, Any], out: str | os.PathLike, *, plot: bool = Tr
                     domain, grid, values, out / f"knobs_{tag}.png",
                     knob_names=[slider] if slider else names, title=f"{res['model']['name']} — {label}, {case}")
     return paths
+
+
+# ----------------------------------------------------------------------------------------
+# generic helpers (numbers typed on a command line, cached results)
+# ----------------------------------------------------------------------------------------
+def parse_numbers(text: str | Sequence[float], what: str) -> list[float]:
+    """'15,25,50' (or a sequence) -> [15.0, 25.0, 50.0]; InputError if not finite numbers."""
+    if isinstance(text, str):
+        parts = [t.strip() for t in text.split(",")]
+        if not text.strip() or any(not t for t in parts):
+            raise InputError(f"{what} must be comma-separated numbers, got {text!r}")
+        try:
+            values = [float(t) for t in parts]
+        except ValueError:
+            raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    else:
+        try:
+            values = [float(v) for v in text]
+        except (TypeError, ValueError):
+            raise InputError(f"{what} must be numbers, got {text!r}") from None
+        if not values:
+            raise InputError(f"{what} needs at least one value")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} must be finite numbers, got {text!r}")
+    return values
+
+
+def read_cached_result(path: Path, model_file: Path) -> dict[str, Any] | None:
+    """The JSON result stored at ``path`` if it reads and is of ``model_file`` (by SHA-256; a
+    model file that no longer exists skips the check), else None. Both evaluation protocols'
+    caches (``compare`` and ``scripts/ablation.py``) start here."""
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(res, dict):
+        return None
+    if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _sha256(str(model_file)):
+        return None
+    return res

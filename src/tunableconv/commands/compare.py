@@ -85,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import compare as C
     from ..data import ImageFolderEval
     from ..errors import InputError
-    from ..evaluate import parse_numbers
-    from ..evaluation import json_safe, parse_levels, parse_metrics
+    from ..evaluation import json_safe, parse_levels, parse_metrics, parse_numbers
     from ..io import atomic_write
     from ..models import ResNet, ResNetConfig
     from ..restore import Restorer

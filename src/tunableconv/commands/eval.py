@@ -74,8 +74,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..evaluate import parse_numbers
-    from ..evaluation import check_run_options, evaluate, parse_levels, parse_metrics, results_markdown, write_report
+    from ..evaluation import (check_run_options, evaluate, parse_levels, parse_metrics, parse_numbers, results_markdown,
+                              write_report)
     from ..tiling import DEFAULT_OVERLAP, check_tile
 
     # Cheap checks first, before loading anything.

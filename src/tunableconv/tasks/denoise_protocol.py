@@ -1,15 +1,17 @@
-r"""The denoising protocol: PSNR/SSIM of a denoiser along its strength slider, evenness.
+r"""The frozen denoising protocol: PSNR/SSIM of a denoiser along its strength slider, evenness.
 
-This is the protocol of ``tunableconv compare`` and ``scripts/ablation.py``, whose cached
-evaluations (hours of CPU) are in its format; ``python -m tunableconv.evaluate`` runs it as a
-command. ``tunableconv eval`` runs the task-agnostic :mod:`tunableconv.evaluation`, which
+Kept, unchanged, so that old results stay reproducible: ``scripts/ablation.py`` evaluates its
+variants with it (``python -m tunableconv.tasks.denoise_protocol``, one process per variant)
+and its cached protocol evaluations (hours of CPU, :func:`cached_protocol_evaluation`) are in
+its format, as are the tables the previous ``compare`` wrote. New evaluations use the
+task-agnostic :mod:`tunableconv.evaluation` (``tunableconv eval``, today's ``compare``), which
 gives the same numbers for denoising (same noisy images) and more (blended target, LPIPS).
 
 :func:`evaluate` runs a (tunable or plain) denoising model, and optionally a reference model,
 on the images of one or more test sets with additive Gaussian noise of each sigma, and
 returns a plain dict (JSON-ready after :func:`json_safe`). :func:`write_report` writes it as
 ``results.json``, ``results.md`` (tables in the layout of the paper's Table 1) and
-``psnr_vs_p.png``. The command line is ``tunableconv eval``.
+``psnr_vs_p.png``. The command line is ``python -m tunableconv.tasks.denoise_protocol``.
 
 Conventions (recorded under ``results["conventions"]``):
 
@@ -57,7 +59,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import InputError
+from ..errors import InputError
+from ..evaluation import parse_numbers, read_cached_result
 
 __all__ = [
     "FORMAT",
@@ -66,7 +69,6 @@ __all__ = [
     "evaluate",
     "noise_seed",
     "add_noise",
-    "parse_numbers",
     "check_sigmas",
     "check_grid",
     "json_safe",
@@ -96,28 +98,6 @@ CONVENTIONS = {
 # ----------------------------------------------------------------------------------------
 # inputs
 # ----------------------------------------------------------------------------------------
-def parse_numbers(text: str | Sequence[float], what: str) -> list[float]:
-    """'15,25,50' (or a sequence) -> [15.0, 25.0, 50.0]; InputError if not finite numbers."""
-    if isinstance(text, str):
-        parts = [t.strip() for t in text.split(",")]
-        if not text.strip() or any(not t for t in parts):
-            raise InputError(f"{what} must be comma-separated numbers, got {text!r}")
-        try:
-            values = [float(t) for t in parts]
-        except ValueError:
-            raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    else:
-        try:
-            values = [float(v) for v in text]
-        except (TypeError, ValueError):
-            raise InputError(f"{what} must be numbers, got {text!r}") from None
-        if not values:
-            raise InputError(f"{what} needs at least one value")
-    if not all(math.isfinite(v) for v in values):
-        raise InputError(f"{what} must be finite numbers, got {text!r}")
-    return values
-
-
 def check_sigmas(sigmas: str | Sequence[float]) -> list[float]:
     """Noise levels on the 0..255 scale: finite, >= 0, duplicates removed, order kept."""
     values = parse_numbers(sigmas, "sigma")
@@ -176,7 +156,7 @@ def _file_sha256(path: str | None) -> str | None:
 def _short_name(model, restorer) -> str:
     """A shipped name as given; a model file as its stem (with its folder for generic stems
     like ``runs/x/model.safetensors`` -> ``x/model``)."""
-    from .restore import Restorer
+    from ..restore import Restorer
 
     path = Path(restorer.info.path or "model") if isinstance(model, Restorer) else Path(str(model))
     if path.suffix != ".safetensors":
@@ -191,7 +171,7 @@ class _Runner:
 
     def __init__(self, model, name: str | None, grid: list[float], raw: bool, device: str,
                  full_strength_only: bool = False) -> None:
-        from .restore import Restorer
+        from ..restore import Restorer
 
         self.restorer = model if isinstance(model, Restorer) else Restorer.load(str(model), device=device)
         r = self.restorer
@@ -227,7 +207,7 @@ class _Runner:
 
     def outputs(self, noisy: Tensor, tile: int | None) -> list[Tensor]:
         """Quantised outputs (3, H, W) float32, one per s."""
-        from .metrics import quantize_8bit
+        from ..metrics import quantize_8bit
 
         return [quantize_8bit(self.restorer(noisy, p, tile=tile)) for p in self.p]
 
@@ -305,10 +285,10 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from . import __version__
-    from .data import ImageFolderEval
-    from .evaluation import display_path
-    from .metrics import evenness, psnr, ssim
+    from .. import __version__
+    from ..data import ImageFolderEval
+    from ..evaluation import display_path
+    from ..metrics import evenness, psnr, ssim
 
     t_start = time.perf_counter()
     names = [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else [str(d).strip() for d in datasets]
@@ -634,7 +614,7 @@ def write_report(results: dict[str, Any], out: str | os.PathLike, *, plot: bool 
 def _parser() -> "argparse.ArgumentParser":
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m tunableconv.evaluate",
+    ap = argparse.ArgumentParser(prog="python -m tunableconv.tasks.denoise_protocol",
                                  description="The denoising protocol (compare's and the ablation's cached format).")
     ap.add_argument("--model", default="denoise", help="shipped model name or model file (default: denoise)")
     ap.add_argument("--data", default="cbsd68",
@@ -665,7 +645,7 @@ def _command_line(args) -> str:
     """The equivalent command line (all options explicit)."""
     import shlex
 
-    parts = ["python", "-m", "tunableconv.evaluate", "--model", args.model, "--data", args.data, "--sigma", args.sigma,
+    parts = ["python", "-m", "tunableconv.tasks.denoise_protocol", "--model", args.model, "--data", args.data, "--sigma", args.sigma,
              "--p-grid", args.p_grid, "--seed", str(args.seed)]
     for flag, value in (("--out", args.out), ("--compare", args.compare), ("--max-images", args.max_images),
                         ("--crop", args.crop), ("--data-root", args.data_root), ("--tile", args.tile),
@@ -684,10 +664,10 @@ def _run(args) -> int:
     check_grid(args.p_grid)
     if not args.out:
         raise InputError("give --out FOLDER for results.json, results.md and psnr_vs_p.png")
-    from .evaluation import check_run_options
+    from ..evaluation import check_run_options
 
     check_run_options(args.threads, not args.no_plot)
-    from .tiling import DEFAULT_OVERLAP, check_tile
+    from ..tiling import DEFAULT_OVERLAP, check_tile
 
     tile = check_tile(args.tile, DEFAULT_OVERLAP, overlap_option=None)  # 0: no tiling, as in every command
     results = evaluate(
@@ -709,39 +689,19 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tunableconv.evaluate``: the denoising protocol as a command (one-line errors, exit 2)."""
+    """``python -m tunableconv.tasks.denoise_protocol``: the denoising protocol as a command (one-line errors, exit 2)."""
     import sys
 
     args = _parser().parse_args(argv)
     try:
         return _run(args)
     except InputError as err:
-        print(f"python -m tunableconv.evaluate: error: {err}", file=sys.stderr)
+        print(f"python -m tunableconv.tasks.denoise_protocol: error: {err}", file=sys.stderr)
         return 2
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 PROTOCOL_KEYS = ("dataset_specs", "sigmas", "grid", "seed", "raw", "max_images", "crop")
-
-
-def read_cached_result(path: Path, model_file: Path) -> dict[str, Any] | None:
-    """The JSON result stored at ``path`` if it reads and is of ``model_file`` (by SHA-256; a
-    model file that no longer exists skips the check), else None. Both evaluation protocols'
-    caches (``compare`` and ``scripts/ablation.py``) start here."""
-    if not path.is_file():
-        return None
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(res, dict):
-        return None
-    if Path(model_file).is_file() and res.get("model", {}).get("sha256") != _file_sha256(str(model_file)):
-        return None
-    return res
 
 
 def cached_protocol_evaluation(path: Path, model_file: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -757,3 +717,7 @@ def cached_protocol_evaluation(path: Path, model_file: Path, settings: dict[str,
     if any(have.get(k) != settings.get(k) for k in keys):
         return None
     return res
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
