@@ -142,11 +142,17 @@ def test_list_models(client):
     assert three["num_params"] == 3 and not three["has_strength"] and three["simplex"]
     assert three["default_p"] == pytest.approx([1 / 3] * 3)
     assert by_name["cal"]["calibrated"] is True
+    # the degradation cases come from the file's task (denoising: its evaluation sigmas)
+    assert tiny["degrade_cases"] == ["sigma=15", "sigma=25", "sigma=50"] and tiny["default_case"] == "sigma=25"
+    assert tiny["degrade_error"] is None
+    assert three["degrade_cases"] is None and three["default_case"] is None  # task "test" is not a task
+    assert "unknown task 'test'" in three["degrade_error"] and "/" not in three["degrade_error"]
 
 
 def test_config_health_samples(client):
     cfg = client.get("/api/config").json()
     assert cfg["max_upload_bytes"] == 20 * 1024 * 1024 and cfg["preview_size"] == 96
+    assert not any("sigma" in k for k in cfg)  # degradations are the models' tasks', not the server's
     assert client.get("/api/health").json()["status"] == "ok"
     samples = client.get("/api/samples").json()["samples"]
     assert [s["name"] for s in samples] == ["astronaut", "coffee", "chelsea", "rocket"]
@@ -292,22 +298,87 @@ def test_sweep_strip(client):
 def test_degrade_is_seeded(client):
     original = _upload(client, _png(32, 32))
     url = f"/api/images/{original['id']}/degrade"
-    a = client.post(url, json={"noise_sigma": 25, "blur_sigma": 1.0, "seed": 7})
-    b = client.post(url, json={"noise_sigma": 25, "blur_sigma": 1.0, "seed": 7})
-    c = client.post(url, json={"noise_sigma": 25, "seed": 8})
+    a = client.post(url, json={"model": "tiny", "levels": "25", "seed": 7})
+    b = client.post(url, json={"model": "tiny", "levels": "sigma=25", "seed": 7})  # a case label
+    c = client.post(url, json={"model": "tiny", "levels": None, "seed": 8})  # the default case
     assert a.status_code == b.status_code == c.status_code == 201, a.text
     ia, ib, ic = a.json(), b.json(), c.json()
     assert ia["id"] != ib["id"] and ia["parent"] == original["id"] and ia["source"] == "degraded"
-    assert ia["degradation"] == {"noise_sigma": 25.0, "blur_sigma": 1.0, "seed": 7}
+    assert ia["degradation"] == {"model": "tiny", "case": "sigma=25", "levels": {"sigma": 25.0}, "seed": 7}
+    assert ic["degradation"]["case"] == "sigma=25" and ic["degradation"]["seed"] == 8
+    assert ia["name"] == "photo.png + sigma=25" and (ia["width"], ia["height"]) == (32, 32)
     pixels = [client.get(f"/api/images/{i['id']}/image.png").content for i in (ia, ib, ic, original)]
     assert pixels[0] == pixels[1] and pixels[0] != pixels[2] and pixels[0] != pixels[3]
     r = client.post("/api/restore", json={"image_id": ia["id"], "model": "tiny", "strength": 1})
     assert r.status_code == 200
-    _assert_json_error(client.post(url, json={"noise_sigma": 1000}), 422)
-    _assert_json_error(client.post(url, json={"noise_sigma": -1}), 422)
-    _assert_json_error(client.post(url, json={"blur_sigma": 99}), 422)
-    _assert_json_error(client.post(url, content=b'{"noise_sigma": NaN}', headers={"content-type": "application/json"}), 422)
-    _assert_json_error(client.post("/api/images/nosuchimage00/degrade", json={"noise_sigma": 5}), 404)
+    _assert_json_error(client.post(url, json={"model": "tiny", "seed": -1}), 422)
+    _assert_json_error(client.post(url, json={"levels": "25"}), 422)  # the model is required
+    _assert_json_error(client.post(url, json={"model": "tiny", "noise_sigma": 25}), 422)  # the old fields are gone
+    _assert_json_error(client.post(url, json={"model": "nosuchmodel", "levels": "25"}), 404)
+    _assert_json_error(client.post("/api/images/nosuchimage00/degrade", json={"model": "tiny"}), 404)
+
+
+def test_degrade_noise_has_the_tasks_sigma(client):
+    """Denoising at levels "25": the difference from the original has std 25/255 (the
+    task's unclipped Gaussian noise, as ``tunableconv sweep --degrade 25``)."""
+    original = _upload(client, _png(128, 128, seed=3))
+    r = client.post(f"/api/images/{original['id']}/degrade", json={"model": "tiny", "levels": "25", "seed": 1})
+    assert r.status_code == 201, r.text
+    store = client.app.state.store
+    diff = store.get(r.json()["id"]).tensor() - store.get(original["id"]).tensor()
+    assert float(diff.mean()) == pytest.approx(0, abs=0.01)
+    assert float(diff.std()) == pytest.approx(25 / 255, rel=0.03)
+
+
+@pytest.mark.parametrize("levels,fragment", [
+    ("300", "levels: a denoising case is one noise sigma in 0..255"),
+    ("15,25", "levels: give one case of the task's levels, got 2"),
+    ("noise=15,blur=2", "levels: a denoising case is one noise sigma"),
+    ("lots", "levels"),
+    ("", "levels"),
+])
+def test_degrade_bad_levels_are_one_line_422(client, levels, fragment):
+    original = _upload(client, _png(16, 16))
+    r = client.post(f"/api/images/{original['id']}/degrade", json={"model": "tiny", "levels": levels})
+    detail = _assert_json_error(r, 422)
+    assert fragment in detail and "\n" not in detail
+    assert "sigma=15, sigma=25, sigma=50" in detail  # the cases there are
+
+
+def test_degrade_goes_through_the_models_task(models, tmp_path):
+    """A model file without a task cannot degrade (422, one line, no server path); a
+    super-resolution model degrades to its smaller bicubic-downscaled input."""
+    torch.manual_seed(0)
+    net = ResNet(ResNetConfig(channels=8, num_blocks=1, num_params=2))
+    notask = save_model(net, tmp_path / "notask.safetensors", knobs=KNOBS, info={"strength": "p = (s, 1 - s)"})
+    sr = save_model(net, tmp_path / "sr4.safetensors", knobs=KNOBS, info={"task": "sr"})
+    app = create_app(AppConfig(models=[str(models["tiny"]), str(notask), str(sr)], include_zoo=False))
+    with TestClient(app) as c:
+        by_name = {m["name"]: m for m in c.get("/api/models").json()["models"]}
+        assert by_name["notask"]["degrade_cases"] is None and by_name["notask"]["default_case"] is None
+        assert by_name["sr4"]["degrade_cases"] == ["x4"] and by_name["sr4"]["default_case"] == "x4"
+        original = _upload(c, _png(48, 64))
+        url = f"/api/images/{original['id']}/degrade"
+        for levels in (None, "25"):
+            detail = _assert_json_error(c.post(url, json={"model": "notask", "levels": levels}), 422)
+            assert "names no task" in detail and "\n" not in detail and str(tmp_path) not in detail
+        r = c.post(url, json={"model": "sr4"})
+        assert r.status_code == 201, r.text
+        info = r.json()
+        assert (info["width"], info["height"]) == (16, 12) and info["degradation"]["case"] == "x4"
+        from tunableconv.tasks.sr import downscale
+
+        stored = app.state.store.get(info["id"]).tensor()
+        expected = downscale(app.state.store.get(original["id"]).tensor(), 4)
+        assert torch.allclose(stored, expected, atol=2e-3)  # float16 storage
+        # the model runs on it
+        r = c.post("/api/restore", json={"image_id": info["id"], "model": "sr4"})
+        assert r.status_code == 200
+        detail = _assert_json_error(c.post(url, json={"model": "sr4", "levels": "2"}), 422)
+        assert "x4" in detail
+        tiny = _upload(c, _png(3, 3))
+        detail = _assert_json_error(c.post(f"/api/images/{tiny['id']}/degrade", json={"model": "sr4"}), 422)
+        assert "smaller than the scale factor 4" in detail
 
 
 def test_sample_image(client):
@@ -455,8 +526,8 @@ def test_errors_are_never_500(client):
             requests.append(("/api/download", {"image_id": info["id"], "model": "tiny", field: value}))
         for field in ("steps", "knob_index", "base", "with_input"):
             requests.append(("/api/sweep", {"image_id": info["id"], "model": "tiny", field: value}))
-        for field in ("noise_sigma", "blur_sigma", "seed"):
-            requests.append((f"/api/images/{info['id']}/degrade", {field: value}))
+        for field in ("model", "levels", "seed"):
+            requests.append((f"/api/images/{info['id']}/degrade", {"model": "tiny", field: value}))
         requests.append(("/api/images/from-sample", {"name": value}))
     for path, body in requests:
         r = client.post(path, json=body)

@@ -1,7 +1,8 @@
 """End to end: the web app in a real headless Chromium, driven by Playwright.
 
 Starts the server (uvicorn in a thread, a free 127.0.0.1 port) with a tiny random-weight
-model, loads the page, uploads an image, adds noise, moves the strength slider with the
+model, loads the page, uploads an image, degrades it as the model's task does (the default
+case the server offers), moves the strength slider with the
 keyboard and checks that the shown result's *pixels* change; then the raw-p toggle, the
 divider and a sweep strip. Saves a screenshot to pytest's tmp_path and, when
 ``$TUNABLECONV_ARTIFACTS`` is set, copies it there as ``app.png``.
@@ -139,14 +140,16 @@ def test_browser_upload_slider_changes_image(tmp_path):
             assert page.locator("#knob-strength").count() == 1
             assert "noise_preservation" in page.locator("#knobs").inner_text()
 
-            # upload, then add noise for the demonstration
+            # upload, then degrade it for the demonstration: the model's default case, from the server
             page.set_input_files("#file-input", str(photo))
             after = page.locator("#after")
             page.wait_for_function("() => Number(document.querySelector('#after').dataset.version || 0) >= 1",
                                    timeout=60_000)
-            page.eval_on_selector("#noise", "el => { el.value = '25'; el.dispatchEvent(new Event('input')); "
-                                            "el.dispatchEvent(new Event('change')); }")
-            page.wait_for_function("() => document.querySelector('#image-info').textContent.includes('noise 25')",
+            cases = page.eval_on_selector_all("#degrade-case option", "els => els.map((e) => e.value)")
+            assert cases == ["sigma=15", "sigma=25", "sigma=50"]
+            assert page.locator("#degrade-case").input_value() == "sigma=25"  # the default case
+            page.click("#degrade-apply")
+            page.wait_for_function("() => document.querySelector('#image-info').textContent.includes('+ sigma=25')",
                                    timeout=60_000)
             page.wait_for_function("() => Number(document.querySelector('#after').dataset.version) >= 2 && "
                                    "!document.querySelector('#after').classList.contains('stale')", timeout=60_000)
@@ -200,6 +203,10 @@ def test_browser_upload_slider_changes_image(tmp_path):
             # a three-knob model on the simplex: moving one knob rescales the others
             page.select_option("#model-select", "three-knobs")
             assert page.locator("#knob-strength").count() == 0 and page.locator("#knob-2").count() == 1
+            # its file names no task the server knows: nothing to degrade with, the original is shown
+            assert page.locator("#degrade-case").is_disabled() and page.locator("#degrade-apply").is_disabled()
+            page.wait_for_function("() => !document.querySelector('#image-info').textContent.includes('+ sigma')",
+                                   timeout=60_000)
             page.eval_on_selector("#knob-0", "el => { el.value = '0.5'; el.dispatchEvent(new Event('input')); }")
             assert [page.locator(f"#knob-{i}").input_value() for i in range(3)] == ["0.5", "0.25", "0.25"]
             page.eval_on_selector("#knob-1", "el => { el.value = '0.7'; el.dispatchEvent(new Event('input')); }")

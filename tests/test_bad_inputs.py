@@ -427,9 +427,18 @@ def test_app_and_cli_say_the_same_of_a_zero_byte_file(client, bad, capsys):
     assert cli.endswith(f"{bad['F'] / 'zero.png'}: the file is empty (0 bytes), not an image")
 
 
-def test_app_blur_on_a_tiny_image_names_blur_sigma(client):
+def test_app_degrade_says_what_the_cli_says(client, bad, capsys, tmp_path):
+    """The degrade endpoint goes through the model file's task, as ``sweep --degrade``: the
+    same refusal of a level out of the task's range (one line, 422), and a tiny image works."""
     image = client.post("/api/images", files={"file": ("t.png", _png(3, 3), "image/png")}).json()["id"]
-    r = client.post(f"/api/images/{image}/degrade", json={"blur_sigma": 5})
+    r = client.post(f"/api/images/{image}/degrade", json={"model": "tiny", "levels": "300"})
     detail = r.json()["detail"]
-    assert r.status_code == 422 and "blur_sigma 5 needs an image of at least 16x16 pixels, this one is 3x3" in detail
-    assert "padding" not in detail
+    assert r.status_code == 422 and "levels: a denoising case is one noise sigma in 0..255" in detail, r.text
+    assert "\n" not in detail and str(bad["model"].parent) not in detail
+    assert main(["sweep", str(bad["F"] / "in.png"), "-o", str(tmp_path / "s.png"), "--model", str(bad["model"]),
+                 "--degrade", "300"]) == 2
+    assert "--degrade: a denoising case is one noise sigma in 0..255" in capsys.readouterr().err
+    r = client.post(f"/api/images/{image}/degrade", json={"model": "tiny", "levels": "15,25"})
+    assert r.status_code == 422 and "give one case" in r.json()["detail"], r.text
+    r = client.post(f"/api/images/{image}/degrade", json={"model": "tiny", "levels": None, "seed": 1})
+    assert r.status_code == 201 and r.json()["degradation"]["case"] == "sigma=25", r.text

@@ -9,11 +9,12 @@ HTTP API (all under ``/api``; errors are JSON ``{"detail": "one line"}`` with a 
 =======  ==============================  ==================================================
 GET      /api/health                     ``{"status": "ok", "version": ...}``
 GET      /api/config                     the server's limits (upload size, pixels, ...)
-GET      /api/models                     the served models and their knob spaces (a bad file: its error)
+GET      /api/models                     the served models, their knob spaces and degradation cases
+                                         (a bad file: its error)
 GET      /api/samples                    the bundled sample photos (by name)
 POST     /api/images                     multipart upload (field ``file``) -> image info
 POST     /api/images/from-sample         ``{"name": "astronaut"}`` -> image info
-POST     /api/images/{id}/degrade        ``{"noise_sigma", "blur_sigma", "seed"}`` -> new image
+POST     /api/images/{id}/degrade        ``{"model", "levels", "seed"}`` -> new image (the model's task)
 GET      /api/images/{id}                image info
 GET      /api/images/{id}/image.png      the stored image (``?region=preview|full``)
 DELETE   /api/images/{id}                forget an image
@@ -36,6 +37,11 @@ Design:
   sample photos are looked up by name in a fixed list. What a model's knobs mean is read
   from its file's knob space only (any domain, any sliders); a file that cannot be loaded
   is listed by ``/api/models`` with its error line, and the other models are served.
+- **Degradations** (for demonstrations on a clean photo) are the selected model's own: its
+  file names its task, and the image is degraded as that task does in evaluation, at one of
+  its cases (``tunableconv sweep --degrade``). The app itself knows no task: the cases and
+  their labels come from the task, and the degraded image may have another size than the
+  original (a super-resolution model's input is the downscaled image).
 - **Jobs** (decoding, degrading, inference, encoding) run off the event loop in a pool of
   ``max_jobs`` threads; a semaphore bounds running + queued jobs (503 when full) and each job
   has a deadline (``request_timeout``; a tiled job stops at its next tile after it). Knob
@@ -130,9 +136,6 @@ class AppConfig:
     #: Run the models on channels-last (NHWC) tensors: about 1.4x faster convolutions on CPU;
     #: results may differ from the NCHW path by float rounding (rarely one 8-bit level).
     channels_last: bool = True
-    #: Largest noise sigma (0..255 scale) and blur sigma (pixels) of the demo degradations.
-    max_noise_sigma: float = 100.0
-    max_blur_sigma: float = 10.0
 
     def __post_init__(self) -> None:
         positive = ("max_upload_bytes", "max_pixels", "max_images", "max_store_bytes", "max_jobs", "preview_size", "tile")
@@ -151,10 +154,6 @@ class AppConfig:
             raise InputError(f"preview_size must be at least 16 pixels, got {self.preview_size}")
         if not isinstance(self.max_sweep_steps, int) or self.max_sweep_steps < 2:
             raise InputError(f"max_sweep_steps must be at least 2, got {self.max_sweep_steps!r}")
-        for name in ("max_noise_sigma", "max_blur_sigma"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise InputError(f"{name} must be a number >= 0, got {value!r}")
         self.models = [str(m) for m in self.models]
 
     def public(self) -> dict[str, Any]:
@@ -169,8 +168,6 @@ class AppConfig:
             "preview_size": self.preview_size,
             "tile": self.tile,
             "max_sweep_steps": self.max_sweep_steps,
-            "max_noise_sigma": self.max_noise_sigma,
-            "max_blur_sigma": self.max_blur_sigma,
         }
 
 
@@ -217,7 +214,7 @@ class StoredImage:
         return int(self.data.shape[-1])
 
     def tensor(self) -> torch.Tensor:
-        """float32 (3, H, W); values may leave [0, 1] for noisy images (unclipped noise)."""
+        """float32 (3, H, W); values may leave [0, 1] for degraded images (a task need not clip)."""
         if self.data.dtype == torch.uint8:
             return self.data.to(torch.float32) / 255
         return self.data.to(torch.float32)
@@ -321,6 +318,7 @@ class ModelEntry:
     card: list[str] = field(default_factory=list)
     error: str | None = None
     file: str | None = None  # the file name (no folder: server paths are not disclosed)
+    _task: tuple | None = field(default=None, repr=False, compare=False)  # the cache of task()
 
     @property
     def simplex(self) -> bool:
@@ -329,6 +327,33 @@ class ModelEntry:
 
     def default_p(self) -> list[float]:
         return [float(v) for v in self.restorer.space.default or []]
+
+    def task(self) -> tuple[Any, list | None, str | None]:
+        """``(task, cases, None)``: the task the model file names and its default evaluation
+        cases (:func:`tunableconv.evaluation.task_of`), or ``(None, None, error line)`` for a
+        file that names no task (or one that does not load). Built once, then cached."""
+        if self._task is None:
+            from ..evaluation import task_of
+
+            info = self.restorer.info
+            if not (info.info or {}).get("task"):
+                self._task = (None, None, f"model {self.name!r} names no task in its file, so it has no "
+                                          "degradation to apply: pick a model that does")
+            else:
+                try:
+                    task = task_of(info)
+                    cases = list(task.evaluation_cases())
+                    if not cases:
+                        raise InputError("its task has no evaluation cases")
+                    self._task = (task, cases, None)
+                except Exception as exc:  # a bad stored recipe must not break the model listing
+                    msg = str(exc) if isinstance(exc, InputError) else f"its task does not load ({type(exc).__name__}: {exc})"
+                    if not isinstance(exc, InputError):
+                        log.warning("model %s: its task does not load", self.name, exc_info=True)
+                    if info.path:  # no server paths in what clients see
+                        msg = msg.replace(str(info.path), "its file")
+                    self._task = (None, None, " ".join(f"model {self.name!r} cannot degrade images: {msg}".split()))
+        return self._task
 
     def usable(self) -> "ModelEntry":
         """Itself, or 400 for a model whose file could not be loaded."""
@@ -351,6 +376,7 @@ class ModelEntry:
         except Exception:  # the listing helper is optional here
             summary = info.architecture
         strength = space.slider("strength") if r.has_strength else None
+        _, cases, task_error = self.task()
         return {
             "name": self.name,
             "source": self.source,
@@ -376,6 +402,11 @@ class ModelEntry:
             "scale": space.scale,
             "tiling_exact": space.tiling_exact,
             "card": self.card,
+            # the cases POST /api/images/{id}/degrade accepts by label (the task's evaluation
+            # cases), the middle one as the default; null when the file names no task
+            "degrade_cases": [c.label for c in cases] if cases else None,
+            "default_case": cases[len(cases) // 2].label if cases else None,
+            "degrade_error": task_error,
         }
 
 
@@ -607,10 +638,12 @@ class SampleRequest(_Body):
 
 
 class DegradeRequest(_Body):
-    noise_sigma: float = Field(0.0, ge=0, allow_inf_nan=False,
-                               description="Gaussian noise sigma on the 0..255 scale (unclipped, as in training)")
-    blur_sigma: float = Field(0.0, ge=0, allow_inf_nan=False, description="Gaussian blur sigma in pixels (applied first)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the noise")
+    model: str = Field(..., max_length=200, description="a model name from GET /api/models: its file's task degrades")
+    levels: Optional[str] = Field(
+        None, max_length=200,
+        description="one case of the task's levels: a label from the model's degrade_cases, or levels text as "
+                    "`tunableconv sweep --degrade` takes it; null: the model's default_case")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the degradation's random draws")
 
 
 _Number = Annotated[float, Field(strict=True)]  # a JSON number (true/false and strings are refused)
@@ -882,38 +915,36 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         return item.describe(config.preview_size)
 
     @app.post("/api/images/{image_id}/degrade", tags=["images"], status_code=201, response_model=ImageInfo,
-              summary="A degraded copy (blur, then seeded Gaussian noise) for demonstrations", responses=_ERRORS)
+              summary="A copy degraded as the model's task does in evaluation, for demonstrations",
+              responses=_ERRORS)
     async def degrade_image(image_id: str, body: DegradeRequest):
+        """The image degraded by the task the model file names, at one of its evaluation cases
+        (``levels``: a label of the model's ``degrade_cases`` or levels text; null: its
+        ``default_case``), random draws seeded by ``seed``; as ``tunableconv sweep --degrade``.
+        The result may have another size than the original (a super-resolution task's input is
+        the downscaled image)."""
+        entry = registry.get(body.model)
         item = store.get(image_id)
-        if body.noise_sigma > config.max_noise_sigma:
-            raise _err(422, f"noise_sigma must be in [0, {config.max_noise_sigma:g}] (0..255 scale), "
-                            f"got {body.noise_sigma:g}")
-        if body.blur_sigma > config.max_blur_sigma:
-            raise _err(422, f"blur_sigma must be in [0, {config.max_blur_sigma:g}] pixels, got {body.blur_sigma:g}")
-        if body.blur_sigma > 0:  # the blur reflects the borders: its radius must be smaller than the image
-            radius, side = max(1, math.ceil(3 * body.blur_sigma)), min(item.data.shape[-2:])
-            if radius >= side:
-                largest = f"at most {(side - 1) / 3:.3g}" if side > 1 else "0"
-                raise _err(422, f"blur_sigma {body.blur_sigma:g} needs an image of at least {radius + 1}x{radius + 1} "
-                                f"pixels, this one is {item.data.shape[-1]}x{item.data.shape[-2]}: use blur_sigma "
-                                f"{largest} or a larger image")
+        case = degradation_case(entry, body.levels)
+        task = entry.task()[0]
 
         def degrade(cancel):
-            from ..data import add_gaussian_noise, gaussian_blur
-
-            x = item.tensor()
-            parts = []
-            if body.blur_sigma > 0:
-                size = max(3, 2 * math.ceil(3 * body.blur_sigma) + 1)
-                x = gaussian_blur(x, float(body.blur_sigma), size=size)
-                parts.append(f"blur {body.blur_sigma:g}")
-            if body.noise_sigma > 0:
-                g = torch.Generator().manual_seed(int(body.seed))
-                x = add_gaussian_noise(x, float(body.noise_sigma), generator=g)
-                parts.append(f"noise {body.noise_sigma:g}")
-            name = item.name + (" + " + " + ".join(parts) if parts else "")
-            return store.put(x, name=name, source="degraded", parent=item.id,
-                             degradation={"noise_sigma": body.noise_sigma, "blur_sigma": body.blur_sigma,
+            try:
+                sample = task.degrade_case(item.tensor(), case, torch.Generator().manual_seed(int(body.seed)))
+            except InputError as exc:
+                raise _err(422, f"model {entry.name!r} cannot degrade this {item.width}x{item.height} image "
+                                f"at {case.label}: {exc}") from None
+            x = sample.input
+            if x.dim() == 4:
+                x = x[0]
+            h, w = x.shape[-2:]
+            if h == 0 or w == 0:
+                raise _err(422, f"degrading this {item.width}x{item.height} image at {case.label} leaves no pixels: "
+                                "use a larger image")
+            if h * w > config.max_pixels:
+                raise _err(413, f"the degraded image ({w}x{h}) exceeds the server's {config.max_pixels} pixels")
+            return store.put(x, name=f"{item.name} + {case.label}", source="degraded", parent=item.id,
+                             degradation={"model": entry.name, "case": case.label, "levels": dict(case.levels),
                                           "seed": body.seed})
 
         new = await jobs.run(degrade)
@@ -1061,6 +1092,35 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
     return app
+
+
+def degradation_case(entry: ModelEntry, text: str | None):
+    """The one evaluation case of the model's task that ``text`` names: a label of its
+    default cases, else levels as ``tunableconv sweep --degrade`` parses them; ``None``: the
+    middle default case. 422 (one line) for a file without a task, bad levels, or not one case."""
+    from ..evaluation import parse_levels
+
+    task, cases, error = entry.task()
+    if task is None:
+        raise _err(422, error)
+    if text is None:
+        return cases[len(cases) // 2]
+    text = text.strip()
+    by_label = {c.label: c for c in cases}
+    if text in by_label:
+        return by_label[text]
+    labels = ", ".join(by_label)
+    try:
+        levels = parse_levels(text, "levels")
+        found = task.evaluation_cases(levels)
+    except (InputError, ValueError, TypeError) as exc:
+        msg = str(exc)
+        raise _err(422, (msg if msg.startswith("levels") else f"levels: {msg}") +
+                   f" (the cases of model {entry.name!r}: {labels})") from None
+    if len(found) != 1:
+        raise _err(422, f"levels: give one case of the task's levels, got {len(found)} in {text!r} "
+                        f"(the cases of model {entry.name!r}: {labels})")
+    return found[0]
 
 
 def _layout(image: torch.Tensor, channels_last: bool) -> torch.Tensor:

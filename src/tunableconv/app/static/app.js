@@ -22,6 +22,7 @@
     afterUrl: null,
     sweepUrl: null,
     degradeSeq: 0,
+    degraded: false,     // show the original degraded as the selected model's file says (apply / clean)
   };
 
   // ---------------------------------------------------------------- helpers
@@ -79,8 +80,6 @@
     }
     sel.value = models.default;
     $("sweep-steps").max = String(cfg.max_sweep_steps);
-    $("noise").max = String(Math.min(75, cfg.max_noise_sigma));
-    $("blur").max = String(Math.min(5, cfg.max_blur_sigma));
     selectModel(models.default, false);
   }
 
@@ -99,8 +98,45 @@
     $("model-summary").textContent = bits.join(" · ");
     renderKnobs();
     renderSweepKnobs();
+    renderDegradeCases();
     setBefore();
     if (refresh) scheduleRestore(0);
+    // a degraded image belongs to the model that degraded it: degrade again as this one does
+    // (or show the original when this one cannot)
+    if (state.original && (state.degraded || (state.image && state.image.id !== state.original.id))) {
+      applyDegradation();
+    }
+  }
+
+  // ---------------------------------------------------------------- degradation cases
+  // The cases and their labels come from the server (the model file's task); the page only
+  // lists them. A model without them cannot degrade: the controls are disabled.
+  function renderDegradeCases() {
+    const sel = $("degrade-case");
+    const m = state.model;
+    const previous = sel.value;
+    sel.innerHTML = "";
+    const cases = (m && m.degrade_cases) || [];
+    for (const label of cases) {
+      const opt = document.createElement("option");
+      opt.value = label;
+      opt.textContent = label === m.default_case ? `${label} (default)` : label;
+      sel.appendChild(opt);
+    }
+    if (!cases.length) {
+      const opt = document.createElement("option");
+      opt.value = "";
+      opt.textContent = "none for this model";
+      sel.appendChild(opt);
+      state.degraded = false;
+    }
+    sel.value = cases.includes(previous) ? previous : (m && m.default_case) || cases[0] || "";
+    sel.disabled = !cases.length;
+    sel.title = (m && m.degrade_error) || "";
+    $("degrade-apply").disabled = !cases.length;
+    $("degrade-note").textContent = cases.length
+      ? "Degrades the original image as the selected model's task does in evaluation, at the chosen case."
+      : (m && m.degrade_error) || "This model has no degradation to apply.";
   }
 
   // ---------------------------------------------------------------- knobs
@@ -333,6 +369,10 @@
     $("empty").hidden = true;
     const pv = info.preview;
     let text = `${info.name}: ${info.width}×${info.height}`;
+    const orig = state.original;
+    if (orig && info.id !== orig.id && (orig.width !== info.width || orig.height !== info.height)) {
+      text += ` (the original is ${orig.width}×${orig.height})`;
+    }
     if (pv.cropped) text += ` · live preview of the central ${pv.width}×${pv.height}; the download covers the whole image`;
     $("image-info").textContent = text;
     scheduleRestore(0);
@@ -395,25 +435,24 @@
   }
 
   async function applyDegradation() {
-    const noise = Number($("noise").value);
-    const blur = Number($("blur").value);
-    const seed = Math.max(0, Math.floor(Number($("seed").value) || 0));
-    $("noise-out").textContent = String(noise);
-    $("blur-out").textContent = fmt(blur, 1);
+    const seq = ++state.degradeSeq;
     if (!state.original) return;
-    if (noise === 0 && blur === 0) {
+    const m = state.model;
+    const label = $("degrade-case").value;
+    if (!state.degraded || !m || !label) {
       setImage(state.original);
       return;
     }
-    const seq = ++state.degradeSeq;
+    const seed = Math.max(0, Math.floor(Number($("seed").value) || 0));
     status("Degrading…", "busy");
     try {
       const info = await (await postJSON(`/api/images/${encodeURIComponent(state.original.id)}/degrade`,
-        { noise_sigma: noise, blur_sigma: blur, seed })).json();
+        { model: m.name, levels: label, seed })).json();
       if (seq === state.degradeSeq) setImage(info);
     } catch (err) {
+      if (seq !== state.degradeSeq) return;
       status(err.message, "error");
-      if (err.status === 404) resetImage();
+      if (err.status === 404 && /image id/.test(err.message)) resetImage();
     }
   }
 
@@ -530,19 +569,17 @@
       drop.classList.remove("over");
       if (ev.dataTransfer.files.length) upload(ev.dataTransfer.files[0]);
     });
-    for (const id of ["noise", "blur"]) {
-      $(id).addEventListener("input", () => {
-        $("noise-out").textContent = $("noise").value;
-        $("blur-out").textContent = fmt($("blur").value, 1);
-      });
-      $(id).addEventListener("change", applyDegradation);
-    }
-    $("seed").addEventListener("change", applyDegradation);
-    $("degrade-reset").addEventListener("click", () => {
-      $("noise").value = "0";
-      $("blur").value = "0";
+    $("degrade-apply").addEventListener("click", () => {
+      state.degraded = true;
       applyDegradation();
     });
+    $("degrade-reset").addEventListener("click", () => {
+      state.degraded = false;
+      applyDegradation();
+    });
+    // once applied, another case or seed degrades again
+    $("degrade-case").addEventListener("change", () => { if (state.degraded) applyDegradation(); });
+    $("seed").addEventListener("change", () => { if (state.degraded) applyDegradation(); });
     $("download").addEventListener("click", download);
     $("sweep").addEventListener("click", sweep);
 
