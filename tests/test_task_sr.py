@@ -371,3 +371,31 @@ def test_sweep_and_demo_downscale_through_the_task(tunable_model, tmp_path, caps
     assert main(["demo", "--image", str(src), "--model", str(tunable_model), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "degraded at x4" in text and (out / "strip.png").is_file()
+
+
+def test_evaluation_measures_with_the_sr_convention(tunable_model, tmp_path):
+    """``tunableconv eval`` of an SR model: PSNR / SSIM on Y of the 8-bit output with a 4-pixel
+    border (the task's metric_options), against the modcropped ground truth."""
+    from tunableconv.evaluation import evaluate
+    from tunableconv.metrics import ssim
+    from tunableconv.restore import Restorer
+
+    imgs = _images(tmp_path / "imgs", n=2, size=(42, 37))
+    res = evaluate(str(tunable_model), [str(imgs)], grid=[0.0, 1.0], metrics=["psnr", "ssim"], progress=False)
+    row = res["datasets"]["imgs"]["cases"]["x4"]["model"]
+    r = Restorer.load(str(tunable_model))
+    task = _task()
+    want_psnr, want_ssim = [], []
+    for s_value in (0.0, 1.0):
+        ps, ss = [], []
+        for i in range(2):
+            hr = torch.from_numpy(np.array(Image.open(imgs / f"{i}.png"))).permute(2, 0, 1).float() / 255
+            sample = task.degrade_case(hr, EvalCase("x4", {}), torch.Generator())
+            out = r(sample.input, r.params(slider=("perception", s_value), calibrated=False))
+            assert out.shape[-2:] == (40, 36)
+            ps.append(float(psnr(out, sample.clean, crop_border=4, y_channel=True, quantize=True)))
+            ss.append(float(ssim(out, sample.clean, crop_border=4, y_channel=True, quantize=True)))
+        want_psnr.append(sum(ps) / 2)
+        want_ssim.append(sum(ss) / 2)
+    assert row["psnr"] == pytest.approx(want_psnr, abs=1e-6)
+    assert row["ssim"] == pytest.approx(want_ssim, abs=1e-6)
