@@ -203,9 +203,8 @@ def sr4_small() -> Recipe:
 
 def sr4_paper() -> Recipe:
     """The paper's SR scale (for GPU users): ResNet 16 x 64 with the x4 tail, HR patch 128,
-    batch 16; ESRGAN's schedule: L1 pretraining (``sr4-fixed-paper``, 1e-4 halved every
-    200k of 1M steps... here 500k), then the multi-loss from it, lr 1e-4 halved at 50k, 100k,
-    200k, 300k of 400k steps."""
+    batch 16, started from ``sr4-fixed-paper`` (the L1 network); ESRGAN's GAN-phase schedule:
+    lr 1e-4 halved at 50k, 100k, 200k and 300k of 400k steps (the discriminator follows it)."""
     r = sr4_small()
     r.name = "sr4-paper"
     r.model.args.update(channels=64, num_blocks=16)
@@ -218,7 +217,8 @@ def sr4_paper() -> Recipe:
 
 
 def sr4_fixed_paper() -> Recipe:
-    """The L1 network at the paper's scale (ESRGAN's PSNR-oriented pretraining)."""
+    """The L1 network at the paper's scale (ESRGAN's PSNR-oriented pretraining): 500k steps,
+    lr 2e-4 halved at 200k and 400k."""
     r = sr4_fixed_small()
     r.name = "sr4-fixed-paper"
     r.model.args.update(channels=64, num_blocks=16)
