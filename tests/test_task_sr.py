@@ -101,6 +101,7 @@ def test_section_refuses_bad_fields_with_one_line():
     for field_name, value, match in [("mix", "targets", "blend of targets does not move"), ("scale", 5, "task.scale"),
                                      ("perceptual_layer", "relu9", "task.perceptual_layer"),
                                      ("adversarial_weight", -1.0, "adversarial_weight"),
+                                     ("perceptual_objective_weight", 0.0, "perceptual_objective_weight"),
                                      ("disc_scales", [], "disc_scales")]:
         with pytest.raises(InputError, match=match) as err:
             _task(**{field_name: value})
@@ -201,7 +202,9 @@ def test_p_weights_the_two_objectives_per_sample():
     # sample 0 (p = (1, 0)) pays L1 only; sample 1 (0, 1) ESRGAN's loss only
     weighted = res.weighted_per_sample
     assert torch.allclose(weighted[0, 0], l1[0]) and float(weighted[0, 1]) == 0
-    assert float(weighted[1, 0]) == 0 and torch.allclose(weighted[1, 1], res.per_sample[1, 1])
+    w2 = task.cfg.perceptual_objective_weight
+    assert float(weighted[1, 0]) == 0 and torch.allclose(weighted[1, 1], w2 * res.per_sample[1, 1])
+    assert torch.allclose(res.total, (weighted.nan_to_num(0.0)).sum(1).mean())
 
 
 def test_the_fixed_twin_has_one_objective_and_no_knob():
