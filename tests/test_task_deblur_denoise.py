@@ -22,12 +22,7 @@ from tunableconv.tasks.deblur_denoise import CORNER_P, CORNERS
 from tunableconv.train import Trainer, get_recipe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _task(**task_fields) -> DeblurDenoiseTask:

@@ -21,12 +21,7 @@ from tunableconv.tasks.sr import bicubic_upscale, downscale, modcrop
 from tunableconv.train import Trainer, get_recipe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _task(**fields) -> SRTask:

@@ -35,12 +35,7 @@ from tunableconv.train.trainer import StepBatches
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _images(folder: Path, n: int = 4, h: int = 40, w: int = 48) -> Path:
