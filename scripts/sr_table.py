@@ -192,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from tunableconv.errors import InputError
     from tunableconv.evaluation import json_safe
-    from tunableconv.tasks import build_task
-    from tunableconv.train import Recipe
 
     cdir = Path(args.compare_dir)
     out = Path(args.out) if args.out else cdir
@@ -211,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [eval_label(d) for d in specs]
     metrics = [m for m in METRICS if m in summary["metrics"]]
     try:
-        recipe = Recipe.load(next((cdir / "runs").glob("*/recipe.yaml")))
-        task = build_task(recipe)
+        from tunableconv.evaluation import task_of
+        from tunableconv.models import read_metadata
+
+        task = task_of(read_metadata(cdir / "models" / f"{methods[0]}.safetensors"))  # the task the file records
         rows = method_rows(cdir, methods)
         floor = bicubic_floor(task, specs, options, metrics, args.data_root)
         grid = [float(v) for v in options["grid"]]
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             match = [d for d, lab in zip(specs, datasets) if dataset_key(lab) == spec.strip()] or [spec.strip()]
             strip_paths.append(str(strips(task, cdir, methods, match[0], int(idx or 0), args.strip_crop, grid,
                                           args.data_root, out)))
-    except (InputError, StopIteration, OSError) as exc:
-        print(f"sr_table: error: {exc or 'no run recipe under ' + str(cdir / 'runs')}", file=sys.stderr)
+    except (InputError, OSError) as exc:
+        print(f"sr_table: error: {exc}", file=sys.stderr)
         return 2
     command = "python scripts/sr_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = table_markdown(rows, floor, datasets, metrics, command)
