@@ -293,7 +293,7 @@ def test_warm_start_refuses_a_missing_file_and_another_network(tmp_path, l1_mode
         Trainer(r, tmp_path / "run2", progress=False).fit()
 
 
-def test_tunable_training_changes_the_perceptual_end_only_a_little_at_fidelity(tunable_model, l1_model):
+def test_tunable_training_records_its_knob_space_and_the_ends_come_apart(tunable_model, l1_model):
     from tunableconv.models import load_model
 
     plain, _ = load_model(l1_model)
