@@ -15,7 +15,9 @@ Protocol (recorded under ``results["conventions"]``):
   a generator seeded by ``(seed, label, index, c)`` (:func:`case_seed`): every model, run and
   process sees the same degraded images. (For a case with one level the seed equals that of
   the denoising protocol of :mod:`tunableconv.tasks.denoise_protocol`, so the noisy images are the same.)
-- **Outputs** are clamped to [0, 1] and quantised to 8 bits before every metric.
+- **Outputs** are clamped to [0, 1] and quantised to 8 bits before every metric; a task may
+  measure its own way (``Task.metric_options``, recorded as ``results["metric_options"]``:
+  super-resolution takes PSNR / SSIM on Y with a border of the scale factor).
 - **Metrics**, per image, then averaged over the images: against the ground truth the
   requested ``metrics`` (``psnr``, ``ssim``, ``lpips``, ``dists``, ``niqe``); against each objective's
   target PSNR (``psnr_<objective>``); against the blended target Σ c_i t_i where the task
@@ -440,6 +442,7 @@ def evaluate(
         "options": {"datasets": names, "levels": list(levels) if levels is not None else None, "grid": grid_values,
                     "seed": int(seed), "raw": bool(raw), "max_images": max_images, "crop": crop, "tile": tile},
         "conventions": CONVENTIONS,
+        "metric_options": json_safe(dict(task.metric_options)),  # the task's measuring convention (SR: Y, border)
         "datasets": out_sets,
         "environment": {"torch": torch.__version__, "tunableconv": __version__, "num_threads": torch.get_num_threads(),
                         "device": str(device)},
