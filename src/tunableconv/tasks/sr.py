@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -189,15 +189,12 @@ class SRTask(Task):
     metrics = ("psnr", "ssim", "lpips")
     condition_names = ()
 
-    #: keyword arguments of the metrics (the SR convention: Y channel, 8-bit, border = scale);
-    #: filled per instance from ``task.scale``
-    metric_options: ClassVar[dict[str, dict[str, Any]]] = {}
-
     def __init__(self, recipe: "Recipe") -> None:
         super().__init__(recipe)
         t = self.cfg
         self.fidelity_only = bool(t.fidelity_only)
         self.scale = int(t.scale)
+        # the SR convention (Y channel, 8-bit, border = scale), per instance: it depends on task.scale
         luma = {"crop_border": self.scale, "y_channel": True, "quantize": True}
         self.metric_options = {"psnr": luma, "ssim": luma, "niqe": {"crop_border": self.scale}}
         self.sampling = self.make_sampling(t.sampler, t.vertex_share, t.edge_share, t.p_granularity)
