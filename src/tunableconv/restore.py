@@ -156,7 +156,8 @@ class Restorer:
             self.check_tiling(force_tiling)
             from .tiling import tiled_apply
 
-            y = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=self.scale, progress=progress)
+            y = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=self.scale, progress=progress,
+                            multiple=int(getattr(self.model, "size_multiple", 1)))  # windows stay aligned
         else:
             y = fn(x)
         if not torch.isfinite(y).all():

@@ -164,6 +164,7 @@ def tiled_apply(
     scale: int = 1,
     batch_tiles: int = 1,
     progress: bool = False,
+    multiple: int = 1,
 ) -> Tensor:
     r"""Apply ``fn`` to ``x`` tile by tile and blend the tiles without seams.
 
@@ -183,6 +184,11 @@ def tiled_apply(
         batch_tiles: up to this many tiles of the same input size are stacked into one
             call of ``fn`` (faster on GPUs; memory grows with it).
         progress: show a progress bar (tqdm) over the calls of ``fn``.
+        multiple: align every tile to this grid (windowed attention: SwinIR's window). The
+            image is reflect-padded at its bottom and right to a multiple of it (as such a
+            network pads itself, so ``fn`` of the padded image equals ``fn(x)`` there), tile
+            and overlap are rounded up to multiples of it, so every tile's input starts on
+            the grid and its windows are the untiled call's windows; the output is cropped.
 
     Returns:
         ``(B, C', H * scale, W * scale)``, float32 (float64 if ``fn`` returns float64), on
@@ -196,6 +202,16 @@ def tiled_apply(
     if batch_tiles < 1:
         raise ValueError(f"batch_tiles must be >= 1, got {batch_tiles}")
     scale = int(scale)
+    if int(multiple) != multiple or multiple < 1:
+        raise ValueError(f"multiple must be a positive integer, got {multiple}")
+    multiple = int(multiple)
+    if multiple > 1 and max(x.shape[-2:]) > tile:
+        h, w = x.shape[-2:]
+        up = lambda n: -(-n // multiple) * multiple  # noqa: E731 - round up to the grid
+        ph, pw = up(h) - h, up(w) - w
+        padded = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+        y = tiled_apply(fn, padded, up(tile), up(overlap), scale, batch_tiles, progress)
+        return y[..., : h * scale, : w * scale]
     b, _, h, w = x.shape
     rows = axis_weights(h, tile, overlap, scale)  # validates tile / overlap
     cols = axis_weights(w, tile, overlap, scale)

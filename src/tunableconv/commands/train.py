@@ -7,6 +7,8 @@ Examples::
     tunableconv train --resume runs/x                  # continue a stopped run
     tunableconv train --resume runs/x --steps 8000     # ... with a new total step count
     torchrun --nproc_per_node 2 -m tunableconv train --recipe denoise-small --out runs/ddp
+    tunableconv train --recipe denoise-nafnet-small --init-from denoise-nafnet-fixed.safetensors --out runs/w
+                                                       # start the knob from a trained plain network
     tunableconv train --list                           # named recipes
 """
 
@@ -27,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--steps", type=int, help="total number of steps (overrides the recipe; with --resume, extends it)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a recipe field, e.g. train.lr=2e-4 (repeatable)")
+    ap.add_argument("--init-from", metavar="FILE",
+                    help="start from this trained network (= --set model.init=FILE): a model file of the "
+                         "recipe's architecture, tunable or its plain twin (converted, outputs kept at every p), "
+                         "or a bare safetensors state dict of the plain architecture")
     ap.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                     help="stop after this step with a checkpoint (continue later with --resume)")
     ap.add_argument("--data-root", help="data root (default: TUNABLECONV_DATA or ../shared/data)")
@@ -67,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else None
     for a in args.overrides:
         recipe.override(a)
+    if args.init_from:
+        if args.resume:
+            raise InputError("--init-from starts a new run; --resume continues one (its weights are in the checkpoint)")
+        if not Path(args.init_from).is_file():
+            raise InputError(f"--init-from: no file at {args.init_from}")
+        recipe.model.init = str(args.init_from)
     if args.steps is not None:
         if args.steps < 1:
             raise InputError(f"--steps must be >= 1, got {args.steps}")

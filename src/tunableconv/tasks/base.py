@@ -229,8 +229,10 @@ def runner_facts(model: nn.Module | None) -> RunnerFacts:
     """Scale factor, tiling exactness and receptive-field radius of ``model``.
 
     - scale: ``model.config.upscale`` (1 when absent);
-    - tiling_exact: False when any submodule normalises or pools over the image
-      (instance/group/layer norm, adaptive pooling, attention), else True;
+    - tiling_exact: the model's own ``tiling_exact`` when it declares one (SwinIR: exact
+      with window-aligned tiles; NAFNet: not, its channel attention pools globally); else
+      False when any submodule normalises or pools over the image (instance/group/layer
+      norm, adaptive pooling, attention), else True;
     - receptive_field: ``model.receptive_field()`` when the model has it, the formula of
       :func:`~tunableconv.models.baselines.resnet_receptive_field` for a
       :class:`~tunableconv.models.ResNet`, else None (unknown).
@@ -242,7 +244,8 @@ def runner_facts(model: nn.Module | None) -> RunnerFacts:
 
     cfg = getattr(model, "config", None)
     scale = int(getattr(cfg, "upscale", 1) or 1)
-    exact = not any(isinstance(m, _GLOBAL_MODULES) for m in model.modules())
+    declared = getattr(model, "tiling_exact", None)  # an architecture that knows better (windowed attention)
+    exact = bool(declared) if declared is not None else not any(isinstance(m, _GLOBAL_MODULES) for m in model.modules())
     rf = None
     if hasattr(model, "receptive_field"):
         rf = model.receptive_field()

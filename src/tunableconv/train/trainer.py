@@ -503,6 +503,18 @@ class Trainer:
 
         if not Path(path).is_file():
             raise InputError(f"model.init: no model file at {path} (train the network to start from first)")
+        if hasattr(self.model, "load_plain_weights") and not _is_model_file(path):
+            # a user's own safetensors state dict of the plain architecture (no tunableconv metadata)
+            from safetensors.torch import load_file
+
+            try:
+                self.model.load_plain_weights(load_file(str(path)))
+            except Exception as exc:  # noqa: BLE001 - any failure is one line naming the file
+                raise InputError(f"model.init: {path} is neither a tunableconv model file nor plain "
+                                 f"{self.recipe.model.arch} weights ({str(exc).splitlines()[0]})") from None
+            if self.ema is not None:
+                self.ema = EMA(self.model, self.recipe.train.ema)
+            return
         source, info = load_model(path)
         if info.architecture != self.recipe.model.arch and not (hasattr(self.model, "load_main") and info.architecture == "resnet"):
             raise InputError(f"model.init: {path} is a {info.architecture} network, the recipe trains a "
@@ -512,7 +524,10 @@ class Trainer:
             if hasattr(self.model, "load_main") and info.architecture == "resnet":
                 self.model.load_main(state)  # a rival's main network(s) from the plain ResNet
             elif getattr(source, "num_params", 0) == 0 and getattr(self.model, "num_params", 0) > 0:
-                load_plain_weights(self.model, state)
+                if hasattr(self.model, "load_plain_weights"):  # a converted architecture (NAFNet, SwinIR)
+                    self.model.load_plain_weights(state)
+                else:
+                    load_plain_weights(self.model, state)
             else:
                 self.model.load_state_dict(state)
         except (RuntimeError, ValueError) as exc:
@@ -664,3 +679,14 @@ class Trainer:
             extra["knob_space"] = space
         return save_model(model.cpu() if model is not self.model else model, self.out / FINAL,
                           knobs=[{"name": k.name, "description": k.description} for k in space.knobs], info=info, **extra)
+
+
+def _is_model_file(path: str | os.PathLike) -> bool:
+    """Whether a safetensors file carries tunableconv model metadata (else: a bare state dict)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return "architecture" in (f.metadata() or {})
+    except Exception:  # noqa: BLE001 - not safetensors at all: load_model says so in one line
+        return True
