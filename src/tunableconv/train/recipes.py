@@ -186,6 +186,12 @@ def sr4_small() -> Recipe:
 
     Patch: HR 96 (LR 24), the smallest of ESRGAN-style SR patches, because VGG19's cost grows
     with the HR area; a 6 x 32 network's receptive field (about 15 LR pixels) fits in it.
+
+    p sampling: the ``mixture`` sampler with half the samples on the two vertices (a quarter
+    exactly at the L1 end). With the plain simplex sampler the fidelity end fell 0.33 / 0.18 /
+    0.10 dB below the fixed twin on Set5 / Set14 / BSD100 over the 1000 steps; with the vertex
+    mass 0.14 / 0.06 / 0.03 dB, for LPIPS at the perceptual end 0.129 / 0.226 / 0.303 instead of
+    0.122 / 0.216 / 0.288 (``results/compare-sr4``, docs/sr.md).
     """
     r = sr4_fixed_small()
     r.name = "sr4-small"
@@ -193,6 +199,7 @@ def sr4_small() -> Recipe:
     r.model.init = "runs/sr4-fixed-small/model.safetensors"
     r.task.fidelity_only = False
     r.task.val_grid = [0.0, 0.5, 1.0]
+    r.task.sampler, r.task.vertex_share, r.task.edge_share = "mixture", 0.5, 0.0
     r.train.steps = SR_GAN_STEPS
     r.train.batch_size = 8
     r.train.lr = 2e-4
@@ -229,6 +236,91 @@ def sr4_fixed_paper() -> Recipe:
     return r
 
 
+#: run lengths of the SOTA-backbone denoisers: the wall time of ``denoise-small``'s 8000 steps
+#: (~81 min on one free core) divided by each one's step cost. ``benchmarks/backbone_cost.py``
+#: (one thread, batch 16 x 48², per-sample p, timed in alternation; 2026-12-02, beside an
+#: evaluation, so read the ratios): a training step costs 1.18x the tunable ResNet's for NAFNet
+#: (1.00 s vs 0.85 s) and 7.4x for SwinIR (6.27 s); inference at 512² 0.81x and 16x
+#: (1.13 s and 22.4 s vs 1.40 s). ``results/sota-denoise/backbone_cost.json``.
+NAFNET_SMALL_STEPS = 6800
+SWINIR_SMALL_STEPS = 1100
+
+
+def denoise_nafnet_small() -> Recipe:
+    """The ``denoise-small`` knob (fidelity <-> noise preservation, blended targets) on NAFNet,
+    converted with ``make_tunable`` (every conv, LayerNorm2d and layer scale tunable, 2 kernel
+    sets per objective): width 16, blocks [1, 1, 1, 1] / 1 / [1, 1, 1, 1], patch 48 (a multiple of
+    NAFNet's 16), batch 16, Adam (as our other recipes; NAFNet uses AdamW), cosine lr 1e-3 (NAFNet's)."""
+    r = denoise_small()
+    r.name = "denoise-nafnet-small"
+    r.model = ModelSection("nafnet", dict(width=16, enc_blocks=[1, 1, 1, 1], middle_blocks=1, dec_blocks=[1, 1, 1, 1],
+                                          num_params=2, expansion=2))
+    r.train.steps = NAFNET_SMALL_STEPS
+    return r
+
+
+def denoise_nafnet_fixed_small() -> Recipe:
+    """The plain NAFNet twin of ``denoise-nafnet-small`` (fidelity only, same size, data, steps, seed)."""
+    r = denoise_nafnet_small()
+    r.name = "denoise-nafnet-fixed-small"
+    r.model.args.update(num_params=0, expansion=1)
+    r.task.fidelity_only = True
+    return r
+
+
+def denoise_swinir_small() -> Recipe:
+    """The ``denoise-small`` knob on SwinIR, converted with ``make_tunable`` (every conv, linear
+    layer, LayerNorm and relative position bias table tunable, 2 sets per objective): embed 48,
+    2 RSTBs of depth 4, 4 heads, window 8, MLP ratio 2; patch 48 (a multiple of the window),
+    batch 16, cosine lr 2e-4 (SwinIR's)."""
+    r = denoise_small()
+    r.name = "denoise-swinir-small"
+    r.model = ModelSection("swinir", dict(embed_dim=48, depths=[4, 4], num_heads=[4, 4], window_size=8, mlp_ratio=2.0,
+                                          num_params=2, expansion=2))
+    r.train.lr = 2e-4
+    r.train.steps = SWINIR_SMALL_STEPS
+    return r
+
+
+def denoise_swinir_fixed_small() -> Recipe:
+    """The plain SwinIR twin of ``denoise-swinir-small``."""
+    r = denoise_swinir_small()
+    r.name = "denoise-swinir-fixed-small"
+    r.model.args.update(num_params=0, expansion=1)
+    r.task.fidelity_only = True
+    return r
+
+
+def denoise_nafnet_paper() -> Recipe:
+    """NAFNet-width32 (blocks [2, 2, 4, 8] / 12 / [2, 2, 2, 2], the paper's SIDD model) with the
+    denoising knob, for GPU users: patch 128, batch 16, cosine lr 1e-3 over 400k steps."""
+    r = denoise_paper()
+    r.name = "denoise-nafnet-paper"
+    r.model = ModelSection("nafnet", dict(width=32, enc_blocks=[2, 2, 4, 8], middle_blocks=12, dec_blocks=[2, 2, 2, 2],
+                                          num_params=2, expansion=2))
+    r.task.mix = "targets"
+    r.data.patch_size = 128
+    r.train = TrainSection(steps=400_000, batch_size=16, lr=1e-3, schedule="cosine", log_every=100, val_every=10_000,
+                           ckpt_every=5_000, device="cuda")
+    return r
+
+
+def denoise_swinir_paper() -> Recipe:
+    """SwinIR-M (embed 180, 6 RSTBs of depth 6, 6 heads, window 8, MLP ratio 2; the paper's
+    colour denoiser) with the denoising knob, for GPU users: patch 128, batch 8, lr 2e-4 halved
+    at 800k, 1.2M, 1.4M, 1.5M of 1.6M steps (SwinIR's schedule)."""
+    r = denoise_paper()
+    r.name = "denoise-swinir-paper"
+    r.model = ModelSection("swinir", dict(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, window_size=8,
+                                          mlp_ratio=2.0, num_params=2, expansion=2))
+    r.task.mix = "targets"
+    r.data.patch_size = 128
+    r.train = TrainSection(steps=1_600_000, batch_size=8, lr=2e-4, schedule="step",
+                           milestones=[800_000, 1_200_000, 1_400_000, 1_500_000], gamma=0.5, log_every=100,
+                           val_every=10_000, ckpt_every=5_000, device="cuda")
+    return r
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "denoise-small": denoise_small,
     "denoise-small-v1": denoise_small_v1,
@@ -243,6 +335,12 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "sr4-small": sr4_small,
     "sr4-fixed-paper": sr4_fixed_paper,
     "sr4-paper": sr4_paper,
+    "denoise-nafnet-small": denoise_nafnet_small,
+    "denoise-nafnet-fixed-small": denoise_nafnet_fixed_small,
+    "denoise-nafnet-paper": denoise_nafnet_paper,
+    "denoise-swinir-small": denoise_swinir_small,
+    "denoise-swinir-fixed-small": denoise_swinir_fixed_small,
+    "denoise-swinir-paper": denoise_swinir_paper,
 }
 
 
