@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "models",
     "calibrate",
     "compare",
+    "analyze",
     "serve",
 ]
 
