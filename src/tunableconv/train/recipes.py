@@ -14,6 +14,15 @@ from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection, SRTaskSection
 from .config import DataSection, ModelSection, Recipe, TrainSection
 
 
+def fixed_twin(recipe: Recipe, name: str) -> Recipe:
+    """``recipe``'s fixed twin: the same network plain (no knobs, one kernel set), trained on
+    the first objective only, with the same data, steps and seed."""
+    recipe.name = name
+    recipe.model.args.update(num_params=0, expansion=1)  # a plain convolution has nothing to expand
+    recipe.task.fidelity_only = True
+    return recipe
+
+
 def denoise_small_v1() -> Recipe:
     """The first ``denoise-small`` (it trained the ``denoise`` v1 zoo model), frozen: the base of the
     method comparison (``tunableconv compare --budget small``) and of the knob-quality ablation
@@ -261,11 +270,7 @@ def denoise_nafnet_small() -> Recipe:
 
 def denoise_nafnet_fixed_small() -> Recipe:
     """The plain NAFNet twin of ``denoise-nafnet-small`` (fidelity only, same size, data, steps, seed)."""
-    r = denoise_nafnet_small()
-    r.name = "denoise-nafnet-fixed-small"
-    r.model.args.update(num_params=0, expansion=1)
-    r.task.fidelity_only = True
-    return r
+    return fixed_twin(denoise_nafnet_small(), "denoise-nafnet-fixed-small")
 
 
 def denoise_swinir_small() -> Recipe:
@@ -284,11 +289,7 @@ def denoise_swinir_small() -> Recipe:
 
 def denoise_swinir_fixed_small() -> Recipe:
     """The plain SwinIR twin of ``denoise-swinir-small``."""
-    r = denoise_swinir_small()
-    r.name = "denoise-swinir-fixed-small"
-    r.model.args.update(num_params=0, expansion=1)
-    r.task.fidelity_only = True
-    return r
+    return fixed_twin(denoise_swinir_small(), "denoise-swinir-fixed-small")
 
 
 def denoise_nafnet_paper() -> Recipe:
