@@ -23,7 +23,7 @@ def tiny(tmp_path):
     sets = [f"data.train={imgs}", f"data.val={imgs}", "data.num_workers=0", "data.patch_size=16", "data.val_images=1",
             "data.val_crop=32", "model.args.channels=8", "model.args.num_blocks=1", "train.batch_size=4",
             "train.threads=1", "train.log_every=1", "train.ckpt_every=2"]
-    args = ["compare", "--out", str(tmp_path / "cmp"), "--methods", ",".join(METHODS), "--steps", "4",
+    args = ["compare", "--task", "denoise", "--out", str(tmp_path / "cmp"), "--methods", ",".join(METHODS), "--steps", "4",
             "--data", str(imgs), "--levels", "25", "--p-grid", "0,0.5,1", "--metrics", "psnr", "--no-progress"]
     for s in sets:
         args += ["--set", s]

@@ -123,7 +123,7 @@ def _reference_runs(out: Path) -> dict[str, Recipe]:
         r.override(o)
     cases["denoise-small+group:2"] = r
     for m in ("cresmd", "dni"):
-        cases[f"compare-{m}"] = recipe_for(m, "small", TINY + extra)
+        cases[f"compare-{m}"] = recipe_for(m, "small", TINY + extra, task="denoise")
     return cases
 
 

@@ -75,7 +75,7 @@ def test_denoise_small_v1_is_frozen():
         for key, value in fields.items():
             assert got[section][key] == value, (section, key)
     # compare --budget small builds on it
-    tunable = recipe_for("tunable", "small").to_dict()
+    tunable = recipe_for("tunable", "small", task="denoise").to_dict()
     assert {k: v for k, v in tunable.items() if k != "name"} == {k: v for k, v in got.items() if k != "name"}
 
 

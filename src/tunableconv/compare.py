@@ -36,7 +36,7 @@ def methods_for(task: str) -> list[str]:
     return list(get_task(task).rivals)
 
 
-def recipe_for(method: str, budget: str, overrides: list[str] = (), task: str = "denoise") -> Recipe:
+def recipe_for(method: str, budget: str, overrides: list[str] = (), *, task: str) -> Recipe:
     """The recipe of ``task``'s ``budget`` turned into ``method`` (same size, data, steps, seed)."""
     cls = get_task(task)
     if method not in cls.rivals:
@@ -53,7 +53,7 @@ def recipe_for(method: str, budget: str, overrides: list[str] = (), task: str = 
 
 
 def train_method(method: str, out: Path, budget: str, overrides: list[str] = (), progress: bool = True,
-                 stop_at: int | None = None, runs: Path | None = None, task: str = "denoise") -> Path | None:
+                 stop_at: int | None = None, runs: Path | None = None, *, task: str) -> Path | None:
     """Train (or continue, or reuse) one method; returns its finished model file.
 
     Finished models are kept in ``OUT/models/METHOD.safetensors`` (small; meant to be
@@ -65,7 +65,7 @@ def train_method(method: str, out: Path, budget: str, overrides: list[str] = (),
 
     from .models import read_metadata
 
-    recipe = recipe_for(method, budget, overrides, task)
+    recipe = recipe_for(method, budget, overrides, task=task)
     final = out / "models" / f"{method}.safetensors"
     if final.is_file():
         steps = read_metadata(final).info.get("training", {}).get("steps")

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ap = sub.add_parser("compare", help="train and compare every controllable method (Table 1)", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", default="denoise", choices=[n for n, t in TASKS.items() if len(t.rivals) > 1],
+    ap.add_argument("--task", required=True, choices=[n for n, t in TASKS.items() if len(t.rivals) > 1],
                     help="a task that lists rivals (its methods and budgets come from it)")
     ap.add_argument("--budget", default="small", help="the task's budget, e.g. small (this CPU) or paper (GPU)")
     ap.add_argument("--out", required=True)
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps else [])
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
-    task_cls(C.recipe_for("tunable", args.budget, overrides, args.task)).evaluation_cases(levels)  # the task checks them
+    task_cls(C.recipe_for("tunable", args.budget, overrides, task=args.task)).evaluation_cases(levels)  # the task checks them
     out = Path(args.out)
     t0 = time.perf_counter()
     files = {}
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_table:
         print(f"evaluated: {', '.join(methods)}")
         return 0
-    recipe = C.recipe_for("tunable", args.budget, overrides, args.task)
+    recipe = C.recipe_for("tunable", args.budget, overrides, task=args.task)
     task = task_cls(recipe)
     backbone = {k: v for k, v in recipe.model.args.items() if k in C.BACKBONE_KEYS}
     plain = ResNet(ResNetConfig(**backbone, num_params=0)).eval()

@@ -13,8 +13,8 @@ tunableconv.evaluation for the conventions.
 
 Examples::
 
-    tunableconv eval --model denoise --data cbsd68,kodak24 --sigma 15,25,50 --out results/denoise
-    tunableconv eval --model denoise --data cbsd68 --sigma 25 --p-grid 0,0.5,1 --metrics psnr,ssim,lpips --out /tmp/e
+    tunableconv eval --model denoise --data cbsd68,kodak24 --levels 15,25,50 --out results/denoise
+    tunableconv eval --model denoise --data cbsd68 --levels 25 --p-grid 0,0.5,1 --metrics psnr,ssim,lpips --out /tmp/e
     tunableconv eval --model runs/x/model.safetensors --data my/folder --max-images 4 --crop 128 --out /tmp/ev
 """
 
