@@ -338,8 +338,13 @@ def _header_size(src: str | io.BytesIO) -> tuple[int, int] | None:
         return None
 
 
-def _decode(source: ImageSource, max_pixels: int | None) -> tuple[torch.Tensor, str]:
-    """Decode to a float32 (C, H, W) tensor in [0, 1], C = 1 (grey) or 3 (colour)."""
+def _decode(source: ImageSource, max_pixels: int | None, *,
+            refuse_alpha: str | None = None) -> tuple[torch.Tensor, str]:
+    """Decode to a float32 (C, H, W) tensor in [0, 1], C = 1 (grey) or 3 (colour).
+
+    An alpha channel is composited onto white, or, with ``refuse_alpha`` (a reason), refused
+    when any pixel is not fully opaque
+    with the one-line :class:`InputError` ``"{label}: {refuse_alpha}"`` (knob maps)."""
     if max_pixels is not None and max_pixels < 1:
         raise InputError(f"max_pixels must be positive, got {max_pixels}")
     src, label = _source(source)
@@ -378,6 +383,8 @@ def _decode(source: ImageSource, max_pixels: int | None) -> tuple[torch.Tensor, 
         # Pillow reports truncated/corrupt data with a variety of exception types
         raise InputError(f"{label}: truncated or corrupt image file ({_one_line(err)})") from None
 
+    if has_alpha and refuse_alpha and float(array[..., -1].min()) < max_value:  # an opaque alpha is harmless
+        raise InputError(f"{label}: {refuse_alpha}")
     if frames > 1:
         what = "pages" if kind == "TIFF" else "frames"
         warnings.warn(InputWarning(f"{label}: {kind} with {frames} {what}: using the first one only"), stacklevel=3)

@@ -13,6 +13,10 @@ and every way of giving the knobs goes through :meth:`KnobSpace.resolve`:
 - ``strength``: shorthand for ``slider=("strength", u)`` (the denoiser: p = (s, 1 − s));
 - nothing: the knob space's default p.
 
+p may also be a **knob map** ``(P, H, W)`` at the input image's size, one setting per pixel
+(:meth:`Restorer.knob_map` builds one from a picture's values through the knob space,
+:mod:`tunableconv.knob_maps`); tiled inference crops it with the image.
+
 Tiled inference (``tile``) needs a model whose result does not depend on the whole image
 (``space.tiling_exact``); for other models it is refused unless ``force_tiling``. The
 scale factor of the output comes from the knob space.
@@ -127,13 +131,35 @@ class Restorer:
                                      + ",".join(f"{v:.3g}" for v in example.tolist()))
         return p_tensor
 
+    def knob_map(
+        self,
+        values: Tensor,
+        size: tuple[int, int],
+        target: str | None = None,
+        base: Tensor | Sequence[float] | None = None,
+        calibrated: bool = True,
+    ) -> Tensor:
+        """A knob map p ``(P, H, W)`` for an input image of ``size = (H, W)`` from map values
+        ``(C, h, w)`` in [0, 1] (:func:`tunableconv.knob_maps.read_knob_map`), through this
+        model's knob space: :func:`tunableconv.knob_maps.knob_map_params`. Raises
+        :class:`InvalidParamsError` (one line)."""
+        from .knob_maps import knob_map_params
+
+        return knob_map_params(self.space, values, size, target=target, base=base, calibrated=calibrated)
+
     # -- running ---------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, image: Tensor, p: Tensor | None, tile: int | None = None, overlap: int = 32,
                  progress: bool = False, force_tiling: bool = False) -> Tensor:
         """Restore ``image`` (3, H, W) or (1, 3, H, W) in [0, 1]; returns (3, H·s, W·s) clamped to [0, 1].
 
+        ``p``: ``(P,)``, or a knob map ``(P, H, W)`` at the input image's size (one setting
+        per pixel; see :meth:`knob_map`). With tiles the map is cropped with the image (it
+        travels as extra input channels), so tiled and untiled results agree as for a shared p.
+
         Raises:
+            InvalidParamsError: p missing, given to a model without knobs, a knob map of the
+                wrong shape or size, or a model that cannot take knob maps (its one-line reason).
             InputError: tiles asked for a model whose tiled inference is not exact (unless
                 ``force_tiling``), or NaN/Inf in the output.
         """
@@ -146,11 +172,41 @@ class Restorer:
             raise InvalidParamsError(f"this model has {self.num_params} knobs: give its p (see Restorer.params)")
         if p is not None and not self.num_params:
             raise InvalidParamsError("this model has no knobs: pass p=None")
-        run = (lambda t: self.model(t)) if p is None else (lambda t: self.model(t, p.to(self.device)))
+        knob_map = isinstance(p, Tensor) and p.dim() >= 3
+        if knob_map:
+            assert p is not None
+            if p.dim() != 3:
+                raise InvalidParamsError(f"a knob map for Restorer has shape (P, H, W), got {tuple(p.shape)}")
+            from .nn.params import check_params
+
+            size = tuple(x.shape[-2:])
+            if tuple(p.shape) != (self.num_params, *size):
+                raise InvalidParamsError(
+                    f"the knob map has shape {tuple(p.shape)} but this model and image need ({self.num_params}, "
+                    f"{size[0]}, {size[1]}): {self.num_params} knob(s) at the input image's size (H, W)")
+            pm = check_params(p, self.num_params, size=size, allow_map=True, device=self.device, dtype=torch.float32)
+            channels = x.shape[1]
+            # the map travels as extra input channels, so that tiling crops and pads it with the image
+            x = torch.cat([x, pm.unsqueeze(0).expand(x.shape[0], -1, -1, -1)], dim=1)
+
+            def run(t: Tensor) -> Tensor:
+                img, tile_map = t[:, :channels], t[:, channels:]
+                try:
+                    return self.model(img.contiguous(memory_format=torch.channels_last), tile_map.contiguous())
+                except torch.OutOfMemoryError:
+                    raise
+                except (InvalidParamsError, RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+                    raise InvalidParamsError(self._no_map_message(exc)) from None
+        elif p is None:
+            def run(t: Tensor) -> Tensor:
+                return self.model(t.contiguous(memory_format=torch.channels_last))
+        else:
+            def run(t: Tensor) -> Tensor:
+                return self.model(t.contiguous(memory_format=torch.channels_last), p.to(self.device))
 
         def fn(t: Tensor) -> Tensor:
             # NHWC activations: 1.4-1.7x faster convolutions on CPU (oneDNN), same values to ~1e-7
-            return run(t.contiguous(memory_format=torch.channels_last)).contiguous()
+            return run(t).contiguous()
 
         if tile and max(x.shape[-2:]) > tile:
             self.check_tiling(force_tiling)
@@ -168,6 +224,15 @@ class Restorer:
                                  "(the input is not the cause)")
             raise InputError("the model produced NaN/Inf values for this input")
         return y[0].clamp(0, 1).cpu()
+
+    def _no_map_message(self, exc: BaseException) -> str:
+        """The one-line reason a model refused a knob map (the model's own words when it
+        names knob maps, else prefixed with what happened)."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, InvalidParamsError) and "knob map" in text:
+            return text
+        arch = getattr(self.info, "architecture", None) or type(self.model).__name__
+        return f"this model ({arch}) cannot take a knob map (a p per pixel): {text}"
 
     def check_tiling(self, force: bool = False) -> None:
         """Refuse tiled inference for a model whose output depends on the whole image

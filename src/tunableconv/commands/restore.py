@@ -10,6 +10,8 @@ Examples::
     tunableconv restore blurry.png sharp.png --model cube.safetensors --knob deblur=0.4   # other knobs at defaults
     tunableconv restore photos/ restored/ --model my_model.safetensors --tile 512
     tunableconv restore big.tif big_out.png --model denoise --tile 512 --overlap 32
+    tunableconv restore noisy.png clean.png --model denoise --knob-map mask.png  # grey: strength per pixel
+    tunableconv restore blurry.png sharp.png --model cube.safetensors --knob-map deblur=mask.png --knob denoise=0.5
 
 Knob values (one way at a time; ``tunableconv models`` shows each model's knob space):
 
@@ -24,6 +26,22 @@ Knob values (one way at a time; ``tunableconv models`` shows each model's knob s
 
 On a simplex model the values given with ``--p`` or ``--knob`` must sum to 1 (to within
 1e-3): p off the simplex the model was trained on is refused, not projected.
+
+Knob maps (a different setting per pixel; instead of ``--strength`` / ``--slider``):
+
+- ``--knob-map FILE``: a grey image (8 or 16 bits; an RGB file with R = G = B counts as
+  grey); its grey level (black 0, white 1) is the position of
+  the model's main slider (the denoiser's ``strength``) at each pixel, calibrated unless
+  ``--raw``.
+- ``--knob-map NAME=FILE``: a grey image for the slider or knob NAME. On a cube model the
+  other knobs come from ``--knob`` / ``--p`` or their defaults; on a two-knob simplex the
+  other knob is 1 - value.
+- ``--knob-map FILE`` with one channel per knob (an RGB file with blue 0 for two knobs): the
+  raw knob values; on a simplex model they must sum to 1 at every pixel (within 2/255).
+
+The map may have any resolution with the image's aspect ratio (within 2 %): it is resized
+bilinearly to the input image's size. An alpha channel, another channel count or a
+stretched map is refused with one line (exit status 2, nothing written).
 
 ``--tile``: models whose tiled inference is not exact (global operations such as instance
 norm; ``tunableconv models`` says "tiling exact: no") are refused unless ``--force-tiling``.
@@ -156,8 +174,11 @@ def knob_values(
 
 def describe_setting(args: argparse.Namespace, p: "Tensor | None") -> str:
     """How the knobs were given, and the p used: ``'strength 0.7, p = (0.700, 0.300)'``."""
-    setting = describe_p(p)
     raw = " (raw)" if getattr(args, "raw", False) else ""
+    if getattr(args, "knob_map", None) is not None:
+        base = f", others at {describe_p(p)}" if p is not None else ""
+        return f"knob map {args.knob_map}{raw}{base}"
+    setting = describe_p(p)
     if getattr(args, "strength", None) is not None:
         return f"strength {float(args.strength):g}{raw}, {setting}"
     if getattr(args, "slider", None) is not None:
@@ -172,6 +193,59 @@ def describe_p(p: "Tensor | None") -> str:
     if p is None:
         return "no knobs"
     return "p = (" + ", ".join(f"{v:.3f}" for v in p.tolist()) + ")"
+
+
+def split_knob_map(text: str, restorer: "Restorer") -> tuple[str | None, str]:
+    """``--knob-map [NAME=]FILE`` -> (NAME or None, FILE). NAME must be a slider or knob of
+    the model; a FILE whose own name holds ``=`` is taken whole when it exists."""
+    space = restorer.space
+    name, sep, path = text.partition("=")
+    name = name.strip()
+    known = [s.name for s in space.sliders] + list(space.names)
+    if sep and name in known:
+        if not path:
+            raise InvalidParamsError(f"--knob-map {text}: give a file after '=' (--knob-map NAME=FILE)")
+        return name, path
+    if sep and name and not Path(text).exists():
+        sliders = ", ".join(s.name for s in space.sliders) or "none"
+        raise InvalidParamsError(f"--knob-map {text}: unknown slider or knob {name!r}; sliders: {sliders}; "
+                                 f"knobs: {', '.join(space.names)}")
+    return None, text
+
+
+def knob_map_setting(restorer: "Restorer", args: argparse.Namespace, max_pixels: int | None
+                     ) -> "tuple[Tensor, str | None, Tensor | None]":
+    """For ``--knob-map``: the map's values ``(C, h, w)``, its target (None: the main slider or
+    one channel per knob) and the base p from ``--p`` / ``--knob`` (None: the defaults).
+    Everything that does not depend on the image is checked here, before any image is read.
+
+    Raises:
+        InvalidParamsError, InputError: one line (a bad file, option or combination).
+    """
+    from ..knob_maps import knob_map_uses_base, read_knob_map
+
+    given = [o for o, v in (("--strength", args.strength), ("--slider", args.slider)) if v is not None]
+    if given:
+        raise InvalidParamsError(f"give --knob-map or {given[0]}, not both (a knob map sets the knobs per pixel)")
+    if restorer.num_params == 0:
+        raise InvalidParamsError("this model has no knobs: drop --knob-map")
+    target, path = split_knob_map(args.knob_map, restorer)
+    try:
+        values = read_knob_map(path, max_pixels=max_pixels)
+    except InputError as exc:
+        raise InputError(f"--knob-map: {exc}") from None
+    base = None
+    if args.p is not None or args.knob:
+        option = "--p" if args.p is not None else "--knob"
+        if not knob_map_uses_base(restorer.space, values.shape[0], target):
+            raise InvalidParamsError(f"{option} sets the knobs a one-knob map leaves on a cube model "
+                                     f"(--knob-map NAME=FILE); this knob map sets every knob: drop {option}")
+        if args.knob and target in parse_knobs(args.knob):
+            raise InvalidParamsError(f"--knob {target} is set by --knob-map {args.knob_map}: drop one")
+        base = knob_values(restorer, p=args.p, knobs=args.knob, raw=args.raw)
+    # the target, channel count and values checked once against the model, at the map's own size
+    restorer.knob_map(values, tuple(values.shape[-2:]), target, base, calibrated=not args.raw)
+    return values, target, base
 
 
 def check_tiling(tile: int | None, overlap: int) -> tuple[int | None, int]:
@@ -220,7 +294,16 @@ def add_knob_options(ap: argparse.ArgumentParser) -> None:
                          "stay at their defaults)")
     ap.add_argument("--slider", metavar="NAME=VALUE", help="a named slider of the model at VALUE in [0, 1]")
     ap.add_argument("--strength", metavar="S", help="shorthand for --slider strength=S (the denoiser)")
-    ap.add_argument("--raw", action="store_true", help="use slider and knob values uncalibrated")
+    ap.add_argument("--raw", action="store_true", help="use slider and knob values (and knob maps) uncalibrated")
+
+
+def add_knob_map_option(ap: argparse.ArgumentParser) -> None:
+    """``--knob-map [NAME=]FILE``."""
+    ap.add_argument("--knob-map", metavar="[NAME=]FILE",
+                    help="a knob map: an image setting the knobs per pixel. Grey: the main slider (e.g. strength; "
+                         "black 0, white 1) or, with NAME=, that slider or knob (other knobs from --knob/--p or their "
+                         "defaults); one channel per knob (RGB with blue 0 for two knobs): raw values. Any resolution "
+                         "with the image's aspect ratio; calibrated unless --raw; not with --strength/--slider")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -230,6 +313,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("output", metavar="OUT", help="output image file (its extension sets the format) or folder")
     add_model_option(ap)
     add_knob_options(ap)
+    add_knob_map_option(ap)
     ap.add_argument("--tile", type=int, metavar="SIZE",
                     help="process in tiles of SIZE >= 16 pixels (large images; 0: no tiling, the default)")
     ap.add_argument("--overlap", type=int, default=32, help="tile overlap and context in pixels (default 32)")
@@ -270,16 +354,21 @@ def plan_jobs(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
     return [(src, target)], False
 
 
-def check_inputs(files: Sequence[Path], max_pixels: int | None) -> list[tuple[Path, str]]:
-    """Decode every file once; returns (file, one-line reason) for those that cannot be used."""
+def check_inputs(files: Sequence[Path], max_pixels: int | None,
+                 map_size: tuple[int, int] | None = None) -> list[tuple[Path, str]]:
+    """Decode every file once; returns (file, one-line reason) for those that cannot be used
+    (with ``map_size``, the ``(h, w)`` of ``--knob-map``: also an aspect ratio it does not fit)."""
     from ..io import read_image
+    from ..knob_maps import check_knob_map_size
 
     bad = []
     for f in files:
         try:
-            read_image(f, max_pixels=max_pixels)
-        except InputError as exc:
-            bad.append((f, str(exc)))
+            image = read_image(f, max_pixels=max_pixels)
+            if map_size is not None:
+                check_knob_map_size(map_size, image.shape[-2:])
+        except (InputError, InvalidParamsError) as exc:
+            bad.append((f, f"{f}: {exc}" if isinstance(exc, InvalidParamsError) else str(exc)))
     return bad
 
 
@@ -293,22 +382,32 @@ def run(args: argparse.Namespace) -> int:
     max_pixels = check_max_pixels(args.max_pixels)
     jobs, folder = plan_jobs(Path(args.input), Path(args.output))
     restorer = Restorer.load(args.model, args.device)
-    p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, slider=args.slider, raw=args.raw)
+    map_values = None
+    if args.knob_map is not None:
+        map_values, target, p = knob_map_setting(restorer, args, max_pixels)
+    else:
+        p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, slider=args.slider, raw=args.raw)
     setting = describe_setting(args, p)
     if tile:
         restorer.check_tiling(args.force_tiling)
 
+    def params_for(image: "Tensor") -> "Tensor | None":
+        """p for one image: the shared p, or the knob map at this image's size."""
+        if map_values is None:
+            return p
+        return restorer.knob_map(map_values, tuple(image.shape[-2:]), target, p, calibrated=not args.raw)
+
     if not folder:
         (src, dst), = jobs
         image = read_image(src, max_pixels=max_pixels)
-        out = restorer(image, p, tile=tile, overlap=overlap, force_tiling=args.force_tiling,
+        out = restorer(image, params_for(image), tile=tile, overlap=overlap, force_tiling=args.force_tiling,
                        progress=bool(tile) and not args.no_progress and sys.stderr.isatty())
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_image(out, dst)
         print(f"{src} -> {dst} ({out.shape[-1]}x{out.shape[-2]}, {setting})")
         return 0
 
-    bad = check_inputs([s for s, _ in jobs], max_pixels)
+    bad = check_inputs([s for s, _ in jobs], max_pixels, None if map_values is None else tuple(map_values.shape[-2:]))
     if bad and not args.skip_bad:
         more = f" (and {len(bad) - 1} more unusable file(s))" if len(bad) > 1 else ""
         raise InputError(f"{bad[0][1]}{more}; nothing was written (use --skip-bad to restore the others)")
@@ -323,8 +422,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(todo, desc="restore", unit="image", disable=True if args.no_progress else None)
     for src, dst in bar:
         try:
-            out = restorer(read_image(src, max_pixels=max_pixels), p, tile=tile, overlap=overlap,
-                           force_tiling=args.force_tiling)
+            image = read_image(src, max_pixels=max_pixels)
+            out = restorer(image, params_for(image), tile=tile, overlap=overlap, force_tiling=args.force_tiling)
             write_image(out, dst)
         except InputError as exc:
             if not args.skip_bad:
