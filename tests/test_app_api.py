@@ -668,18 +668,23 @@ def test_cli_serve_options(models, capsys):
 
 
 def test_the_stored_image_upscaled_bicubically_for_a_super_resolution_model(client, small_client):
-    """The "before" side of an SR model: MATLAB's bicubic upscale of the preview (``upscale=s``)."""
+    """The "before" side of an SR model: MATLAB's bicubic upscale of the preview region
+    (``upscale=s``), which for a x s model is the central (preview_size / s)² of the input, so
+    that the output is shown at its real size."""
     import torch
 
     from tunableconv.data.degradations import imresize
     from tunableconv.io import to_uint8_array
 
     info = _upload(client)
-    plain = _decode(client.get(f"/api/images/{info['id']}/image.png?region=preview").content)
+    full = _decode(client.get(f"/api/images/{info['id']}/image.png?region=full").content)
+    side = 96 // 4  # the client's preview_size / scale
+    top, left = (full.shape[0] - side) // 2, (full.shape[1] - side) // 2
+    plain = full[top:top + side, left:left + side]
     r = client.get(f"/api/images/{info['id']}/image.png?region=preview&upscale=4")
     assert r.status_code == 200
     up = _decode(r.content)
-    assert up.shape[:2] == (plain.shape[0] * 4, plain.shape[1] * 4)
+    assert up.shape[:2] == (side * 4, side * 4)
     expected = to_uint8_array(imresize(torch.from_numpy(plain.copy()).permute(2, 0, 1).float() / 255, scale=4.0).clamp(0, 1))
     assert np.abs(up.astype(int) - expected.astype(int)).max() <= 1
     assert client.get(f"/api/images/{info['id']}/image.png?upscale=9").status_code == 422

@@ -319,6 +319,7 @@ class ModelEntry:
     error: str | None = None
     file: str | None = None  # the file name (no folder: server paths are not disclosed)
     _task: tuple | None = field(default=None, repr=False, compare=False)  # the cache of task()
+    _probe: dict | None = field(default=None, repr=False, compare=False)  # the cache of probe()
 
     @property
     def simplex(self) -> bool:
@@ -355,6 +356,57 @@ class ModelEntry:
                     self._task = (None, None, " ".join(f"model {self.name!r} cannot degrade images: {msg}".split()))
         return self._task
 
+    def preview_side(self, preview_size: int) -> int:
+        """Side of the live-preview region in input pixels: ``preview_size`` for a restoration
+        model, ``preview_size / scale`` for a super-resolution one (its output is then shown at
+        its real size, about ``preview_size`` pixels across)."""
+        return max(16, preview_size // max(1, self.restorer.space.scale))
+
+    def probe(self) -> dict:
+        """Facts measured once on a tiny input: whether the model takes a knob map (and why
+        not), and the largest activation per input pixel (for the memory a whole-image pass
+        needs when the model cannot be tiled)."""
+        if self._probe is None:
+            r = self.restorer
+            side = max(16, int(getattr(r.model, "size_multiple", 1) or 1))
+            while side < 32:
+                side *= 2
+            x = torch.zeros(1, 3, side, side, device=r.device)
+            largest = [x.numel()]
+
+            def measure(module, args, out):
+                if isinstance(out, torch.Tensor):
+                    largest[0] = max(largest[0], out.numel())
+
+            handles = [m.register_forward_hook(measure) for m in r.model.modules() if not list(m.children())]
+            knob_maps, why = False, "the model has no knobs"
+            _JOB.cancel = None
+            try:
+                with torch.no_grad():
+                    if r.num_params:
+                        p = torch.tensor(r.space.default or [0.0] * r.num_params, dtype=torch.float32)
+                        r.model(x, p.to(r.device))
+                        try:
+                            r.model(x, p[:, None, None].expand(-1, side, side).to(r.device))
+                            knob_maps, why = True, None
+                        except Exception as exc:  # the architecture refuses per-pixel p
+                            why = " ".join(str(exc).split()) or type(exc).__name__
+                    else:
+                        r.model(x)
+            except Exception as exc:  # a model that fails on a tiny input: say so, serve it anyway
+                log.warning("model %s: the probe on a %dx%d input failed", self.name, side, side, exc_info=True)
+                self._probe = {"knob_maps": False, "bytes_per_pixel": None,
+                               "knob_maps_error": f"the model failed on a tiny test input ({type(exc).__name__})"}
+                return self._probe
+            finally:
+                for h in handles:
+                    h.remove()
+            # input, output and the largest activation live at once, and a few more of its size
+            # (residuals, the tunable layers' weight sets): a rough estimate, 4 bytes a value
+            self._probe = {"knob_maps": knob_maps, "knob_maps_error": why,
+                           "bytes_per_pixel": round(4 * 4 * largest[0] / (side * side), 1)}
+        return self._probe
+
     def usable(self) -> "ModelEntry":
         """Itself, or 400 for a model whose file could not be loaded."""
         if self.error is not None:
@@ -377,6 +429,7 @@ class ModelEntry:
             summary = info.architecture
         strength = space.slider("strength") if r.has_strength else None
         _, cases, task_error = self.task()
+        probe = self.probe()
         return {
             "name": self.name,
             "source": self.source,
@@ -401,6 +454,12 @@ class ModelEntry:
             "upscale": space.scale,
             "scale": space.scale,
             "tiling_exact": space.tiling_exact,
+            # a full-resolution pass of a model that cannot be tiled processes the whole image at
+            # once: about bytes_per_pixel x width x height bytes of memory (a rough estimate)
+            "bytes_per_pixel": probe["bytes_per_pixel"],
+            "knob_maps": probe["knob_maps"],
+            "knob_maps_error": probe["knob_maps_error"],
+            "main_slider": space.main_slider.name if space.main_slider is not None else None,
             "card": self.card,
             # the cases POST /api/images/{id}/degrade accepts by label (the task's evaluation
             # cases), the middle one as the default; null when the file names no task
@@ -426,7 +485,10 @@ class ModelRegistry:
                     raise
                 log.warning("model %s is unavailable: %s", name, exc)
                 return ModelEntry(name, None, source, [], " ".join(str(exc).split()), path.name)
-            return ModelEntry(name, restorer, source, _card(path), None, path.name)
+            watch_cancellation(restorer.model)
+            entry = ModelEntry(name, restorer, source, _card(path), None, path.name)
+            entry.probe()  # once, at start-up
+            return entry
 
         self.entries: dict[str, ModelEntry] = {}
         shipped = zoo.available() if config.include_zoo else {}
@@ -492,6 +554,28 @@ class JobCancelled(Exception):
     """A job stopped because its request timed out or went away."""
 
 
+#: The cancel event of the job running on this thread (set by :meth:`JobRunner.run`).
+_JOB = threading.local()
+
+
+def _stop_if_cancelled(module, args) -> None:
+    """Forward pre-hook on every layer of a served model: a cancelled job (superseded by a
+    newer request of its channel, timed out, or its client gone) stops at its next layer
+    instead of finishing a pass nobody will look at."""
+    cancel = getattr(_JOB, "cancel", None)
+    if cancel is not None and cancel.is_set():
+        raise JobCancelled()
+
+
+def watch_cancellation(model: torch.nn.Module) -> None:
+    """Install :func:`_stop_if_cancelled` on every module of ``model`` (once)."""
+    if getattr(model, "_tunableconv_watched", False):
+        return
+    for module in model.modules():
+        module.register_forward_pre_hook(_stop_if_cancelled)
+    model._tunableconv_watched = True
+
+
 class _CancellableModel:
     """Wraps a model so that a tiled job stops at its next tile once ``cancel`` is set."""
 
@@ -522,12 +606,16 @@ class JobRunner:
         self._lock = threading.Lock()
         self.active = 0
 
-    async def run(self, fn: Callable[[threading.Event], Any]) -> Any:
-        """``fn(cancel_event)`` in the pool; 503 when the queue is full or the deadline passes."""
+    async def run(self, fn: Callable[[threading.Event], Any], cancel: threading.Event | None = None) -> Any:
+        """``fn(cancel_event)`` in the pool; 503 when the queue is full or the deadline passes.
+
+        ``cancel`` (default: a new event) is set on timeout or when the client goes away; the
+        caller may set it too (a superseded request). While ``fn`` runs, the served models
+        check it before each layer (:func:`watch_cancellation`)."""
         if not self._slots.acquire(blocking=False):
             raise _err(503, f"the server is busy ({self.max_jobs + self.max_queued} jobs running or queued): "
                             "try again in a moment")
-        cancel = threading.Event()
+        cancel = cancel if cancel is not None else threading.Event()
 
         def work():
             try:
@@ -535,9 +623,11 @@ class JobRunner:
                     raise JobCancelled()
                 with self._lock:
                     self.active += 1
+                _JOB.cancel = cancel
                 try:
                     return fn(cancel)
                 finally:
+                    _JOB.cancel = None
                     with self._lock:
                         self.active -= 1
             finally:
@@ -661,13 +751,40 @@ class KnobBody(_Body):
     calibrated: bool = Field(True, description="pass slider and knob values through the model's calibrations")
 
 
-class RestoreRequest(KnobBody):
+class MapBody(KnobBody):
+    knob_map: Optional[str] = Field(
+        None, max_length=900_000,
+        description="a knob map: a PNG (base64, a data: URL prefix allowed) whose grey levels set the target per "
+                    "pixel, stretched over the region processed (same aspect ratio); the other knob fields give "
+                    "the knobs the map does not set")
+    knob_map_target: Optional[str] = Field(
+        None, max_length=100,
+        description="what a grey map sets: a slider or knob name (default: the model's main slider); "
+                    "a colour map gives one knob per channel")
+
+
+class RestoreRequest(MapBody):
     region: Literal["preview", "full"] = Field("preview", description="the live-preview region or the full image")
     format: Literal["png", "jpeg"] = Field("png", description="image format of the response")
+    channel: Optional[str] = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="a name the client gives to a stream of requests (e.g. one slider of one page): a request "
+                    "with a higher seq on the same channel cancels the older ones, which then answer 204 "
+                    "(superseded) without a body")
+    seq: Optional[int] = Field(None, ge=0, le=2**53, description="the request's number in its channel (increasing)")
 
 
-class DownloadRequest(KnobBody):
+class DownloadRequest(MapBody):
     pass
+
+
+class AnchorsRequest(_Body):
+    image_id: str = Field(..., max_length=100)
+    model: str = Field(..., max_length=200)
+    control: Optional[str] = Field(None, max_length=100,
+                                   description="a slider name, or 'knobs' (default: the main slider, else the knobs)")
+    calibrated: bool = Field(True, description="anchors in calibrated slider/knob positions")
+    steps: Optional[int] = Field(None, ge=2, le=9, description="anchors per axis (default: 5 on a line, 3 otherwise)")
 
 
 class SweepRequest(_Body):
@@ -789,6 +906,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
     config = config or AppConfig()
     registry = ModelRegistry(config)
     store = ImageStore(config.max_images, config.max_store_bytes)
+    anchor_cache = AnchorCache(max_sets=4 * config.max_images, max_bytes=config.max_store_bytes // 2)
     jobs = JobRunner(config.max_jobs, config.max_queued, config.request_timeout)
 
     app = FastAPI(
@@ -963,7 +1081,8 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         item = store.get(image_id)
 
         def work(cancel):
-            image = item.region(region, config.preview_size)
+            # a super-resolution model's preview region is preview_size / scale (see ModelEntry.preview_side)
+            image = item.region(region, max(16, config.preview_size // upscale))
             if upscale > 1:
                 from ..data.degradations import imresize
 
@@ -982,36 +1101,152 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         store.delete(image_id)
         return Response(status_code=204)
 
+    # --- anchors: instant previews and the contact sheet ------------------------------------
+    @app.post("/api/anchors", tags=["restore"], summary="Outputs at a control's anchor settings (instant previews)",
+              responses=_ERRORS)
+    async def anchors(body: AnchorsRequest):
+        """The model's outputs on the preview region at the anchor settings of one control
+        (:mod:`tunableconv.preview`): a line of slider positions, a grid over a cube model's
+        knobs or a triangle over a 3-knob simplex. The page blends them while a control moves
+        and shows them as the contact sheet; each tile is ``GET tiles[i]`` (PNG). Computed once
+        per image, model and control (cached; a model with a p-independent trunk runs it once)."""
+        from ..preview import anchor_set
+
+        entry = registry.get(body.model)
+        item = store.get(body.image_id)
+        try:
+            aset = anchor_set(entry.restorer.space, body.control, calibrated=body.calibrated, steps=body.steps)
+        except InvalidParamsError as exc:
+            raise _err(422, f"model {entry.name!r}: {' '.join(str(exc).split())}") from None
+        side = entry.preview_side(config.preview_size)
+        key = (item.id, entry.name, aset.control, aset.calibrated, len(aset.values))
+        cached = anchor_cache.find(key)
+        if cached is None:
+            def work(cancel):
+                image = _layout(item.region("preview", side), config.channels_last)
+                start = time.perf_counter()
+                outputs = sweep_model(entry.restorer, image, aset.ps)
+                compute = time.perf_counter() - start
+                tiles = [encode_image(o, "png", 1) for o in outputs]
+                return tiles, compute, tuple(outputs[0].shape[-2:])
+
+            tiles, compute, (oh, ow) = await jobs.run(work)
+            cached = anchor_cache.put(key, tiles, {"compute_ms": round(compute * 1000, 1), "width": ow, "height": oh})
+        anchor_id, tiles, meta = cached
+        top, left, h, w = item.preview_box(side)
+        return {**aset.to_dict(), **meta, "id": anchor_id, "model": entry.name, "image_id": item.id,
+                "region": {"top": top, "left": left, "height": h, "width": w},
+                "tiles": [f"/api/anchors/{anchor_id}/{i}.png" for i in range(len(tiles))]}
+
+    @app.get("/api/anchors/{anchor_id}/{index}.png", tags=["restore"], summary="One anchor output (PNG)",
+             response_class=Response, responses={200: _PNG, **_ERRORS})
+    async def anchor_tile(anchor_id: str, index: int):
+        tiles = anchor_cache.tiles(anchor_id)
+        if not 0 <= index < len(tiles):
+            raise _err(404, f"anchor index {index} out of range: this set has {len(tiles)}")
+        return Response(tiles[index], media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
     # --- restoration ---------------------------------------------------------------------
-    async def _restore(body: KnobBody, region: str, fmt: str, compress_level: int):
+    channels: OrderedDict[str, tuple[int, threading.Event]] = OrderedDict()  # channel -> (latest seq, its cancel)
+    channels_lock = threading.Lock()
+
+    def claim(channel: str | None, seq: int | None) -> threading.Event | None:
+        """The cancel event of a request on ``channel``: cancels the channel's older requests;
+        None for a request that is already superseded (or without a channel: a fresh event)."""
+        if channel is None:
+            return threading.Event()
+        if seq is None:
+            raise _err(422, "a request on a channel needs its seq (an increasing number)")
+        with channels_lock:
+            latest = channels.get(channel)
+            if latest is not None and seq <= latest[0]:
+                return None
+            if latest is not None:
+                latest[1].set()  # the older request stops at its next layer (or never starts)
+            event = threading.Event()
+            channels[channel] = (seq, event)
+            channels.move_to_end(channel)
+            while len(channels) > 1024:
+                channels.popitem(last=False)
+        return event
+
+    def superseded(channel: str | None, seq: int | None) -> bool:
+        with channels_lock:
+            latest = channels.get(channel) if channel is not None else None
+            return latest is not None and seq is not None and latest[0] > seq
+
+    def knob_map_of(entry: ModelEntry, body: MapBody, p, size: tuple[int, int]):
+        """The request's knob map as ``(P, H, W)`` for a region of ``size`` (None without one)."""
+        if body.knob_map is None:
+            if body.knob_map_target is not None:
+                raise _err(422, "knob_map_target without a knob_map")
+            return None
+        import base64
+        import binascii
+
+        from ..knob_maps import knob_map_params, read_knob_map
+
+        probe = entry.probe()
+        if not probe["knob_maps"]:
+            raise _err(422, f"model {entry.name!r} does not take knob maps: {probe['knob_maps_error']}")
+        text = body.knob_map
+        if text.startswith("data:"):
+            text = text.partition(",")[2]
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise _err(422, "knob_map must be a base64-encoded PNG") from None
+        try:
+            values = read_knob_map(data, max_pixels=config.max_pixels)
+            return knob_map_params(entry.restorer.space, values, size, target=body.knob_map_target,
+                                   base=p, calibrated=body.calibrated)
+        except TunableconvError as exc:
+            raise _err(422, f"knob_map: {' '.join(str(exc).split())}") from None
+
+    async def _restore(body: MapBody, region: str, fmt: str, compress_level: int,
+                       channel: str | None = None, seq: int | None = None):
         entry = registry.get(body.model)
         item = store.get(body.image_id)
         p = resolve_knobs(entry, body.p, body.strength, body.calibrated, knobs=body.knobs, slider=body.slider,
                           value=body.value)
+        side = entry.preview_side(config.preview_size)
+        top, left, h, w = item.preview_box(side) if region == "preview" else (0, 0, item.height, item.width)
+        p_map = knob_map_of(entry, body, p, (h, w))
         # full resolution in tiles (bounded memory) when tiling is exact for the model; a model
         # with global operations runs on the whole image (bounded by max_pixels)
         exact = entry.restorer.space.tiling_exact
+        cancel = claim(channel, seq)
+        if cancel is None:
+            return None, {"x-tunableconv-superseded": "1"}, item
 
         def work(cancel):
             # the pixels are expanded here, in the job: queued requests hold no image memory
-            image = _layout(item.region(region, config.preview_size), config.channels_last)
+            image = _layout(item.region(region, side), config.channels_last)
             # previews are small: one call
             tile = config.tile if exact and region == "full" and max(image.shape[-2:]) > config.tile else None
             start = time.perf_counter()
             restorer = _cancellable(entry.restorer, cancel)
-            out = restorer(image, p, tile=tile, overlap=config.tile_overlap)
+            out = restorer(image, p if p_map is None else p_map, tile=tile, overlap=config.tile_overlap)
             compute = time.perf_counter() - start
             return encode_image(out, fmt, compress_level), compute, tuple(out.shape[-2:])
 
         start = time.perf_counter()
-        data, compute, (h, w) = await jobs.run(work)
+        try:
+            data, compute, (oh, ow) = await jobs.run(work, cancel)
+        except JobCancelled:
+            if superseded(channel, seq):
+                return None, {"x-tunableconv-superseded": "1"}, item
+            raise
         headers = {
             "x-tunableconv-p": _p_header(p),
             "x-tunableconv-compute-ms": f"{compute * 1000:.1f}",
             "x-tunableconv-total-ms": f"{(time.perf_counter() - start) * 1000:.1f}",
-            "x-tunableconv-size": f"{w}x{h}",
+            "x-tunableconv-size": f"{ow}x{oh}",
+            "x-tunableconv-region": f"{top},{left},{h},{w}",
             "cache-control": "no-store",
         }
+        if p_map is not None:
+            headers["x-tunableconv-knob-map"] = "1"
         return data, headers, item
 
     @app.post("/api/restore", tags=["restore"], summary="Run a model with the given knobs",
@@ -1019,8 +1254,13 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
                                                         "description": "the result"}, **_ERRORS})
     async def restore(body: RestoreRequest):
         """The result as PNG (or JPEG). Headers: ``X-Tunableconv-P`` (the raw p used, after the
-        strength calibration), ``X-Tunableconv-Compute-Ms``, ``X-Tunableconv-Size``."""
-        data, headers, _ = await _restore(body, body.region, body.format, 1)
+        calibration; with a knob map, the p of the knobs the map does not set),
+        ``X-Tunableconv-Compute-Ms``, ``X-Tunableconv-Size``, ``X-Tunableconv-Region`` (top,
+        left, height, width of the input region processed). With ``channel`` and ``seq``, a
+        request superseded by a newer one of its channel answers 204 with no body."""
+        data, headers, _ = await _restore(body, body.region, body.format, 1, body.channel, body.seq)
+        if data is None:
+            return Response(status_code=204, headers=headers)
         return Response(data, media_type=f"image/{body.format}", headers=headers)
 
     @app.post("/api/download", tags=["restore"], summary="The result at full resolution (tiled), as a PNG file",
@@ -1092,6 +1332,71 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
     return app
+
+
+# ----------------------------------------------------------------------------------------
+# anchors (instant previews)
+# ----------------------------------------------------------------------------------------
+class AnchorCache:
+    """The encoded anchor outputs of (image, model, control) sets, LRU, bounded in sets and
+    bytes (thread-safe). Sets are found by their key or by a random id (the tiles' URLs)."""
+
+    def __init__(self, max_sets: int, max_bytes: int) -> None:
+        self.max_sets, self.max_bytes = max_sets, max_bytes
+        self._items: OrderedDict[str, tuple[tuple, list[bytes], dict]] = OrderedDict()
+        self._by_key: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+
+    def find(self, key: tuple) -> tuple[str, list[bytes], dict] | None:
+        with self._lock:
+            anchor_id = self._by_key.get(key)
+            if anchor_id is None:
+                return None
+            self._items.move_to_end(anchor_id)
+            _, tiles, meta = self._items[anchor_id]
+            return anchor_id, tiles, meta
+
+    def put(self, key: tuple, tiles: list[bytes], meta: dict) -> tuple[str, list[bytes], dict]:
+        anchor_id = secrets.token_urlsafe(12)
+        with self._lock:
+            old = self._by_key.pop(key, None)
+            if old is not None:
+                self._items.pop(old, None)
+            self._items[anchor_id] = (key, tiles, meta)
+            self._by_key[key] = anchor_id
+            while len(self._items) > 1 and (len(self._items) > self.max_sets or self._bytes() > self.max_bytes):
+                _, (k, _, _) = self._items.popitem(last=False)
+                self._by_key.pop(k, None)
+        return anchor_id, tiles, meta
+
+    def tiles(self, anchor_id: str) -> list[bytes]:
+        with self._lock:
+            item = self._items.get(anchor_id) if _ID_RE.match(anchor_id or "") else None
+        if item is None:
+            raise _err(404, f"unknown anchor set {anchor_id[:80]!r}: ask POST /api/anchors again")
+        return item[1]
+
+    def _bytes(self) -> int:
+        return sum(len(t) for _, tiles, _ in self._items.values() for t in tiles)
+
+
+def sweep_model(restorer, image: torch.Tensor, ps: torch.Tensor) -> list[torch.Tensor]:
+    """The model's outputs ``(3, H', W')`` clamped to [0, 1] at each setting ``ps (N, P)`` of one
+    image: through ``model.sweep`` (a p-independent trunk computed once) when the architecture
+    has it, else one call per setting."""
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    sweep = getattr(restorer.model, "sweep", None)
+    if callable(sweep):
+        with torch.no_grad():
+            try:
+                ys = sweep(x.to(restorer.device), ps.to(restorer.device))
+            except (NotImplementedError, AttributeError):
+                ys = None
+        if ys is not None:
+            if not torch.isfinite(ys).all():
+                raise InputError("the model produced NaN/Inf values for this input")
+            return [y[0].clamp(0, 1).cpu() for y in ys]
+    return [restorer(x, p) for p in ps]
 
 
 def degradation_case(entry: ModelEntry, text: str | None):
