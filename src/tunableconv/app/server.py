@@ -1211,7 +1211,8 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
                           value=body.value)
         side = entry.preview_side(config.preview_size)
         top, left, h, w = item.preview_box(side) if region == "preview" else (0, 0, item.height, item.width)
-        p_map = knob_map_of(entry, body, p, (h, w))
+        if body.knob_map is None and body.knob_map_target is not None:
+            raise _err(422, "knob_map_target without a knob_map")
         # full resolution in tiles (bounded memory) when tiling is exact for the model; a model
         # with global operations runs on the whole image (bounded by max_pixels)
         exact = entry.restorer.space.tiling_exact
@@ -1220,7 +1221,9 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             return None, {"x-tunableconv-superseded": "1"}, item
 
         def work(cancel):
-            # the pixels are expanded here, in the job: queued requests hold no image memory
+            # the map is decoded and the pixels expanded here, in the job: the event loop stays
+            # free and queued requests hold no image memory
+            p_map = knob_map_of(entry, body, p, (h, w))
             image = _layout(item.region(region, side), config.channels_last)
             # previews are small: one call
             tile = config.tile if exact and region == "full" and max(image.shape[-2:]) > config.tile else None
@@ -1228,11 +1231,11 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             restorer = _cancellable(entry.restorer, cancel)
             out = restorer(image, p if p_map is None else p_map, tile=tile, overlap=config.tile_overlap)
             compute = time.perf_counter() - start
-            return encode_image(out, fmt, compress_level), compute, tuple(out.shape[-2:])
+            return encode_image(out, fmt, compress_level), compute, tuple(out.shape[-2:]), p_map is not None
 
         start = time.perf_counter()
         try:
-            data, compute, (oh, ow) = await jobs.run(work, cancel)
+            data, compute, (oh, ow), mapped = await jobs.run(work, cancel)
         except JobCancelled:
             if superseded(channel, seq):
                 return None, {"x-tunableconv-superseded": "1"}, item
@@ -1245,7 +1248,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             "x-tunableconv-region": f"{top},{left},{h},{w}",
             "cache-control": "no-store",
         }
-        if p_map is not None:
+        if mapped:
             headers["x-tunableconv-knob-map"] = "1"
         return data, headers, item
 
