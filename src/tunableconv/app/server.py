@@ -1308,7 +1308,8 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         def work(cancel):
             from ..sweep import grid_outputs, sweep_outputs
 
-            image = item.region("preview", config.preview_size)
+            # the live view's region: preview_size / scale for a super-resolution model
+            image = item.region("preview", entry.preview_side(config.preview_size))
             restorer = _cancellable(r, cancel)
             if body.grid is not None:
                 rows = grid_outputs(restorer, _layout(image, config.channels_last), body.grid, values,

@@ -719,14 +719,19 @@
       const m = set.values.length - 1;
       const tri = document.createElement("div");
       tri.className = "triangle";
-      const side = 130;
-      tri.style.width = `${(m + 1) * side}px`;
-      tri.style.height = `${(m + 1) * (side * 0.75) + 40}px`;
+      // spacing from the tiles' size (110 px high in style.css, plus border and caption), so
+      // that neither tiles nor captions overlap whatever the image's aspect ratio
+      const tileW = (110 * a.width) / a.height + 4;
+      const tileH = 114 + 20;
+      const side = tileW + 12;           // between neighbours in a row
+      const rowH = tileH + 6;            // between rows
+      tri.style.width = `${m * side + tileW}px`;
+      tri.style.height = `${m * rowH + tileH}px`;
       set.points.forEach((pt, k) => {
         const fig = tile(k);
         // knob 0 at the top, knob 1 bottom left, knob 2 bottom right
-        const x = (pt[0] * 0.5 + pt[2]) * m * side + side / 2;
-        const y = (1 - pt[0]) * m * side * 0.75;
+        const x = (pt[0] * 0.5 + pt[2]) * m * side + tileW / 2;
+        const y = (1 - pt[0]) * m * rowH;
         fig.style.left = `${x}px`;
         fig.style.top = `${y}px`;
         tri.appendChild(fig);
@@ -878,7 +883,8 @@
     const radius = P.size / 2;
     const ctx = P.canvas.getContext("2d");
     const g = Math.round(P.value * 255);
-    const grad = ctx.createRadialGradient(x, y, radius * (1 - P.feather), x, y, radius);
+    // inner radius below the outer one: a canvas gradient with r0 == r1 paints nothing (feather 0)
+    const grad = ctx.createRadialGradient(x, y, radius * Math.min(1 - P.feather, 0.999), x, y, radius);
     grad.addColorStop(0, `rgba(${g},${g},${g},1)`);
     grad.addColorStop(1, `rgba(${g},${g},${g},0)`);
     ctx.fillStyle = grad;
