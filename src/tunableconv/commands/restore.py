@@ -31,7 +31,7 @@ Knob maps (a different setting per pixel; instead of ``--strength`` / ``--slider
 
 - ``--knob-map FILE``: a grey image (8 or 16 bits; an RGB file with R = G = B counts as
   grey); its grey level (black 0, white 1) is the position of
-  the model's main slider (the denoiser's ``strength``) at each pixel, calibrated unless
+  the model's main slider (e.g. a ``strength`` slider) at each pixel, calibrated unless
   ``--raw``.
 - ``--knob-map NAME=FILE``: a grey image for the slider or knob NAME. On a cube model the
   other knobs come from ``--knob`` / ``--p`` or their defaults; on a two-knob simplex the

@@ -795,7 +795,7 @@
     else if (!m.knob_maps) why = `This model cannot take a knob per pixel: ${m.knob_maps_error}`;
     else if (!targets.length) why = "Painting sets one slider or one independent knob per pixel; this model's knobs are three or more weights on a simplex.";
     $("paint-toggle").disabled = Boolean(why);
-    $("paint-note").textContent = why || "Paint where the knob should differ, e.g. keep the grain on a face and remove it from the sky. Export the map to use it with tunableconv restore --knob-map.";
+    $("paint-note").textContent = why || "Paint where the knob should differ, e.g. one setting for a face and another for the sky. Export the map to use it with tunableconv restore --knob-map.";
     $("paint-target-name").textContent = targets.length === 1 ? targets[0] : "a knob";
   }
 
