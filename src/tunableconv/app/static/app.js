@@ -38,7 +38,8 @@
     anchors: null,       // {key, set (the server's JSON), pixels: [Uint8ClampedArray], width, height}
     anchorsKey: null,
     region: null,        // {top, left, height, width} of the preview region (input pixels)
-    paint: { on: false, canvas: null, value: 0, size: 48, feather: 0.6, target: null, drawing: false },
+    paint: { on: false, canvas: null, value: 0, size: 48, feather: 0.6, target: null, drawing: false, splitBefore: null },
+    note: null,          // a message to keep in the status line when the next result arrives
   };
 
   // ---------------------------------------------------------------- helpers
@@ -267,11 +268,11 @@
     }
     const sl = mainSlider(m);
     if (sliderMode()) {
-      const formula = m.sliders.find((x) => x.name === sl.name).formula.replace(/\bs\b/g, sl.name === "strength" ? "s" : "u");
+      const formula = m.sliders.find((x) => x.name === sl.name).formula;   // in s, the slider's position (as the summary)
       const desc = `${sl.description ? sl.description + ". " : ""}${formula}` +
-        (sl.calibration ? ". Calibrated: equal slider steps give even changes." : "");
+        (sl.calibration ? ", s after calibration. Calibrated: equal slider steps give even changes." : "");
       const { wrap, input, out } = sliderBlock({
-        id: `knob-${sl.name}`, label: sl.name === "strength" ? "strength s" : sl.name, description: desc,
+        id: `knob-${sl.name}`, label: `${sl.name} s`, description: desc,
         value: state.slider, ends: sliderEnds(m, sl),
       });
       input.setAttribute("aria-label", sl.name);
@@ -636,7 +637,9 @@
         const previewMs = $("after-preview").dataset.ms;
         $("timing").textContent = (previewMs && anchorsFit() ? `preview ${Math.round(Number(previewMs))} ms · ` : "") +
           `exact ${Math.round(rt)} ms round trip · ${Math.round(Number(compute))} ms model · ${res.headers.get("x-tunableconv-size")}`;
-        status(state.paint.on ? "Ready. Paint over the image; the result follows each stroke." : "Ready. Drag the divider to compare.");
+        const ready = state.paint.on ? "Ready. Paint over the image; the result follows each stroke." : "Ready. Drag the divider to compare.";
+        status(state.note ? `${state.note} ${ready}` : ready);   // a note (e.g. a loaded map) outlives the result it asked for
+        state.note = null;
         updateReadout();
       }
     } catch (err) {
@@ -814,6 +817,12 @@
       $("paint-toggle").checked = false;
       return;
     }
+    if (on && !P.on) {             // the result alone while painting; the divider comes back after
+      P.splitBefore = state.split ?? 0.5;
+      setSplit(0);
+    } else if (!on && P.on) {
+      setSplit(P.splitBefore ?? 0.5);
+    }
     P.on = on;
     $("paint-toggle").checked = on;
     $("paint-controls").hidden = !on;
@@ -970,7 +979,8 @@
         drawMapOverlay();
         showPreview();
         scheduleRestore(0);
-        status(`Loaded ${file.name} as the ${P.target} map.`);
+        state.note = `Loaded ${file.name} as the ${P.target} map.`;
+        status(state.note);
       } catch (err) {
         status(`${file.name} is not an image the browser can read`, "error");
       }
