@@ -594,20 +594,52 @@ def quantize_8bit(x: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------
 
 
-def jpeg_compress(x: Tensor, quality: int | Sequence[int] | Tensor) -> Tensor:
-    r"""JPEG compression artefacts: encode and decode through Pillow, in memory.
+def _jpeg_qualities(quality: int | Sequence[int] | Tensor, batch: int) -> list[int]:
+    """``quality`` as one integer in [1, 100] per image (a one-line :class:`InputError` otherwise)."""
+    if isinstance(quality, Tensor):
+        if quality.is_complex() or quality.dtype == torch.bool or quality.ndim > 1:
+            raise InputError(f"JPEG quality must be an integer or a (B,) tensor of integers, got a "
+                             f"{quality.dtype} tensor of shape {tuple(quality.shape)}")
+        values = quality.reshape(-1).tolist()
+    elif isinstance(quality, (list, tuple)):
+        values = list(quality)
+    else:
+        values = [quality]
+    out = []
+    for v in values:
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        if not (ok and math.isfinite(float(v)) and float(v) == int(v)):
+            raise InputError(f"JPEG quality must be an integer in [1, 100], got {v!r}")
+        out.append(int(v))
+    if len(out) == 1:
+        out = out * batch
+    if len(out) != batch:
+        raise InputError(f"quality must be an int or one value per image ({batch}), got {len(out)}")
+    bad = [v for v in out if not 1 <= v <= 100]
+    if bad:
+        raise InputError(f"JPEG quality must be an integer in [1, 100], got {bad[0]}")
+    return out
 
-    The image is rounded to 8 bits first (``round(clamp(x, 0, 1) * 255)``), encoded with
-    Pillow's default JPEG settings (4:2:0 chroma subsampling for RGB) and decoded back.
-    Not differentiable (the result carries no gradient).
+
+def jpeg_compress(x: Tensor, quality: int | Sequence[int] | Tensor) -> Tensor:
+    r"""A JPEG round trip: quantise to 8 bits, encode and decode with Pillow, in memory.
+
+    The image is first quantised as a saved 8-bit image is (:func:`quantize_8bit`: clip to
+    [0, 1], ``floor(255 x + 1/2)``), then encoded with Pillow's default JPEG settings at the
+    given quality (baseline, 4:2:0 chroma subsampling for RGB, so even quality 100 is not
+    lossless on colour detail) and decoded back. Not differentiable (the result carries no
+    gradient). An image that is already 8-bit (every value ``k / 255``) goes in unchanged.
 
     Args:
-        x: images in ``[0, 1]``, ``(C, H, W)`` or ``(B, C, H, W)`` with C = 1 (grey) or 3 (RGB).
-        quality: JPEG quality in ``[1, 100]``, an int or one per image (a sequence or a
-            ``(B,)`` tensor).
+        x: images in ``[0, 1]``, ``(C, H, W)`` or ``(N, C, H, W)`` with C = 1 (grey) or 3 (RGB).
+        quality: the JPEG quality, an integer in ``[1, 100]`` (100: the mildest) for every
+            image, or one per image (a sequence of N integers or an ``(N,)`` tensor). Integral
+            floats (``50.0``) are accepted; anything else (``50.5``, NaN, a bool, a value out of
+            range, the wrong count) is a one-line :class:`InputError`.
 
     Returns:
-        decoded images in ``[0, 1]``, same shape, dtype and device as ``x``.
+        the decoded images, every value ``k / 255`` in ``[0, 1]``; same shape, dtype and device
+        as ``x``.
     """
     from PIL import Image
 
@@ -615,26 +647,15 @@ def jpeg_compress(x: Tensor, quality: int | Sequence[int] | Tensor) -> Tensor:
     b, c = xb.shape[:2]
     if c not in (1, 3):
         raise InputError(f"jpeg_compress needs 1 or 3 channels, not {c}")
-    if isinstance(quality, Tensor):
-        q = [int(v) for v in quality.reshape(-1).tolist()]
-    elif isinstance(quality, (list, tuple)):
-        q = [int(v) for v in quality]
-    else:
-        q = [int(quality)]
-    if len(q) == 1:
-        q = q * b
-    if len(q) != b:
-        raise InputError(f"quality must be an int or one value per image ({b}), got {len(q)}")
-    if any(not 1 <= v <= 100 for v in q):
-        raise InputError(f"JPEG quality must be in [1, 100], got {q}")
-    u8 = (xb.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    q = _jpeg_qualities(quality, b)
+    u8 = _quantize_8bit(xb.detach()).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     outs = []
     for i in range(b):
         arr = u8[i, :, :, 0] if c == 1 else u8[i]
         buf = io.BytesIO()
         Image.fromarray(arr, mode="L" if c == 1 else "RGB").save(buf, format="JPEG", quality=q[i])
         buf.seek(0)
-        dec = np.asarray(Image.open(buf).convert("L" if c == 1 else "RGB"))
+        dec = np.array(Image.open(buf).convert("L" if c == 1 else "RGB"))
         outs.append(dec.reshape(dec.shape[0], dec.shape[1], c))
     y = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(device=xb.device, dtype=xb.dtype) / 255.0
     return _unbatch(y, batched)
