@@ -11,6 +11,8 @@ name                class                                            knobs
 ``deblur_denoise``  :class:`~.deblur_denoise.DeblurDenoiseTask`      denoise / deblur (cube)
 ``sr``              :class:`~.sr.SRTask`                             fidelity / perceptual
                                                                      (simplex; slider ``perception``)
+``restore3``        :class:`~.restore3.Restore3Task`                 deblur / denoise / dejpeg (cube;
+                                                                     27 effects: {0, ½, 1}³)
 ==================  ===============================================  =============================
 
 Its recipe fields are the task's :class:`~.base.TaskSection` subclass
@@ -26,13 +28,15 @@ from ..errors import InputError
 from .base import CONTROLS, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, conditioned_on, runner_facts, target_key
 from .deblur_denoise import DEBLUR_DENOISE_KNOBS, DeblurDenoiseTask, DeblurDenoiseTaskSection
 from .denoise import NOISE_KNOBS, STRENGTH, DenoiseTask, DenoiseTaskSection
+from .restore3 import RESTORE3_KNOBS, Restore3Task, Restore3TaskSection
 from .sr import PERCEPTION, SR_KNOBS, SRTask, SRTaskSection
 
 if TYPE_CHECKING:
     from ..train.config import Recipe
 
 #: task name -> task class
-TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": DeblurDenoiseTask, "sr": SRTask}
+TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": DeblurDenoiseTask, "sr": SRTask,
+                              "restore3": Restore3Task}
 
 
 def get_task(name: str) -> type[Task]:
@@ -53,4 +57,5 @@ __all__ = [
     "DenoiseTask", "DenoiseTaskSection", "NOISE_KNOBS", "STRENGTH",
     "DeblurDenoiseTask", "DeblurDenoiseTaskSection", "DEBLUR_DENOISE_KNOBS",
     "SRTask", "SRTaskSection", "SR_KNOBS", "PERCEPTION",
+    "Restore3Task", "Restore3TaskSection", "RESTORE3_KNOBS",
 ]
