@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection, SRTaskSection
+from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection, Restore3TaskSection, SRTaskSection
 from .config import DataSection, ModelSection, Recipe, TrainSection
 
 
@@ -155,6 +155,66 @@ def deblur_denoise_fixed_paper() -> Recipe:
     r.model.args["num_params"] = 0
     r.model.args["expansion"] = 1
     r.task.fidelity_only = True
+    return r
+
+
+#: the run length of ``restore3-small`` and its twins (see ``restore3_small`` for the measurement)
+RESTORE3_SMALL_STEPS = 5000
+
+
+def restore3_small() -> Recipe:
+    """Blur, noise and JPEG with three independent knobs (deblur, denoise, dejpeg) on the cube,
+    sized for this CPU like ``deblur-denoise-small``: ResNet 6 blocks x 32 channels, expansion 2
+    (2 stored kernels per knob direction), every block tunable, the blended-target loss over the
+    8 corners, the TSNet paper's three training regimes, patch 48, batch 16, cosine lr 1e-3.
+
+    Steps (measured on this project's 2-core CPU, one thread, 2026-12-06, with other trainings
+    loading the machine to ~2.5): a training step (forward, loss, backward, Adam; batch 16 x 48²,
+    per-sample p) costs 0.39 s of CPU time, timed in alternation with ``deblur-denoise-small``
+    (0.37 s), ``restore3-trunk-small`` (0.36 s) and ``restore3-fixed-small`` (0.31 s); the batch's
+    degradations (two JPEG round trips per sample) 0.04 s in the data worker. The trainer's
+    end-to-end wall time (``tunableconv train --recipe restore3-small --set train.threads=1
+    --steps 60``) was 0.52 s/step (0.45-0.61 per 10 steps). 5000 steps are then ~45 min, within
+    the 60-minute budget of a ``small`` recipe up to ~0.7 s/step.
+    """
+    return Recipe(
+        name="restore3-small",
+        model=ModelSection("resnet", dict(channels=32, num_blocks=6, num_params=3, mapping="affine", expansion=2,
+                                          domain="cube")),
+        data=DataSection(train="train/bsds400", patch_size=48, num_workers=1, val="cbsd68", val_images=4, val_crop=128),
+        task=Restore3TaskSection(mix="targets"),
+        train=TrainSection(steps=RESTORE3_SMALL_STEPS, batch_size=16, lr=1e-3, schedule="cosine", warmup_steps=100,
+                           grad_clip=1.0, threads=1, log_every=20, val_every=1000, ckpt_every=200),
+    )
+
+
+def restore3_trunk_small() -> Recipe:
+    """``restore3-small`` with a shared trunk: the head and the first half of the blocks
+    (``model.args.trunk_blocks = 3`` of 6) are plain convolutions, independent of p, so
+    ``model.sweep(x, ps)`` computes them once for all 27 effects; the rest is tunable. Same data,
+    loss, steps and seed. Choose another k with ``--set model.args.trunk_blocks=K`` (0 <= K <=
+    num_blocks; 0 is ``restore3-small``)."""
+    r = restore3_small()
+    r.name = "restore3-trunk-small"
+    r.model.args["trunk_blocks"] = r.model.args["num_blocks"] // 2
+    return r
+
+
+def restore3_fixed_small() -> Recipe:
+    """The fixed twin of ``restore3-small``, trained only at p = (1, 1, 1) (the ``restored``
+    target, no knobs): same size, data, steps and seed."""
+    return fixed_twin(restore3_small(), "restore3-fixed-small")
+
+
+def restore3_paper() -> Recipe:
+    """The paper's scale (for GPU users): ResNet 16 x 64, batch 16, patch 64, lr 1e-4 halved at
+    200k and 400k of 500k steps; the knobs, loss and sampling of ``restore3-small``."""
+    r = restore3_small()
+    r.name = "restore3-paper"
+    r.model.args.update(channels=64, num_blocks=16)
+    r.data = DataSection(train="train/bsds400", patch_size=64, num_workers=4, val="cbsd68", val_images=68, val_crop=0)
+    r.train = TrainSection(steps=500_000, batch_size=16, lr=1e-4, schedule="step", milestones=[200_000, 400_000],
+                           gamma=0.5, log_every=100, val_every=10_000, ckpt_every=5_000, device="cuda")
     return r
 
 
@@ -332,6 +392,10 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "deblur-denoise-fixed-small": deblur_denoise_fixed_small,
     "deblur-denoise-paper": deblur_denoise_paper,
     "deblur-denoise-fixed-paper": deblur_denoise_fixed_paper,
+    "restore3-small": restore3_small,
+    "restore3-trunk-small": restore3_trunk_small,
+    "restore3-fixed-small": restore3_fixed_small,
+    "restore3-paper": restore3_paper,
     "sr4-fixed-small": sr4_fixed_small,
     "sr4-small": sr4_small,
     "sr4-fixed-paper": sr4_fixed_paper,
