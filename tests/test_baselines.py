@@ -16,7 +16,8 @@ from tunableconv.models.baselines.adafm import AdaFMLayer
 
 SMALL = dict(channels=8, num_blocks=2)
 NAMES = list(BASELINES)
-TWO_STAGE = [n for n in NAMES if n != "cresmd"]
+SEARCHED = ["tsnet", "ta-tsnet"]  # search, then fine-tune (tests/test_tsnet.py)
+TWO_STAGE = [n for n in NAMES if n != "cresmd" and n not in SEARCHED]
 # which submodules each stage trains
 STAGE_MODULES = {
     "dni": (["net_a"], ["net_b"]),
@@ -224,6 +225,8 @@ def test_training_stage_steps_sum_to_total(name, total):
     if name in TWO_STAGE:
         assert [s.p for s in stages] == [(1.0, 0.0), (0.0, 1.0)]
         assert abs(stages[0].steps - stages[1].steps) <= 1
+    elif name in SEARCHED:
+        assert [s.name for s in stages] == ["search", "fine-tune"] and [s.p for s in stages] == [None, None]
     else:
         assert len(stages) == 1 and stages[0].p is None
     with pytest.raises(ValueError):

@@ -25,6 +25,8 @@ architecture   class                                        stages
 ``dynamicnet`` :class:`DynamicNet` (tuning blocks)           main; tuning blocks
 ``cresmd``     :class:`CResMD` (conditional residuals)       one stage, p sampled (or fixed)
 ``ftn``        :class:`FTN` (filter transition)              main; FTNs
+``tsnet``      :class:`TSNet` (CResMD searched per task)     search; fine-tune
+``ta-tsnet``   :class:`TATSNet` (TSNet + shared layers)      search; fine-tune
 =============  ===========================================  ===========================
 
 :class:`Stage` (defined in ``_backbone`` and exported here) is the training contract;
@@ -38,6 +40,7 @@ from .cresmd import CResMD, CResMDConfig
 from .dni import DNI, DNIConfig
 from .dynamicnet import DynamicNet, DynamicNetConfig
 from .ftn import FTN, FTNConfig
+from .tsnet import TATSNet, TATSNetConfig, TSNet, TSNetConfig
 
 #: name -> (class, config class), in the form of :data:`tunableconv.models.ARCHITECTURES`.
 BASELINES = {
@@ -47,10 +50,13 @@ BASELINES = {
     "dynamicnet": (DynamicNet, DynamicNetConfig),
     "cresmd": (CResMD, CResMDConfig),
     "ftn": (FTN, FTNConfig),
+    "tsnet": (TSNet, TSNetConfig),
+    "ta-tsnet": (TATSNet, TATSNetConfig),
 }
 
 __all__ = [
     "BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters", "ALPHA_SPACES", "resnet_receptive_field",
     "DNI", "DNIConfig", "AdaFM", "AdaFMConfig", "CFSNet", "CFSNetConfig",
     "DynamicNet", "DynamicNetConfig", "CResMD", "CResMDConfig", "FTN", "FTNConfig",
+    "TSNet", "TSNetConfig", "TATSNet", "TATSNetConfig",
 ]
