@@ -593,6 +593,9 @@ class Trainer:
                 g["lr"] = cfg.lr * self._stage_lr_factor()
             out = self.task.forward(self.ddp_model, batch)
             loss, terms = self.loss(out, batch, batch["p"])
+            if hasattr(self.model, "regularisation"):  # a model's own terms on its last forward (TSNet: FLOPs, sharing)
+                extra, extra_terms = self.model.regularisation()
+                loss, terms = loss + extra, {**terms, **extra_terms}
             if not self._loss_is_finite(loss):  # stop before the step spreads it into the weights
                 bar.close()
                 raise self._divergence(loss)
@@ -673,6 +676,8 @@ class Trainer:
             model = self.task.build_model(self.recipe)
             model.load_state_dict(self.ema.shadow)
         info = {"task": self.task.name, "recipe": self.recipe.to_dict(), "training": summary, **self.task.model_info()}
+        if hasattr(model, "file_info"):  # what a model says about itself (TSNet: its searched architecture)
+            info.update(model.file_info())
         space = self.task.knob_space(model)
         extra: dict[str, Any] = {}
         if "knob_space" in inspect.signature(save_model).parameters:  # model files of format 2 store it
