@@ -42,8 +42,11 @@ and the auxiliary β_{i,c} for a task-agnostic one.
 
 Architecture controller (Eq. 6). ``α^t_i = f_i(τ_t)`` with f_i three fully connected layers
 and two ReLUs (Sec. 7.3), one controller per CS module: ``K -> H -> H -> C``
-(:class:`Controller`, H = ``controller_hidden``). The last layer starts with small weights
-and bias ``gate_init`` > 0, so the search starts from the dense CResMD at every τ.
+(:class:`Controller`, H = ``controller_hidden``), PyTorch's default initialisation: the search
+starts from random gates that differ from task to task. (A start from the dense CResMD,
+``gate_init`` > 0: small last-layer weights and that bias, would make every task agree on
+every channel at once, so Eq. (8) would hold from the first step and the whole network would
+turn task-agnostic before the controllers learn anything.)
 
 Task-agnostic search (Eqs. 7-10). We read β as "the auxiliary parameters" that "first
 gather the preference on each channel from tasks throughout training": an EMA, not a
@@ -186,7 +189,8 @@ class TSNetConfig(CResMDConfig):
     """Constructor arguments of :class:`TSNet` (CResMD's plus the search's; module docstring).
 
     ``task_agnostic``: search shared early layers too (TA+TSNet). ``controller_hidden``: H of
-    each controller. ``gate_init``: the logits' starting value (> 0: all channels kept).
+    each controller. ``gate_init``: None (default init: random gates), or the logits' starting
+value (> 0: all channels kept).
     ``ema_decay`` γ (Eqs. 7, 9); ``agreement`` ρ/N (Eq. 8); ``share_threshold`` θ (Eq. 10);
     ``flops_weight`` λ_1 and ``agnostic_weight`` λ_2 (Eq. 11); ``effects`` T, the number of
     effects one image's sweep makes (Eq. 4); ``search_share``: the share of the training
@@ -195,7 +199,7 @@ class TSNetConfig(CResMDConfig):
 
     task_agnostic: bool = False
     controller_hidden: int = 32
-    gate_init: float = 0.5
+    gate_init: float | None = None
     ema_decay: float = 0.99
     agreement: float = 1.0
     share_threshold: float = 0.5
@@ -216,13 +220,14 @@ class TATSNetConfig(TSNetConfig):
 class Controller(nn.Module):
     """f_i of Eq. (6): ``τ (B, K) -> α (B, C)``, three FC layers with two ReLUs."""
 
-    def __init__(self, inputs: int, hidden: int, channels: int, gate_init: float) -> None:
+    def __init__(self, inputs: int, hidden: int, channels: int, gate_init: float | None = None) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, channels))
-        with torch.no_grad():  # start dense at every τ: logits ≈ gate_init > 0
-            self.net[-1].weight.mul_(0.1)
-            self.net[-1].bias.fill_(gate_init)
+        if gate_init is not None:
+            with torch.no_grad():  # logits ≈ gate_init at every τ
+                self.net[-1].weight.mul_(0.1)
+                self.net[-1].bias.fill_(gate_init)
 
     def forward(self, tau: Tensor) -> Tensor:
         return self.net(tau)
@@ -256,7 +261,8 @@ class TSNet(CResMD):
         checks = [("controller_hidden", cfg.controller_hidden >= 1), ("ema_decay", 0 <= cfg.ema_decay < 1),
                   ("agreement", 0 < cfg.agreement <= 1), ("share_threshold", 0 <= cfg.share_threshold < 1),
                   ("flops_weight", cfg.flops_weight >= 0), ("agnostic_weight", cfg.agnostic_weight >= 0),
-                  ("effects", cfg.effects >= 1), ("search_share", 0 < cfg.search_share <= 1)]
+                  ("effects", cfg.effects >= 1), ("search_share", 0 < cfg.search_share <= 1),
+                  ("gate_init", cfg.gate_init is None or abs(cfg.gate_init) < float("inf"))]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name} is out of range, got {getattr(cfg, name)!r}")
@@ -436,14 +442,14 @@ class TSNet(CResMD):
         logits, g, size = self._last
         self._last = None
         r_flops = self.regulariser_flops(g, size)
-        terms = {"flops": float(r_flops), "shared_modules": float(sum(self.shared_modules())),
-                 "kept": float(g.mean())}
+        terms = {"flops": float(r_flops.detach()), "shared_modules": float(sum(self.shared_modules())),
+                 "kept": float(g.detach().mean())}
         if self.is_frozen:
             return r_flops.new_zeros(()), terms
         total = self.config.flops_weight * r_flops
         if self.config.agnostic_weight > 0:
             r_ta = self.regulariser_agnostic(logits)
-            terms["agnostic"] = float(r_ta)
+            terms["agnostic"] = float(r_ta.detach())
             total = total + self.config.agnostic_weight * r_ta
         return total, terms
 
@@ -663,7 +669,7 @@ def _conv(x: Tensor | None, conv: nn.Conv2d, keep_in: Tensor | None, keep_out: T
         w, b = w * scale, b * scale
     if w.shape[1] == 0 or x is None:  # nothing reaches the conv: its (scaled) bias
         ref = shape if shape is not None else x
-        return b.reshape(1, -1, 1, 1).expand(ref.shape[0], -1, ref.shape[-2], ref.shape[-1])
+        return b.reshape(1, -1, 1, 1).expand(ref.shape[0], -1, ref.shape[-2], ref.shape[-1]).contiguous()
     return F.conv2d(x, w, b, padding=conv.padding)
 
 
