@@ -379,7 +379,7 @@ def test_20_step_training(name, trunk, tmp_path):
 def test_rivals_take_the_three_level_condition():
     from tunableconv.compare import recipe_for
 
-    assert get_task("restore3").rivals == ("tunable", "fixed", "cresmd-condition", "cresmd")
+    assert get_task("restore3").rivals == ("tunable", "fixed", "cresmd-condition", "cresmd", "tsnet", "ta-tsnet")
     r = recipe_for("cresmd-condition", "small", task="restore3")
     assert r.model.arch == "cresmd" and r.model.args["condition"] == "degradation"
     model = build_task(r).build_model()

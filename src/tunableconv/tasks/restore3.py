@@ -382,7 +382,7 @@ class Restore3Task(Task):
 
     name = "restore3"
     section_class = Restore3TaskSection
-    rivals = ("tunable", "fixed", "cresmd-condition", "cresmd")
+    rivals = ("tunable", "fixed", "cresmd-condition", "cresmd", "tsnet", "ta-tsnet")
     budgets = {"small": "restore3-small", "paper": "restore3-paper"}
     metrics = ("psnr", "ssim", "lpips", "niqe")
     condition_names = ("blur_level", "noise_level", "jpeg_level")
