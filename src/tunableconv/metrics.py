@@ -399,19 +399,12 @@ def _load_lpips(net: str, weights_dir: str | os.PathLike | None, device: torch.d
     with _LPIPS_LOCK:
         if key in _LPIPS_CACHE:
             return _LPIPS_CACHE[key]
-        sd = load_file(str(backbone))
+        from .losses.vgg import load_feature_convs
+
+        indices = [op[1] for op in _LPIPS_NETS[net] if op[0] == "conv"]
+        convs = {i: (w.to(device), b.to(device)) for i, (w, b) in
+                 load_feature_convs(backbone, indices, f"the {net} backbone LPIPS expects").items()}
         hd = load_file(str(heads_path))
-        convs: dict[int, tuple[Tensor, Tensor]] = {}
-        for op in _LPIPS_NETS[net]:
-            if op[0] != "conv":
-                continue
-            wk, bk = f"features.{op[1]}.weight", f"features.{op[1]}.bias"
-            if wk not in sd or bk not in sd:
-                raise InputError(f"{backbone} lacks {wk} / {bk}: not the {net} backbone LPIPS expects")
-            convs[op[1]] = (
-                sd[wk].to(device=device, dtype=torch.float32),
-                sd[bk].to(device=device, dtype=torch.float32),
-            )
         heads = []
         for i in range(5):
             hk = f"lin{i}.model.1.weight"
@@ -546,17 +539,11 @@ def _load_dists(
     with _DISTS_LOCK:
         if key in _DISTS_CACHE:
             return _DISTS_CACHE[key]
-        sd = load_file(str(backbone))
-        convs: dict[int, tuple[Tensor, Tensor]] = {}
-        for stage in _DISTS_STAGES:
-            for i in stage:
-                wk, bk = f"features.{i}.weight", f"features.{i}.bias"
-                if wk not in sd or bk not in sd:
-                    raise InputError(f"{backbone} lacks {wk} / {bk}: not the VGG16 features DISTS expects")
-                convs[i] = (
-                    sd[wk].to(device=device, dtype=torch.float32),
-                    sd[bk].to(device=device, dtype=torch.float32),
-                )
+        from .losses.vgg import load_feature_convs
+
+        indices = [i for stage in _DISTS_STAGES for i in stage]
+        convs = {i: (w.to(device), b.to(device)) for i, (w, b) in
+                 load_feature_convs(backbone, indices, "the VGG16 features DISTS expects").items()}
         ab = load_file(str(ab_path))
         n = sum(DISTS_CHANNELS)
         if set(ab) != {"alpha", "beta"} or ab["alpha"].numel() != n or ab["beta"].numel() != n:

@@ -9,7 +9,10 @@ objectives: ``loss = mean_b Σ_i p[b,i] · w_i · L_i[b]`` (:class:`ParametricMu
   :class:`Sharpening`, :class:`PerceptualObjective`, :class:`AdversarialObjective` (RaGAN,
   :class:`MultiScaleDiscriminator`), :class:`StyleObjective`, :class:`TotalVariation`,
   :class:`Chroma`, and :class:`CompositeObjective` to sum several into one;
-- :class:`VGG19Features`: frozen VGG19 in plain torch (torchvision or "normalised" weights).
+- :class:`VGG19Features`: frozen VGG19 in plain torch (torchvision or "normalised" weights);
+  :class:`VGG16Features`: frozen ImageNet VGG16 (Johnson et al.'s style and content layers);
+- :class:`StyleMixLoss`: P styles mixed by p (the p-weighted losses, or one loss to the p-blended
+  Gram target) from one pass of the output through VGG.
 
 Depends on torch, numpy and safetensors only.
 """
@@ -37,8 +40,8 @@ from .objectives import (
 )
 from .perceptual import PerceptualObjective
 from .samplers import ParamSampler, UniformCube, UniformSimplex, VertexEdgeMixture, make_sampler
-from .style import StyleObjective, gram_matrix
-from .vgg import VGG19_LAYERS, VGG19Features, find_torchvision_vgg19
+from .style import StyleMixLoss, StyleObjective, gram_matrix
+from .vgg import VGG16_LAYERS, VGG19_LAYERS, VGG16Features, VGG19Features, find_torchvision_vgg19
 
 __all__ = [
     "ParametricMultiLoss",
@@ -54,12 +57,15 @@ __all__ = [
     "Chroma",
     "PerceptualObjective",
     "StyleObjective",
+    "StyleMixLoss",
     "AdversarialObjective",
     "MultiScaleDiscriminator",
     "ragan_generator_loss",
     "ragan_discriminator_loss",
     "VGG19Features",
     "VGG19_LAYERS",
+    "VGG16Features",
+    "VGG16_LAYERS",
     "find_torchvision_vgg19",
     "ParamSampler",
     "UniformCube",

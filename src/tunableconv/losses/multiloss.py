@@ -45,7 +45,7 @@ from ..errors import InputError
 from ..nn.params import check_params
 from .gan import AdversarialObjective
 from .objectives import Batch, Objective, PixelObjective
-from .vgg import VGG19Features
+from .vgg import FeatureExtractor
 
 __all__ = ["ParametricMultiLoss", "BlendedTargetLoss", "CompositeObjective", "MultiLossResult", "cube_corner_weights",
            "LOSS_DOMAINS"]
@@ -312,7 +312,7 @@ class ParametricMultiLoss(nn.Module):
         parts: dict[str, Tensor] = {}
         total: Tensor | None = None
         with contextlib.ExitStack() as stack:
-            for vgg in {id(m): m for m in self.modules() if isinstance(m, VGG19Features)}.values():
+            for vgg in {id(m): m for m in self.modules() if isinstance(m, FeatureExtractor)}.values():
                 stack.enter_context(vgg.caching())
             for i, (name, obj) in enumerate(zip(self.names, self.objectives)):
                 if self.skip_zero and not bool((mix[:, i] != 0).any()):

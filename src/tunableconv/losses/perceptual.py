@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from .objectives import Batch, Objective, get_key, make_distance
-from .vgg import VGG19Features
+from .vgg import FeatureExtractor, VGG19Features
 
 __all__ = ["PerceptualObjective", "layer_weights"]
 
@@ -34,21 +34,21 @@ def layer_weights(layers: str | Sequence[str] | Mapping[str, float]) -> dict[str
 
 
 def shared_vgg(
-    vgg: VGG19Features | None,
+    vgg: FeatureExtractor | None,
     layers: Sequence[str],
     weights: str | os.PathLike | Mapping[str, Tensor],
     root: str | os.PathLike | None = None,
     variant: str | None = None,
-) -> VGG19Features:
-    """``vgg`` if given (checking it reaches ``layers``), else a new extractor."""
+) -> FeatureExtractor:
+    """``vgg`` if given (a :class:`VGG19Features`, or any other frozen extractor such as
+    :class:`~.vgg.VGG16Features`; checking it reaches ``layers``), else a new VGG19 extractor."""
     if vgg is None:
         return VGG19Features(list(layers), weights, root=root, variant=variant)
-    from .vgg import VGG19_LAYERS
-
-    too_deep = [n for n in layers if n not in VGG19_LAYERS or VGG19_LAYERS.index(n) > vgg.depth]
+    table = vgg.LAYERS
+    too_deep = [n for n in layers if n not in table or table.index(n) > vgg.depth]
     if too_deep:
         raise InputError(
-            f"the given VGG19 extractor is built up to {VGG19_LAYERS[vgg.depth]} and cannot give {too_deep}"
+            f"the given {type(vgg).__name__} extractor is built up to {table[vgg.depth]} and cannot give {too_deep}"
         )
     return vgg
 

@@ -1,4 +1,4 @@
-r"""A frozen VGG19 feature extractor in plain torch (no torchvision).
+r"""Frozen VGG19 and VGG16 feature extractors in plain torch (no torchvision).
 
 Layer names follow the usual convention, and the i-th name is torchvision's
 ``vgg19().features[i]``::
@@ -34,6 +34,20 @@ buffers ``input_weight`` / ``input_bias``.
 
 Asking for a layer the weights do not cover raises :class:`~tunableconv.errors.MissingWeightsError`;
 the network never runs a layer with random weights unless ``weights="random"`` was asked for.
+
+**VGG16** (:class:`VGG16Features`; Johnson et al.'s perceptual losses, LPIPS-VGG and DISTS use
+it): the same naming, ``VGG16_LAYERS[i]`` is torchvision's ``vgg16().features[i]``::
+
+    conv1_1 relu1_1 conv1_2 relu1_2 pool1                                  ( 0 …  4)
+    conv2_1 relu2_1 conv2_2 relu2_2 pool2                                  ( 5 …  9)
+    conv3_1 relu3_1 … conv3_3 relu3_3 pool3                                (10 … 16)
+    conv4_1 relu4_1 … conv4_3 relu4_3 pool4                                (17 … 23)
+    conv5_1 relu5_1 … conv5_3 relu5_3 pool5                                (24 … 30)
+
+with torchvision's ImageNet weights from ``vgg16_features_fp16.safetensors`` (keys
+``features.<i>.weight`` / ``.bias``, stored as float16, run in float32), input normalised with
+the ImageNet mean and std, zero padding 1. :func:`load_feature_convs` reads such a file for
+the metrics too (LPIPS-VGG, DISTS).
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +66,12 @@ from torch import Tensor, nn
 from ..errors import InputError, MissingWeightsError
 
 __all__ = [
+    "FeatureExtractor",
     "VGG19Features",
+    "VGG16Features",
+    "VGG16_LAYERS",
+    "VGG16_FILE",
+    "load_feature_convs",
     "VGG19_LAYERS",
     "VGG19_CONVS",
     "NORMALISED_FILE",
@@ -236,7 +256,70 @@ def _default_preprocessing(variant: str) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------------------
 # the module
 # ----------------------------------------------------------------------------------------
-class VGG19Features(nn.Module):
+class FeatureExtractor(nn.Module):
+    """Base of the frozen feature extractors (:class:`VGG19Features`, :class:`VGG16Features`):
+    always in eval mode, and a cache that lets several objectives share one pass.
+
+    Subclasses implement ``_run(x, names) -> {name: features}``, name their layer table
+    :attr:`LAYERS` and set ``layers`` (the names asked for) and ``depth`` (the index in
+    :attr:`LAYERS` of the deepest layer built); their ``forward`` calls :meth:`_cached_run`.
+    """
+
+    #: every layer name of the network, in order
+    LAYERS: ClassVar[tuple[str, ...]] = ()
+    depth: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._caching = 0
+        self._cache: list[tuple[Tensor, int, bool, dict[str, Tensor]]] = []
+
+    def train(self, mode: bool = True) -> "FeatureExtractor":
+        """No-op: the extractor is frozen and always in eval mode."""
+        return super().train(False)
+
+    @contextlib.contextmanager
+    def caching(self) -> Iterator[None]:
+        """Within the block, a second call on the very same tensor reuses the first result.
+
+        Several objectives sharing this extractor (e.g. one :class:`StyleObjective` per style)
+        then run VGG once on the output and once on the content image. The cache is keyed on
+        tensor identity, in-place version and grad mode, and emptied when the block ends.
+        """
+        self._caching += 1
+        try:
+            yield
+        finally:
+            self._caching -= 1
+            if self._caching == 0:
+                self._cache.clear()
+
+    def _lookup(self, x: Tensor) -> dict[str, Tensor] | None:
+        grad = torch.is_grad_enabled()
+        for cx, ver, g, feats in self._cache:
+            if cx is x and ver == x._version and g == grad:
+                return feats
+        return None
+
+    def _run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _cached_run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """``_run(x, names)``; inside :meth:`caching`, every layer up to the deepest of ``names``
+        is kept, and a later call on the same tensor that needs no deeper layer reuses them."""
+        if not self._caching:
+            return self._run(x, names)
+        feats = self._lookup(x)
+        if feats is None or any(n not in feats for n in names):
+            stop = max(self.LAYERS.index(n) for n in names)
+            feats = self._run(x, self.LAYERS[: stop + 1])
+            grad = torch.is_grad_enabled()
+            self._cache = [e for e in self._cache if not (e[0] is x and e[2] == grad)]
+            self._cache.append((x, x._version, grad, feats))
+        return {n: feats[n] for n in names}
+
+
+class VGG19Features(FeatureExtractor):
     r"""Frozen VGG19 returning a dict of requested intermediate layers.
 
     Args:
@@ -268,6 +351,8 @@ class VGG19Features(nn.Module):
     All parameters have ``requires_grad=False`` and the module stays in eval mode; gradients
     flow to the input.
     """
+
+    LAYERS = VGG19_LAYERS
 
     def __init__(
         self,
@@ -348,8 +433,6 @@ class VGG19Features(nn.Module):
         self.register_buffer("input_bias", b.detach().float().clone())
         self.requires_grad_(False)
         super().train(False)
-        self._caching = 0
-        self._cache: list[tuple[Tensor, int, bool, dict[str, Tensor]]] = []
 
     @staticmethod
     def _covered_depth(convs: Mapping[str, object]) -> int:
@@ -361,36 +444,8 @@ class VGG19Features(nn.Module):
             depth = i
         return depth
 
-    def train(self, mode: bool = True) -> "VGG19Features":
-        """No-op: the extractor is frozen and always in eval mode."""
-        return super().train(False)
-
     def extra_repr(self) -> str:
         return f"layers={list(self.layers)}, variant={self.variant!r}, source={self.source!r}"
-
-    # --- caching ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def caching(self) -> Iterator[None]:
-        """Within the block, a second call on the very same tensor reuses the first result.
-
-        Several objectives sharing this extractor (e.g. one :class:`StyleObjective` per style)
-        then run VGG once on the output and once on the content image. The cache is keyed on
-        tensor identity, in-place version and grad mode, and emptied when the block ends.
-        """
-        self._caching += 1
-        try:
-            yield
-        finally:
-            self._caching -= 1
-            if self._caching == 0:
-                self._cache.clear()
-
-    def _lookup(self, x: Tensor) -> dict[str, Tensor] | None:
-        grad = torch.is_grad_enabled()
-        for cx, ver, g, feats in self._cache:
-            if cx is x and ver == x._version and g == grad:
-                return feats
-        return None
 
     # --- forward ---------------------------------------------------------------------------
     def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
@@ -404,13 +459,7 @@ class VGG19Features(nn.Module):
                 raise InputError(f"layer {n!r} is deeper than this extractor, built up to {VGG19_LAYERS[self.depth]}")
         if x.dim() != 4 or x.shape[1] != 3:
             raise InputError(f"VGG19 expects RGB images (B, 3, H, W), got {tuple(x.shape)}")
-        if self._caching:
-            feats = self._lookup(x)
-            if feats is None:
-                feats = self._run(x, VGG19_LAYERS[: self.depth + 1])
-                self._cache.append((x, x._version, torch.is_grad_enabled(), feats))
-            return {n: feats[n] for n in names}
-        return self._run(x, names)
+        return self._cached_run(x, names)
 
     def _run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         want = set(names)
@@ -422,6 +471,170 @@ class VGG19Features(nn.Module):
                 if self.variant == "normalised":
                     mode = "reflect" if min(h.shape[-2:]) > 1 else "replicate"
                     h = F.pad(h, (1, 1, 1, 1), mode=mode)
+                h = self.convs[name](h)
+            elif name.startswith("relu"):
+                h = F.relu(h)
+            else:
+                h = F.max_pool2d(h, 2, 2)
+            if name in want:
+                out[name] = h
+        return {n: out[n] for n in names}
+
+
+# ----------------------------------------------------------------------------------------
+# VGG16
+# ----------------------------------------------------------------------------------------
+def _vgg16_table() -> tuple[tuple[str, ...], dict[str, tuple[int, int]]]:
+    names: list[str] = []
+    shapes: dict[str, tuple[int, int]] = {}
+    cin = 3
+    for b, (n, c) in enumerate(zip((2, 2, 3, 3, 3), _BLOCK_CHANNELS), start=1):
+        for i in range(1, n + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+            shapes[f"conv{b}_{i}"] = (c, cin)
+            cin = c
+        names.append(f"pool{b}")
+    return tuple(names), shapes
+
+
+#: The 31 layer names of VGG16; ``VGG16_LAYERS[i]`` is torchvision's ``vgg16().features[i]``.
+VGG16_LAYERS, _VGG16_SHAPES = _vgg16_table()
+_VGG16_INDEX = {n: i for i, n in enumerate(VGG16_LAYERS)}
+#: torchvision's ImageNet VGG16 features, stored as float16 (the weights root)
+VGG16_FILE = "vgg16_features_fp16.safetensors"
+
+
+def load_feature_convs(path: str | os.PathLike, indices: Sequence[int], what: str) -> dict[int, tuple[Tensor, Tensor]]:
+    """The convolutions ``features.<i>.weight`` / ``features.<i>.bias`` (torchvision's key layout)
+    for i in ``indices`` from the safetensors file ``path``: ``{i: (weight, bias)}``, float32 on
+    the CPU.
+
+    Raises :class:`MissingWeightsError` when the file is absent, :class:`InputError` (one line)
+    when it is unreadable or lacks a key (``"<path> lacks features.<i>.weight / features.<i>.bias:
+    not <what>"``)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingWeightsError(f"weight file not found: {path}")
+    try:
+        sd = load_file(str(path))
+    except Exception as exc:  # truncated, not safetensors …
+        raise InputError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    convs: dict[int, tuple[Tensor, Tensor]] = {}
+    for i in indices:
+        wk, bk = f"features.{i}.weight", f"features.{i}.bias"
+        if wk not in sd or bk not in sd:
+            raise InputError(f"{path} lacks {wk} / {bk}: not {what}")
+        convs[i] = (sd[wk].to(torch.float32), sd[bk].to(torch.float32))
+    return convs
+
+
+class VGG16Features(FeatureExtractor):
+    r"""Frozen ImageNet VGG16 returning a dict of requested intermediate layers.
+
+    Args:
+        layers: layer names of :data:`VGG16_LAYERS`, e.g. Johnson et al.'s style layers
+            ``["relu1_2", "relu2_2", "relu3_3", "relu4_3"]``; built up to the deepest one.
+        weights: ``"default"`` — :data:`VGG16_FILE` in the weights root (``root``, else
+            ``TUNABLECONV_WEIGHTS`` / ``../shared/weights``, :mod:`tunableconv.paths`); a path to
+            such a file; a state dict with torchvision's keys (``features.<i>.weight``); or
+            ``"random"`` (Kaiming-normal weights, zero biases: tests only).
+        root: the weights folder for ``"default"``.
+
+    Raises:
+        MissingWeightsError: the weight file is absent (one line: where it was looked for and
+            how to point at it).
+        InputError: an unknown layer name, or a file / state dict without the needed
+            convolutions or with wrong shapes.
+
+    Shapes: ``forward(x)`` takes ``(B, 3, H, W)`` RGB in [0, 1], normalised inside as
+    ``(x − mean) / std`` (ImageNet statistics; kept as the 1×1 affine map ``input_weight`` /
+    ``input_bias``), and returns ``{name: (B, C_name, ⌊H / 2^k⌋, ⌊W / 2^k⌋)}`` with k the pools
+    before the layer and C 64, 128, 256, 512, 512 per block. Parameters are frozen; gradients
+    flow to the input.
+    """
+
+    LAYERS = VGG16_LAYERS
+
+    def __init__(self, layers: str | Sequence[str], weights: str | os.PathLike | Mapping[str, Tensor] = "default",
+                 *, root: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        bad = [n for n in layers if n not in _VGG16_INDEX]
+        if not layers or bad:
+            raise InputError(f"unknown VGG16 layer(s) {bad or layers}; valid names: {', '.join(VGG16_LAYERS)}")
+        self.layers: tuple[str, ...] = tuple(dict.fromkeys(layers))
+        self.depth = max(_VGG16_INDEX[n] for n in self.layers)
+        needed = [i for i, n in enumerate(VGG16_LAYERS[: self.depth + 1]) if n.startswith("conv")]
+        what = "torchvision's VGG16 features"
+        if isinstance(weights, str) and weights == "random":
+            loaded, self.source = None, "random initialisation"
+        elif isinstance(weights, Mapping):
+            self.source = "the given state dict"
+            loaded = {}
+            for i in needed:
+                wk, bk = f"features.{i}.weight", f"features.{i}.bias"
+                if wk not in weights or bk not in weights:
+                    raise InputError(f"the given state dict lacks {wk} / {bk}: not {what}")
+                loaded[i] = (weights[wk].float(), weights[bk].float())
+        else:
+            if isinstance(weights, str) and weights == "default":
+                from ..paths import weights_file
+
+                path = weights_file(VGG16_FILE, root, "root=... (the folder holding it)")
+            else:
+                path = Path(weights).expanduser()
+                if not path.is_file():
+                    raise MissingWeightsError(f"VGG16 weight file not found: {path}")
+            self.source = str(path)
+            loaded = load_feature_convs(path, needed, what)
+        self.convs = nn.ModuleDict()
+        for i in needed:
+            name = VGG16_LAYERS[i]
+            cout, cin = _VGG16_SHAPES[name]
+            conv = nn.Conv2d(cin, cout, 3, padding=1)
+            if loaded is None:
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+            else:
+                w, b = loaded[i]
+                if tuple(w.shape) != (cout, cin, 3, 3) or tuple(b.shape) != (cout,):
+                    raise InputError(f"{self.source}: features.{i}.weight has shape {tuple(w.shape)}, expected "
+                                     f"{(cout, cin, 3, 3)}: not {what}")
+                with torch.no_grad():
+                    conv.weight.copy_(w)
+                    conv.bias.copy_(b)
+            self.convs[name] = conv
+        w, b = _default_preprocessing("torchvision")
+        self.register_buffer("input_weight", w.float().clone())
+        self.register_buffer("input_bias", b.float().clone())
+        self.requires_grad_(False)
+        super().train(False)
+
+    def extra_repr(self) -> str:
+        return f"layers={list(self.layers)}, source={self.source!r}"
+
+    def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Features of ``x`` ``(B, 3, H, W)`` (RGB in [0, 1]) at ``layers`` (default: those given
+        at construction; any layer up to the deepest built one may be asked for)."""
+        names = self.layers if layers is None else tuple([layers] if isinstance(layers, str) else layers)
+        for n in names:
+            if n not in _VGG16_INDEX:
+                raise InputError(f"unknown VGG16 layer {n!r}")
+            if _VGG16_INDEX[n] > self.depth:
+                raise InputError(f"layer {n!r} is deeper than this extractor, built up to {VGG16_LAYERS[self.depth]}")
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"VGG16 expects RGB images (B, 3, H, W), got {tuple(x.shape)}")
+        return self._cached_run(x, names)
+
+    def _run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        want = set(names)
+        stop = max(_VGG16_INDEX[n] for n in names)
+        h = F.conv2d(x.to(self.input_weight.dtype), self.input_weight, self.input_bias)
+        out: dict[str, Tensor] = {}
+        for name in VGG16_LAYERS[: stop + 1]:
+            if name.startswith("conv"):
                 h = self.convs[name](h)
             elif name.startswith("relu"):
                 h = F.relu(h)
