@@ -1,6 +1,6 @@
 """Plain architectures made tunable by :func:`~tunableconv.nn.make_tunable`, as model-file architectures.
 
-The architecture files (``nafnet.py``, ``swinir.py``) hold plain networks with no tunable
+The architecture files (``nafnet.py``, ``swinir.py``, ``stylenet.py``) hold plain networks with no tunable
 code. This module turns each into an architecture that model files, recipes and the trainer
 know, with the knob-space arguments next to the network's own::
 
@@ -39,6 +39,7 @@ from ..errors import InvalidParamsError
 from ..nn import make_tunable
 from ..nn.params import check_domain
 from .nafnet import NAFNet, NAFNetConfig
+from .stylenet import StyleNet, StyleNetConfig
 from .swinir import SwinIR, SwinIRConfig
 
 
@@ -168,6 +169,11 @@ class TunableSwinIRConfig(SwinIRConfig, ConversionConfig):
     """:class:`~tunableconv.models.swinir.SwinIRConfig` + :class:`ConversionConfig`."""
 
 
+@dataclass
+class TunableStyleNetConfig(StyleNetConfig, ConversionConfig):
+    """:class:`~tunableconv.models.stylenet.StyleNetConfig` + :class:`ConversionConfig`."""
+
+
 class TunableNAFNet(ConvertedNetwork):
     """NAFNet (:mod:`tunableconv.models.nafnet`), plain or made tunable."""
 
@@ -186,7 +192,18 @@ class TunableSwinIR(ConvertedNetwork):
     architecture = "swinir"
 
 
+class TunableStyleNet(ConvertedNetwork):
+    """The style network (:mod:`tunableconv.models.stylenet`), plain or made tunable (every
+    convolution, and the instance norms' affine parameters unless ``tunable_norms=False``)."""
+
+    plain_class = StyleNet
+    plain_config = StyleNetConfig
+    config_class = TunableStyleNetConfig
+    architecture = "stylenet"
+
+
 CONVERTED = {
     "nafnet": (TunableNAFNet, TunableNAFNetConfig),
     "swinir": (TunableSwinIR, TunableSwinIRConfig),
+    "stylenet": (TunableStyleNet, TunableStyleNetConfig),
 }
