@@ -13,6 +13,8 @@ name                class                                            knobs
                                                                      (simplex; slider ``perception``)
 ``restore3``        :class:`~.restore3.Restore3Task`                 deblur / denoise / dejpeg (cube;
                                                                      27 effects: {0, ½, 1}³)
+``style``           :class:`~.style.StyleTask`                       one per style: mosaic /
+                                                                     edtaonisl / kandinsky (simplex)
 ==================  ===============================================  =============================
 
 Its recipe fields are the task's :class:`~.base.TaskSection` subclass
@@ -30,13 +32,14 @@ from .deblur_denoise import DEBLUR_DENOISE_KNOBS, DeblurDenoiseTask, DeblurDenoi
 from .denoise import NOISE_KNOBS, STRENGTH, DenoiseTask, DenoiseTaskSection
 from .restore3 import RESTORE3_KNOBS, Restore3Task, Restore3TaskSection
 from .sr import PERCEPTION, SR_KNOBS, SRTask, SRTaskSection
+from .style import StyleTask, StyleTaskSection
 
 if TYPE_CHECKING:
     from ..train.config import Recipe
 
 #: task name -> task class
 TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": DeblurDenoiseTask, "sr": SRTask,
-                              "restore3": Restore3Task}
+                              "restore3": Restore3Task, "style": StyleTask}
 
 
 def get_task(name: str) -> type[Task]:
@@ -58,4 +61,5 @@ __all__ = [
     "DeblurDenoiseTask", "DeblurDenoiseTaskSection", "DEBLUR_DENOISE_KNOBS",
     "SRTask", "SRTaskSection", "SR_KNOBS", "PERCEPTION",
     "Restore3Task", "Restore3TaskSection", "RESTORE3_KNOBS",
+    "StyleTask", "StyleTaskSection",
 ]
