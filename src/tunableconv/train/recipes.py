@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import InputError
-from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection, Restore3TaskSection, SRTaskSection
+from ..tasks import DeblurDenoiseTaskSection, DenoiseTaskSection, Restore3TaskSection, SRTaskSection, StyleTaskSection
 from .config import DataSection, ModelSection, Recipe, TrainSection
 
 
@@ -382,6 +382,107 @@ def denoise_swinir_paper() -> Recipe:
     return r
 
 
+#: the run length of ``style3-small`` and its single-style twins (see ``style3_small`` for the measurement)
+STYLE_SMALL_STEPS = 2200
+
+#: the three styles of the paper's Fig. 7, in knob order
+STYLE3 = ("mosaic", "edtaonisl", "kandinsky")
+
+
+def style3_small() -> Recipe:
+    """Style transfer with three knobs (mosaic, edtaonisl, kandinsky) on the simplex, sized for
+    one CPU thread (<= 90 minutes): the style network 16/32/64 channels with 5 residual blocks
+    (``stylenet-small``, 0.42 M parameters plain, 1.28 M tunable: every conv and instance-norm
+    affine parameter has 3 sets), content crops of 128 px from COCO (``content/coco100``) and BSDS400, batch
+    4, Adam lr 1e-3 with a cosine decay, no gradient clipping (Johnson et al.'s optimiser).
+
+    Loss (``task``): VGG16 content at relu2_2 (w_c = 1) + λ_s = 5 × Gram style at relu1_2,
+    relu2_2, relu3_3, relu4_3 + 1 × TV, mixed as Σ p_i L_i (``mix = losses``, the paper's); the
+    style images resized to a shorter side of 256. Scale (measured on 16 COCO crops of 128 px,
+    VGG16 ImageNet weights): a photo's own Gram distance to the styles is 61 (mosaic), 33
+    (edtaonisl), 36 (kandinsky) — relu3_3 and relu2_2 hold most of it —, its relu2_2 content
+    distance to another photo 12 and to its 4x-blurred self 5.8, its TV 0.11 (0.26 with noise of
+    std 0.1). At λ_s = 5 the style term of a photo (165-305) is 14-25 times the content distance
+    between two different photos, about the balance of PyTorch's ``fast_neural_style`` (content
+    1e5, style 1e10 on per-entry Gram MSEs, i.e. per-layer Frobenius weights 24, 6, 1.5, 0.4
+    relative to content: 201 for the mosaic scales above); TV at w_tv = 1 is small beside both
+    and only weighs against pixel noise. λ_s comes from these scales, not yet from training runs.
+
+    p: the ``mixture`` sampler, 30% of the samples on the vertices (the pure styles), 30% on the
+    edges (two-style blends), the rest uniform on the simplex; one p per sample (the paper's).
+
+    Crop 128: VGG16 to relu4_3 dominates the step and grows with the area (forward, backward and
+    the content pass on a batch of 4: 1.09 s at 128², 1.49 s at 160², 4.3 s at 256², one thread);
+    128 leaves 2200 steps in the budget, 256 would leave about 500. COCO photos are 224² here, so a
+    128 crop keeps most of an object. Width 16 with 5 blocks: the network costs 0.63 s of the
+    step with per-sample p (3 blocks 0.56 s, Johnson's 32/64/128 1.40 s, which would halve the
+    steps).
+
+    Step cost (this project's 2-core CPU, one thread, 2026-12-06, while 3-4 other processes
+    shared the cores): 1.56 s of CPU time per step for the tunable network with either mix
+    (``mix = targets`` costs the same: one VGG pass and one set of Gram matrices serve every
+    style), 1.30 s for a single-style twin; the trainer's end-to-end wall time
+    (``tunableconv train --recipe style3-small --set train.threads=1``, 14 steps) was 2.39 s/step
+    after the first two (the load average was 3.7-4.0 on the 2 cores). ``STYLE_SMALL_STEPS`` =
+    2200 steps are then 88 min at that shared-core rate (about 57 min on a free core), within the
+    90-minute budget of the issue; the twins take the same steps (about 48 min on a free core).
+    """
+    return Recipe(
+        name="style3-small",
+        model=ModelSection("stylenet", dict(width=16, num_scales=2, blocks=[1, 5, 1], num_params=3, expansion=1)),
+        data=DataSection(train="content/coco100", patch_size=128, num_workers=1, val="bsd100-holdout", val_images=4,
+                         val_crop=256),
+        task=StyleTaskSection(styles=list(STYLE3), more_content=["train/bsds400"], style_size=256, style_weight=5.0,
+                              content_weight=1.0, tv_weight=1.0, mix="losses", sampler="mixture", vertex_share=0.3,
+                              edge_share=0.3),
+        train=TrainSection(steps=STYLE_SMALL_STEPS, batch_size=4, lr=1e-3, schedule="cosine", warmup_steps=100,
+                           grad_clip=0.0, threads=1, log_every=20, val_every=500, ckpt_every=200),
+    )
+
+
+def style3_fixed_small(style: str) -> Recipe:
+    """The single-style twin of ``style3-small`` for ``style``: the same network plain (no knobs),
+    trained on that style's objective alone, with the same data, steps, seed and weights."""
+    r = style3_small()
+    r.name = f"style3-fixed-{style}-small"
+    r.model.args.update(num_params=0, expansion=1)
+    r.task.single_style = style
+    r.task.sampler, r.task.vertex_share, r.task.edge_share = "simplex", 0.0, 0.0  # no p to draw
+    return r
+
+
+def style3_fixed_mosaic_small() -> Recipe:
+    """The single-style mosaic network of ``style3-small``'s size and budget (no knobs)."""
+    return style3_fixed_small("mosaic")
+
+
+def style3_fixed_edtaonisl_small() -> Recipe:
+    """The single-style edtaonisl network of ``style3-small``'s size and budget (no knobs)."""
+    return style3_fixed_small("edtaonisl")
+
+
+def style3_fixed_kandinsky_small() -> Recipe:
+    """The single-style kandinsky network of ``style3-small``'s size and budget (no knobs)."""
+    return style3_fixed_small("kandinsky")
+
+
+def style3_paper() -> Recipe:
+    """``style3-small`` at the authors' scale, for GPU users: the style network 64/128/256 with
+    blocks [2, 6, 2] (``stylenet-paper``, the reference implementation's ``TunableStyleNet``),
+    crops of 256 (Johnson et al.'s), batch 8, Adam lr 1e-3 with a cosine decay over 40k steps
+    (Johnson's run length; the numbers of the paper's own schedule did not survive in our copy of
+    its text). The content set is the same small one (COCO 100 + BSDS400); Johnson trained on the
+    80k COCO images."""
+    r = style3_small()
+    r.name = "style3-paper"
+    r.model.args.update(width=64, blocks=[2, 6, 2])
+    r.data = DataSection(train="content/coco100", patch_size=256, num_workers=4, val="bsd100-holdout", val_images=16,
+                         val_crop=256)
+    r.train = TrainSection(steps=40_000, batch_size=8, lr=1e-3, schedule="cosine", warmup_steps=500, grad_clip=0.0,
+                           log_every=100, val_every=2_000, ckpt_every=1_000, device="cuda")
+    return r
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "denoise-small": denoise_small,
     "denoise-small-v1": denoise_small_v1,
@@ -396,6 +497,11 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "restore3-trunk-small": restore3_trunk_small,
     "restore3-fixed-small": restore3_fixed_small,
     "restore3-paper": restore3_paper,
+    "style3-small": style3_small,
+    "style3-fixed-mosaic-small": style3_fixed_mosaic_small,
+    "style3-fixed-edtaonisl-small": style3_fixed_edtaonisl_small,
+    "style3-fixed-kandinsky-small": style3_fixed_kandinsky_small,
+    "style3-paper": style3_paper,
     "sr4-fixed-small": sr4_fixed_small,
     "sr4-small": sr4_small,
     "sr4-fixed-paper": sr4_fixed_paper,
