@@ -1,0 +1,327 @@
+"""Style transfer (issue 19, first step): the style network plain and converted, the VGG16
+extractor, the Gram maths, the two ways of mixing styles with p, the p sampler, the ``style``
+task and 20-step training runs of ``style3-small`` and a single-style twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from tunableconv.errors import InputError, MissingWeightsError
+from tunableconv.losses import ParametricMultiLoss, StyleMixLoss, StyleObjective, gram_matrix, make_sampler
+from tunableconv.losses.vgg import VGG16_FILE, VGG16_LAYERS, VGG16Features, load_feature_convs
+from tunableconv.models import ARCHITECTURES, TunableStyleNet, load_model, save_model
+from tunableconv.models.stylenet import PRESETS, StyleNet
+from tunableconv.tasks import TASKS, StyleTask, build_task, runner_facts
+from tunableconv.train import Trainer, get_recipe
+from tunableconv.train.recipes import RECIPES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(width=4, blocks=[1, 1, 1])
+LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+STYLES = ("mosaic", "edtaonisl", "kandinsky")
+
+
+def _perturbed(model: torch.nn.Module, scale: float = 0.05, seed: int = 1) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.add_(scale * torch.randn(prm.shape, generator=g))
+    return model.eval()
+
+
+def _vgg() -> VGG16Features:
+    torch.manual_seed(3)
+    return VGG16Features(list(LAYERS), "random")
+
+
+def _style_images() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    return [torch.rand(3, 36, 40, generator=g) for _ in STYLES]
+
+
+def _objectives(vgg: VGG16Features, weights=(1.0, 2.0, 0.5), tv: float = 0.1) -> list[StyleObjective]:
+    return [StyleObjective(s, LAYERS, {"relu2_2": 1.0}, vgg=vgg, style_weight=w, tv_weight=tv, name=n)
+            for s, n, w in zip(_style_images(), STYLES, weights)]
+
+
+# ------------------------------------------------------------------ the network
+def test_stylenet_keeps_odd_sizes_and_the_presets_have_their_sizes():
+    for model in (StyleNet(**TINY).eval(), TunableStyleNet(**TINY, num_params=3).eval()):
+        for h, w in ((1, 1), (5, 7), (13, 19), (30, 17)):
+            x = torch.rand(2, 3, h, w)
+            with torch.no_grad():
+                y = model(x) if isinstance(model, StyleNet) else model(x, torch.tensor([0.2, 0.3, 0.5]))
+            assert y.shape == x.shape and torch.isfinite(y).all()
+    count = lambda cfg: sum(p.numel() for p in StyleNet(cfg).parameters())  # noqa: E731
+    assert count(PRESETS["stylenet-johnson"]) == 1_679_235  # PyTorch fast_neural_style's TransformerNet
+    assert count(PRESETS["stylenet-small"]) < count(PRESETS["stylenet-johnson"]) < count(PRESETS["stylenet-paper"])
+    with pytest.raises(ValueError, match="blocks"):
+        StyleNet(width=4, blocks=[0, 1, 1])
+    with pytest.raises(ValueError, match="outer_kernel"):
+        StyleNet(width=4, outer_kernel=4)
+
+
+def test_conversion_keeps_the_plain_network_at_every_p():
+    plain = _perturbed(StyleNet(**TINY))
+    x = torch.rand(3, 3, 21, 26)
+    with torch.no_grad():
+        want = plain(x)
+        for norms in (True, False):
+            tunable = TunableStyleNet(**TINY, num_params=3, tunable_norms=norms).eval()
+            tunable.load_plain_weights(plain.state_dict())
+            for p in ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1 / 3] * 3, [0.6, 0.4, 0.0]):
+                torch.testing.assert_close(tunable(x, torch.tensor(p)), want, atol=1e-5, rtol=1e-4)
+            per_sample = torch.tensor([[1.0, 0.0, 0.0], [0.1, 0.2, 0.7], [0.5, 0.0, 0.5]])
+            torch.testing.assert_close(tunable(x, per_sample), want, atol=1e-5, rtol=1e-4)
+
+
+def test_instance_norm_tunable_or_fixed():
+    plain = StyleNet(**TINY)
+    norm_params = {f"{m}.{n}" for m, mod in plain.named_modules() if isinstance(mod, torch.nn.InstanceNorm2d)
+                   for n, _ in mod.named_parameters()}
+    assert norm_params and all(name.endswith(("weight", "bias")) for name in norm_params)
+    full = TunableStyleNet(**TINY, num_params=3).conversion_report()
+    assert not full.fixed and {e.name for e in full.tunable} == {n for n, _ in plain.named_parameters()}
+    kept = TunableStyleNet(**TINY, num_params=3, tunable_norms=False).conversion_report()
+    assert {e.name for e in kept.fixed} == norm_params
+    assert {e.name for e in kept.tunable} == {n for n, _ in plain.named_parameters()} - norm_params
+    # fixed norms: one set of affine parameters whatever p; tunable: the knob moves them
+    fixed, tunable = (_perturbed(TunableStyleNet(**TINY, num_params=3, tunable_norms=t)) for t in (False, True))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(tunable(x, torch.tensor([1.0, 0, 0])), tunable(x, torch.tensor([0, 0, 1.0])))
+    assert sum(p.numel() for p in tunable.parameters()) > sum(p.numel() for p in fixed.parameters())
+
+
+def test_registered_tiling_inexact_and_model_file_round_trip(tmp_path):
+    assert ARCHITECTURES["stylenet"][0] is TunableStyleNet
+    model = _perturbed(TunableStyleNet(**TINY, num_params=3))
+    assert not runner_facts(model).tiling_exact
+    knobs = [{"name": n, "description": ""} for n in STYLES]
+    loaded, info = load_model(save_model(model, tmp_path / "m.safetensors", knobs=knobs))
+    x, p = torch.rand(1, 3, 20, 23), torch.tensor([0.2, 0.5, 0.3])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, p), model(x, p))
+    assert info.architecture == "stylenet" and info.space.tiling_exact is False and info.space.receptive_field is None
+
+
+# ------------------------------------------------------------------ VGG16 and the Gram maths
+def test_vgg16_shapes_missing_file_and_same_features_as_the_metrics(tmp_path, monkeypatch):
+    vgg = _vgg()
+    feats = vgg(torch.rand(2, 3, 37, 50))
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {
+        "relu1_2": (2, 64, 37, 50), "relu2_2": (2, 128, 18, 25), "relu3_3": (2, 256, 9, 12), "relu4_3": (2, 512, 4, 6)}
+    assert not any(p.requires_grad for p in vgg.parameters()) and not vgg.train().training
+    with pytest.raises(MissingWeightsError) as exc:
+        VGG16Features(["relu2_2"], tmp_path / "none.safetensors")
+    assert "\n" not in str(exc.value) and "none.safetensors" in str(exc.value)
+    monkeypatch.setenv("TUNABLECONV_WEIGHTS", str(tmp_path))  # the default lookup, pointed at an empty folder
+    with pytest.raises(MissingWeightsError, match=f"{VGG16_FILE}.*TUNABLECONV_WEIGHTS"):
+        VGG16Features(["relu2_2"])
+    with pytest.raises(InputError, match="unknown VGG16 layer"):
+        VGG16Features(["relu3_4"], "random")
+    # a float16 file in torchvision's layout: the loss reads it as the metrics do (LPIPS-VGG's taps)
+    from tunableconv import metrics as M
+
+    full = VGG16Features(["relu5_3"], "random")  # all 13 convolutions
+    sd = {f"features.{VGG16_LAYERS.index(n)}.{k}": getattr(c, k).detach().half()
+          for n, c in full.convs.items() for k in ("weight", "bias")}
+    save_file(sd, str(tmp_path / VGG16_FILE))
+    loaded = VGG16Features(list(LAYERS), tmp_path / VGG16_FILE)
+    x = torch.rand(1, 3, 24, 24)
+    mean, std = torch.tensor(M.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(M.IMAGENET_STD).view(1, 3, 1, 1)
+    convs = load_feature_convs(tmp_path / VGG16_FILE, [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28], "VGG16")
+    want = M._lpips_features((x - mean) / std, "vgg", convs)[:4]
+    for got, ref in zip(loaded(x).values(), want):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    save_file({"features.0.weight": torch.zeros(64, 3, 3, 3)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(InputError, match="lacks features.0.weight / features.0.bias: not torchvision"):
+        VGG16Features(["relu1_2"], tmp_path / "bad.safetensors")
+
+
+def test_gram_matrix_normalisation_and_gradient():
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C = 2 channels of H·W = 2 pixels
+    torch.testing.assert_close(gram_matrix(f), torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4)  # F Fᵀ / (C·H·W)
+    x = torch.rand(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram_matrix, (x,))
+    (gram_matrix(x) * torch.ones(3, 3, dtype=torch.float64)).sum().backward()  # d(Σ G)/dF = 2 Σ_c F_c / (CHW)
+    torch.testing.assert_close(x.grad, (2 * x.sum(1, keepdim=True) / 60).expand_as(x).detach())
+
+
+def test_style_objective_of_the_style_image_itself_and_content_loss():
+    vgg = _vgg()
+    s = torch.rand(3, 24, 24)
+    obj = StyleObjective(s, LAYERS, {"relu2_2": 1.0}, vgg=vgg, tv_weight=0.0)
+    torch.testing.assert_close(obj(s[None], {"clean": s[None]}), torch.zeros(1))  # same style, same content
+    other = torch.rand(1, 3, 24, 24)
+    obj(other, {"clean": s[None]})
+    f, g = vgg(other), vgg(s[None])
+    torch.testing.assert_close(obj.last_parts["content"], (f["relu2_2"] - g["relu2_2"]).square().mean((1, 2, 3)))
+    want = sum(((gram_matrix(f[n]) - gram_matrix(g[n])) ** 2).sum((1, 2)) for n in LAYERS)
+    torch.testing.assert_close(obj.last_parts["style"], want)
+
+
+# ------------------------------------------------------------------ mixing the styles with p
+def _loss_and_grad(loss, y, batch, p):
+    y = y.detach().requires_grad_()
+    total, _ = loss(y, batch, p)
+    return total, torch.autograd.grad(total, y)[0]
+
+
+def test_at_a_vertex_both_mixes_are_objective_i():
+    objs = _objectives(_vgg())
+    x = torch.rand(2, 3, 24, 24)
+    y, batch = x + 0.1 * torch.randn_like(x), {"clean": x}
+    for mix in ("losses", "targets"):
+        loss = StyleMixLoss(objs, mix=mix)
+        for i, obj in enumerate(objs):
+            p = torch.nn.functional.one_hot(torch.tensor(i), 3).float()
+            total, grad = _loss_and_grad(loss, y, batch, p)
+            yy = y.detach().requires_grad_()
+            want = obj(yy, batch).mean()
+            torch.testing.assert_close(total, want)
+            torch.testing.assert_close(grad, torch.autograd.grad(want, yy)[0], atol=1e-9, rtol=1e-5)
+
+
+def test_mixed_losses_are_the_multiloss_and_the_targets_blend_the_grams():
+    vgg = _vgg()
+    objs = _objectives(vgg)
+    x = torch.rand(3, 3, 24, 24)
+    y, batch = x + 0.1 * torch.randn_like(x), {"clean": x}
+    p = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])
+    a, ga = _loss_and_grad(ParametricMultiLoss(objs), y, batch, p)
+    b, gb = _loss_and_grad(StyleMixLoss(objs, mix="losses"), y, batch, p)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ga, gb, atol=1e-9, rtol=1e-5)
+    # the Gram target of mix = targets is Σ_i p_i G(s_i)
+    targets = StyleMixLoss(objs, mix="targets")
+    blend = targets.blended_grams(p, 3)
+    for n in LAYERS:
+        grams = [gram_matrix(vgg(s[None])[n])[0] for s in _style_images()]  # the images of _objectives
+        want = torch.stack([sum(float(p[b, i]) * grams[i] for i in range(3)) for b in range(3)])
+        torch.testing.assert_close(blend[n], want, atol=1e-7, rtol=1e-5)
+    # equal style weights: the same gradient (the losses differ by a constant); unequal: not
+    even = _objectives(vgg, weights=(2.0, 2.0, 2.0))
+    _, g1 = _loss_and_grad(StyleMixLoss(even, mix="losses"), y, batch, p)
+    _, g2 = _loss_and_grad(StyleMixLoss(even, mix="targets"), y, batch, p)
+    torch.testing.assert_close(g1, g2, atol=1e-9, rtol=1e-4)
+    _, g3 = _loss_and_grad(targets, y, batch, p)
+    assert (g3 - gb).abs().max() > 1e-3 * gb.abs().max()
+
+
+def test_mixture_sampler_puts_the_requested_mass_on_vertices_and_edges():
+    p = make_sampler("mixture", 3, vertex_share=0.3, edge_share=0.3)(20_000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(p.sum(1), torch.ones(20_000))
+    zeros = (p == 0).sum(1)
+    vertex, edge, inside = (zeros == 2).float().mean(), (zeros == 1).float().mean(), (zeros == 0).float().mean()
+    assert abs(vertex - 0.3) < 0.02 and abs(edge - 0.3) < 0.02 and abs(inside - 0.4) < 0.02, (vertex, edge, inside)
+    assert ((p == 1).sum(1) == 1).float().mean() == vertex  # a vertex is a pure style
+    counts = torch.bincount(p[zeros == 2].argmax(1), minlength=3).float() / float((zeros == 2).sum())
+    assert (counts - 1 / 3).abs().max() < 0.03  # the three styles equally often
+
+
+# ------------------------------------------------------------------ the task
+def _task(**task) -> StyleTask:
+    r = get_recipe("style3-small")
+    for k, v in task.items():
+        setattr(r.task, k, v)
+    return build_task(r)
+
+
+def test_task_knobs_cases_sampling_and_section_errors():
+    assert TASKS["style"] is StyleTask and StyleTask.budgets == {"small": "style3-small", "paper": "style3-paper"}
+    task = _task()
+    space = task.p_knob_space(runner_facts(TunableStyleNet(**TINY, num_params=3)))
+    assert space.names == list(STYLES) and space.domain == "simplex" and space.default == [1.0, 0.0, 0.0]
+    assert all(k.description for k in space.knobs) and space.tiling_exact is False
+    assert task.num_params == 3 and task.blended_target(None, torch.ones(3)) is None
+    assert [t for t, _ in task.validation_grid()] == [*STYLES, "centre"]
+    (case,) = task.evaluation_cases()
+    clean = torch.rand(3, 8, 8)
+    sample = task.degrade_case(clean, case, torch.Generator())
+    assert sample.input is clean and not sample.targets and sample.condition.shape == (0,)
+    with pytest.raises(InputError, match="no degradation levels"):
+        task.evaluation_cases([25])
+    sampler = task.sampling.sampler
+    assert (sampler.vertex_share, sampler.edge_share) == (0.3, 0.3) and task.sampling.group == 1
+    twin = _task(single_style="kandinsky")
+    assert twin.num_params == 0 and twin.objective_names == ["kandinsky"] and twin.sampling.sampler is None
+    for fields, match in (({"styles": ["mosaic"]}, "task.styles"), ({"styles": ["a/x.jpg", "b/x.png"]}, "distinct"),
+                          ({"single_style": "candy"}, "task.single_style"), ({"val_grid": [[0.5, 0.5, 0.5]]}, "sum to 1"),
+                          ({"mix": "pixels"}, "task.mix"), ({"style_balance": [1.0, 2.0]}, "task.style_balance"),
+                          ({"style_size": 8}, "task.style_size"), ({"sampler": "cube"}, "task.sampler")):
+        with pytest.raises(InputError, match=match) as exc:
+            _task(**fields)
+        assert "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ training smoke runs
+def _images(folder: Path, n: int, size: tuple[int, int], seed: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        arr = (torch.rand(3, *size, generator=g) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(arr).save(folder / f"img{i}.png")
+    return folder
+
+
+def _vgg_weights() -> str:
+    """The shared VGG16 file when this machine has it, else random weights."""
+    from tunableconv.paths import weights_file
+
+    try:
+        weights_file(VGG16_FILE)
+        return "default"
+    except MissingWeightsError:
+        return "random"
+
+
+def _tiny(name: str, root: Path):
+    r = get_recipe(name)
+    r.model.args.update(TINY)
+    r.data.root = str(root)
+    r.data.train, r.data.val = str(root / "content"), str(root / "val")
+    r.data.patch_size, r.data.num_workers, r.data.val_images, r.data.val_crop = 32, 0, 1, 24
+    r.task.more_content = [str(root / "more")]
+    r.task.style_size, r.task.vgg_weights = 48, _vgg_weights()
+    r.train.steps, r.train.batch_size, r.train.threads = 20, 2, 1
+    r.train.log_every, r.train.ckpt_every, r.train.val_every, r.train.warmup_steps = 5, 100, 20, 2
+    return r
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("style-data")
+    _images(root / "content", 3, (40, 44), 0)
+    _images(root / "more", 2, (36, 50), 1)
+    _images(root / "val", 1, (28, 30), 2)
+    for i, name in enumerate(STYLES):
+        _images(root / "style" / "tmp", 1, (60, 52), 10 + i)
+        (root / "style" / "tmp" / "img0.png").rename(root / "style" / f"{name}.png")
+    return root
+
+
+@pytest.mark.parametrize("name", ["style3-small", "style3-fixed-edtaonisl-small"])
+def test_recipes_train_20_steps(name, data_root, tmp_path):
+    assert {"style3-small", "style3-paper", *(f"style3-fixed-{s}-small" for s in STYLES)} <= set(RECIPES)
+    shipped = get_recipe(name)
+    assert shipped.train.steps == get_recipe("style3-small").train.steps and shipped.data.patch_size == 128
+    recipe = _tiny(name, data_root)
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    assert len(trainer.task.train_images(recipe).paths) == 5  # data.train and task.more_content
+    summary = trainer.fit()
+    assert summary["steps"] == 20
+    model, info = load_model(tmp_path / "run" / "model.safetensors")
+    val = summary["val"]
+    if name == "style3-small":
+        assert info.space.names == list(STYLES) and info.space.domain == "simplex" and not info.space.tiling_exact
+        assert {f"style_{s}@{t}" for s in STYLES for t in (*STYLES, "centre")} | {"content@centre"} <= set(val)
+    else:
+        assert info.space.num_params == 0 and set(val) == {*(f"style_{s}@fixed" for s in STYLES), "content@fixed"}
+    assert all(v == v and v >= 0 for v in val.values())
