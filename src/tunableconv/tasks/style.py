@@ -141,7 +141,7 @@ class StyleTaskSection(TaskSection):
     single_style: str | None = None
     style_size: int = 256
     more_content: list = field(default_factory=list)
-    style_weight: float = 5.0
+    style_weight: float = 0.2
     style_balance: list | None = None
     content_weight: float = 1.0
     tv_weight: float = 1.0
