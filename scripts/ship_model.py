@@ -1,6 +1,6 @@
 """Copy a finished run's model into the package zoo and write its model card.
 
-    python scripts/ship_model.py runs/denoise-small denoise [--title "..."] [--results results/denoise/results.json]
+    python scripts/ship_model.py runs/denoise-small denoise [--title "..."] [--results results/denoise/results.json] [--half]
 
 The card is generated from what the model file records (recipe, steps, wall time, final
 validation) plus, if given, evaluation results. Nothing in it is typed by hand.
@@ -39,12 +39,18 @@ def main() -> int:
     ap.add_argument("--title", default=None)
     ap.add_argument("--results", type=Path, default=None, help="results.json of `tunableconv eval` to quote")
     ap.add_argument("--note", default=None, help="conditions of the run worth knowing (e.g. a shared CPU)")
+    ap.add_argument("--reproduce", default=None,
+                    help="the commands that trained it, when not one `tunableconv train` (e.g. a resumed run)")
+    ap.add_argument("--half", action="store_true",
+                    help="store the weights in float16 (half the file; loading computes in float32 again)")
     args = ap.parse_args()
     src = args.run if args.run.is_file() else args.run / "model.safetensors"
     model, info = load_model(src)
     meta = dict(info.info)
     meta["name"] = args.name
     dst = ZOO / f"{args.name}.safetensors"
+    if args.half:
+        model = model.half()
     save_model(model, dst, knobs=info.knobs, info=meta, knob_space=info.space)
     tr = meta.get("training", {})
     rc = meta.get("recipe", {})
@@ -53,7 +59,8 @@ def main() -> int:
         f"# {args.name}: {args.title or rc.get('name', '')}",
         "",
         f"- architecture: `{info.architecture}` {json.dumps(info.arguments)}",
-        f"- parameters: {n_params:,}; file: {dst.stat().st_size / 1e6:.2f} MB",
+        f"- parameters: {n_params:,}; file: {dst.stat().st_size / 1e6:.2f} MB"
+        + (" (weights stored in float16; they load into float32)" if args.half else ""),
         f"- knobs: " + (", ".join(f"`{k['name']}` ({k['description']})" for k in info.knobs) or "none (fixed network)")
         + (f"; domain {info.space.domain}, default p = {tuple(info.space.default)}" if info.knobs else ""),
         f"- task: {meta.get('task')}; {json.dumps({k: v for k, v in meta.items() if k not in NOT_TASK_FACTS})}",
@@ -62,7 +69,7 @@ def main() -> int:
         f"seed {rc.get('train', {}).get('seed')}",
         f"- training: {tr.get('steps')} steps, {tr.get('train_wall_seconds')} s wall time, {tr.get('processes')} process(es) x "
         f"{tr.get('threads')} thread(s), CPU",
-        f"- reproduce: {reproduce(rc, tr, args)}",
+        f"- reproduce: {args.reproduce or reproduce(rc, tr, args)}",
         f"- final validation ({rc.get('data', {}).get('val')}, first {rc.get('data', {}).get('val_images')} images, "
         f"centre {rc.get('data', {}).get('val_crop')} px): `{json.dumps(tr.get('val'))}`",
     ]
