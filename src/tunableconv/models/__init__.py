@@ -12,7 +12,7 @@ from .resnet import ResNet, ResNetConfig
 
 ARCHITECTURES = {
     "resnet": (ResNet, ResNetConfig),
-    **BASELINES,  # dni, adafm, cfsnet, dynamicnet, cresmd, ftn
+    **BASELINES,  # dni, adafm, cfsnet, dynamicnet, cresmd, ftn, tsnet, ta-tsnet
     **CONVERTED,  # nafnet, swinir, stylenet
 }
 
