@@ -17,7 +17,7 @@ from tunableconv.models import load_model, save_model
 ZOO = Path(__file__).resolve().parents[1] / "src" / "tunableconv" / "zoo"
 
 #: the info entries that are not the task's facts (those the task's model_info wrote)
-NOT_TASK_FACTS = ("task", "recipe", "training", "name", "calibration", "knob_space")
+NOT_TASK_FACTS = ("task", "recipe", "training", "name", "calibration", "calibration_fit", "knob_space")
 
 
 def reproduce(rc: dict, tr: dict, args) -> str:
