@@ -489,3 +489,19 @@ def test_receptive_field_in_the_knob_space_is_the_measured_one(name, kw):
     facts = runner_facts(model)
     assert facts.tiling_exact and facts.scale == 1
     assert facts.receptive_field == _measured_radius(model, torch.tensor([0.5, 0.5]))
+
+
+def test_each_tasks_case_example_is_one_case_its_parser_accepts():
+    """The help texts of eval, sweep, demo and compare quote ``case_example`` of each task
+    (``tasks.case_examples()``): every example must be one valid evaluation case of its task."""
+    from tunableconv.evaluation import parse_levels
+    from tunableconv.tasks import TASKS, case_examples
+    from tunableconv.train.recipes import RECIPES
+
+    with_levels = [name for name, cls in TASKS.items() if cls.case_example]
+    assert {"denoise", "deblur_denoise"} <= set(with_levels)
+    for name in with_levels:
+        recipe = next(f() for f in RECIPES.values() if f().task.name == name)
+        cases = build_task(recipe).evaluation_cases(parse_levels(TASKS[name].case_example))
+        assert len(cases) == 1, (name, cases)
+        assert f"{name}: '{TASKS[name].case_example}'" in case_examples()

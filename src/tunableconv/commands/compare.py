@@ -30,7 +30,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..tasks import TASKS  # light: the compare module (trainer, models) loads only when the command runs
+    from ..tasks import TASKS, case_examples  # light: the compare module (trainer, models) loads only when the command runs
 
     ap = sub.add_parser("compare", help="train and compare every controllable method (Table 1)", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="recipe override applied to every method (repeatable)")
     ap.add_argument("--data", default="cbsd68,kodak24")
     ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
-                    help="the task's degradation levels (default: the task's evaluation cases; denoising: "
-                         "the noise sigma 15,25,50; deblur_denoise: cases like 'noise=15,blur=2;noise=50,blur=0')")
+                    help="the task's degradation levels, ';'-separated cases (default: the task's evaluation "
+                         f"cases; one case of each task: {case_examples()})")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1", help="knob (or slider) values in [0, 1]")
     ap.add_argument("--metrics", default="psnr,lpips",
                     help="against the ground truth (and LPIPS to the blended target): psnr, ssim, lpips, dists, niqe "

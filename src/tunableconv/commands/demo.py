@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from ..zoo import DEFAULT_MODEL
+from ..tasks import case_examples
 from . import add_model_option
 from .restore import parse_values
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_option(ap)
     ap.add_argument("--image", default=None, help="use this photo instead of the bundled one")
     ap.add_argument("--degrade", metavar="LEVELS", default=None,
-                    help="one case of the task's levels (denoising: '25'; deblur_denoise: 'noise=15,blur=2'; "
+                    help=f"one case of the task's levels ({case_examples()}; "
                          "default: the task's middle evaluation case)")
     ap.add_argument("--values", "--strengths", dest="values", default="0,0.25,0.5,0.75,1",
                     help="slider (or knob) values to show (default 0,0.25,0.5,0.75,1)")

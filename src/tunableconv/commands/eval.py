@@ -24,6 +24,7 @@ import argparse
 import sys
 import shlex
 
+from ..tasks import case_examples
 from . import add_model_option
 
 
@@ -36,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(default: cbsd68)")
     ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
                     help="the task's degradation levels: comma-separated numbers for a task with one level, ';'-separated "
-                         "cases of named levels for one with several (deblur_denoise: 'noise=15,blur=2;noise=50,blur=0'; "
-                         "denoising: the noise sigma on the 0..255 scale; default: the task's, 15,25,50 for denoising)")
+                         f"cases of named levels for one with several (one case of each task: {case_examples()}; "
+                         "default: the task's evaluation cases)")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1",
                     help="knob (or slider) values in [0, 1] (default: 0,0.25,0.5,0.75,1)")
     ap.add_argument("--metrics", default="psnr,ssim", help="against the ground truth: psnr, ssim, lpips, dists, niqe (default: psnr,ssim)")

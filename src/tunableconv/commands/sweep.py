@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..tasks import case_examples
 from . import add_model_option
 from ..errors import InputError, InvalidParamsError
 
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--grid", metavar="A,B", help="sweep two knobs of a cube model as an image grid")
     ap.add_argument("--degrade", metavar="LEVELS",
                     help="degrade the input first as the model's task does, at one case of its levels "
-                         "(denoising: '25'; deblur_denoise: 'noise=15,blur=2'); a demonstration on a clean photo")
+                         f"({case_examples()}); a demonstration on a clean photo")
     ap.add_argument("--seed", type=int, default=0, help="seed of --degrade (default 0)")
     ap.add_argument("--with-input", action="store_true", help="the input as the first panel")
     ap.add_argument("--duration", type=int, default=300, help="GIF frame duration in ms (default 300)")

@@ -49,13 +49,19 @@ def get_task(name: str) -> type[Task]:
     return TASKS[name]
 
 
+def case_examples() -> str:
+    """One evaluation case of each task that has levels, as a user writes it, for help texts:
+    ``"denoise: '25'; deblur_denoise: 'noise=15,blur=2'; ..."``."""
+    return "; ".join(f"{name}: '{cls.case_example}'" for name, cls in TASKS.items() if cls.case_example)
+
+
 def build_task(recipe: "Recipe") -> Task:
     """The task object of ``recipe`` (``recipe.task.name``), its section validated."""
     return get_task(recipe.task.name)(recipe)
 
 
 __all__ = [
-    "TASKS", "get_task", "build_task", "Task", "TaskSection", "Sample", "EvalCase", "PSampling", "RunnerFacts",
+    "TASKS", "get_task", "build_task", "case_examples", "Task", "TaskSection", "Sample", "EvalCase", "PSampling", "RunnerFacts",
     "CONTROLS", "conditioned_on", "runner_facts", "target_key",
     "DenoiseTask", "DenoiseTaskSection", "NOISE_KNOBS", "STRENGTH",
     "DeblurDenoiseTask", "DeblurDenoiseTaskSection", "DEBLUR_DENOISE_KNOBS",

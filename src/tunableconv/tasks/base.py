@@ -358,6 +358,9 @@ class Task(abc.ABC):
     budgets: ClassVar[dict[str, str]] = {}
     metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "lpips")
     condition_names: ClassVar[tuple[str, ...]] = ()
+    #: one evaluation case as a user writes it (``--levels`` / ``--degrade``), for help texts;
+    #: empty for a task without levels to choose
+    case_example: ClassVar[str] = ""
     #: keyword arguments of :mod:`tunableconv.metrics` functions by metric name (e.g. the SR
     #: convention ``{"psnr": {"crop_border": 4, "y_channel": True, "quantize": True}}``); the
     #: evaluation and the validation pass them on. Empty: every metric on RGB, whole image.

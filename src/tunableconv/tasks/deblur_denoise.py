@@ -254,6 +254,7 @@ class DeblurDenoiseTask(Task):
     """Joint deblurring and denoising: knobs denoise / deblur on the cube (see the module docstring)."""
 
     name = "deblur_denoise"
+    case_example = "noise=15,blur=2"
     section_class = DeblurDenoiseTaskSection
     rivals = ("tunable", "fixed", "cresmd-condition", "cresmd")
     budgets = {"small": "deblur-denoise-small", "paper": "deblur-denoise-paper"}

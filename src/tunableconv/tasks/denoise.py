@@ -108,6 +108,7 @@ class DenoiseTask(Task):
     """Gaussian denoising: knobs fidelity / noise_preservation on the simplex (see the module docstring)."""
 
     name = "denoise"
+    case_example = "25"
     section_class = DenoiseTaskSection
     rivals = ("tunable", "fixed", "dni", "adafm", "cfsnet", "dynamicnet", "cresmd", "ftn", "cresmd-condition")
     budgets = {"small": "denoise-small-v1", "paper": "denoise-paper"}  # v1: frozen, see train/recipes.py

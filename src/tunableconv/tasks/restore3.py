@@ -381,6 +381,7 @@ class Restore3Task(Task):
     """Blur, noise and JPEG: knobs deblur / denoise / dejpeg on the cube (see the module docstring)."""
 
     name = "restore3"
+    case_example = "blur=2,noise=25,jpeg=30"
     section_class = Restore3TaskSection
     rivals = ("tunable", "fixed", "cresmd-condition", "cresmd", "tsnet", "ta-tsnet")
     budgets = {"small": "restore3-small", "paper": "restore3-paper"}
