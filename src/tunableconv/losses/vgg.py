@@ -261,12 +261,16 @@ class FeatureExtractor(nn.Module):
     always in eval mode, and a cache that lets several objectives share one pass.
 
     Subclasses implement ``_run(x, names) -> {name: features}``, name their layer table
-    :attr:`LAYERS` and set ``layers`` (the names asked for) and ``depth`` (the index in
-    :attr:`LAYERS` of the deepest layer built); their ``forward`` calls :meth:`_cached_run`.
+    :attr:`LAYERS` (and :attr:`NETWORK`) and set ``layers`` (the names asked for) and ``depth``
+    (the index in :attr:`LAYERS` of the deepest layer built); :meth:`forward` checks the layers
+    and the input, then calls :meth:`_cached_run`.
     """
 
     #: every layer name of the network, in order
     LAYERS: ClassVar[tuple[str, ...]] = ()
+    #: the network's name in error messages
+    NETWORK: ClassVar[str] = ""
+    layers: tuple[str, ...]
     depth: int
 
     def __init__(self) -> None:
@@ -300,6 +304,19 @@ class FeatureExtractor(nn.Module):
             if cx is x and ver == x._version and g == grad:
                 return feats
         return None
+
+    def forward(self, x: Tensor, layers: Sequence[str] | str | None = None) -> dict[str, Tensor]:
+        """Features of ``x`` ``(B, 3, H, W)`` (RGB in [0, 1]) at ``layers`` (default: those
+        given at construction; any layer up to the deepest built one may be asked for)."""
+        names = self.layers if layers is None else tuple([layers] if isinstance(layers, str) else layers)
+        for n in names:
+            if n not in self.LAYERS:
+                raise InputError(f"unknown {self.NETWORK} layer {n!r}")
+            if self.LAYERS.index(n) > self.depth:
+                raise InputError(f"layer {n!r} is deeper than this extractor, built up to {self.LAYERS[self.depth]}")
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"{self.NETWORK} expects RGB images (B, 3, H, W), got {tuple(x.shape)}")
+        return self._cached_run(x, names)
 
     def _run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -353,6 +370,7 @@ class VGG19Features(FeatureExtractor):
     """
 
     LAYERS = VGG19_LAYERS
+    NETWORK = "VGG19"
 
     def __init__(
         self,
@@ -447,20 +465,7 @@ class VGG19Features(FeatureExtractor):
     def extra_repr(self) -> str:
         return f"layers={list(self.layers)}, variant={self.variant!r}, source={self.source!r}"
 
-    # --- forward ---------------------------------------------------------------------------
-    def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
-        """Features of ``x`` ``(B, 3, H, W)`` (RGB in [0, 1]) at ``layers`` (default: those
-        given at construction; any layer up to the deepest built one may be asked for)."""
-        names = self.layers if layers is None else tuple([layers] if isinstance(layers, str) else layers)
-        for n in names:
-            if n not in _INDEX:
-                raise InputError(f"unknown VGG19 layer {n!r}")
-            if _INDEX[n] > self.depth:
-                raise InputError(f"layer {n!r} is deeper than this extractor, built up to {VGG19_LAYERS[self.depth]}")
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise InputError(f"VGG19 expects RGB images (B, 3, H, W), got {tuple(x.shape)}")
-        return self._cached_run(x, names)
-
+    # --- forward (FeatureExtractor.forward checks the layers and calls _run) ------------------
     def _run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         want = set(names)
         stop = max(_INDEX[n] for n in names)
@@ -556,6 +561,7 @@ class VGG16Features(FeatureExtractor):
     """
 
     LAYERS = VGG16_LAYERS
+    NETWORK = "VGG16"
 
     def __init__(self, layers: str | Sequence[str], weights: str | os.PathLike | Mapping[str, Tensor] = "default",
                  *, root: str | os.PathLike | None = None) -> None:
@@ -614,19 +620,6 @@ class VGG16Features(FeatureExtractor):
 
     def extra_repr(self) -> str:
         return f"layers={list(self.layers)}, source={self.source!r}"
-
-    def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
-        """Features of ``x`` ``(B, 3, H, W)`` (RGB in [0, 1]) at ``layers`` (default: those given
-        at construction; any layer up to the deepest built one may be asked for)."""
-        names = self.layers if layers is None else tuple([layers] if isinstance(layers, str) else layers)
-        for n in names:
-            if n not in _VGG16_INDEX:
-                raise InputError(f"unknown VGG16 layer {n!r}")
-            if _VGG16_INDEX[n] > self.depth:
-                raise InputError(f"layer {n!r} is deeper than this extractor, built up to {VGG16_LAYERS[self.depth]}")
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise InputError(f"VGG16 expects RGB images (B, 3, H, W), got {tuple(x.shape)}")
-        return self._cached_run(x, names)
 
     def _run(self, x: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         want = set(names)
