@@ -529,14 +529,15 @@ class Task(abc.ABC):
 
     # --- p ---------------------------------------------------------------------------------
     def make_sampling(self, sampler: str, vertex_share: float, edge_share: float, granularity: str) -> PSampling:
-        """A :class:`PSampling` over this task's knobs from the recipe's sampler fields."""
+        """A :class:`PSampling` over this task's knobs from the recipe's sampler fields (a
+        ``mixture`` sampler adds its vertex/edge mass around the task's domain)."""
         from ..losses import make_sampler
 
         group = parse_granularity(granularity)
         if self.num_params == 0:
             return PSampling(None, group, self.seed)
         return PSampling(make_sampler(sampler, self.num_params, vertex_share=vertex_share or None,
-                                      edge_share=edge_share or None), group, self.seed)
+                                      edge_share=edge_share or None, base=self.domain), group, self.seed)
 
     def sample_p(self, g: torch.Generator) -> Tensor:
         """The step's shared p ``(P,)`` from the step's stream ``g``."""
@@ -639,3 +640,42 @@ class Task(abc.ABC):
             if conditioned:
                 recipe.model.args["condition"] = "degradation"
         return recipe
+
+
+class CornerTargetsTask(Task):
+    """A task whose objectives are the corners of the knob cube, each a target that comes with
+    the batch (joint deblurring and denoising, the three-degradation task): the loss is the
+    distance to the corners' multilinear blend (``task.mix = "targets"``,
+    :class:`~tunableconv.losses.BlendedTargetLoss`) or the corner-weighted sum of the distances
+    (``"losses"``, :class:`~tunableconv.losses.ParametricMultiLoss`); the fixed twin
+    (``task.fidelity_only``) learns the ``restored`` corner alone.
+
+    Subclasses name their corners in :attr:`corners`, in the order of
+    :func:`~tunableconv.losses.multiloss.cube_corner_weights`, and set ``fidelity_only``.
+    """
+
+    #: the corner targets, in cube-corner order; the last one, ``restored``, is the ground truth
+    corners: ClassVar[tuple[str, ...]] = ()
+    fidelity_only: bool
+
+    @property
+    def objective_names(self) -> list[str]:
+        """The corner targets in corner order (``restored`` alone for the fixed twin)."""
+        return ["restored"] if self.fidelity_only else list(self.corners)
+
+    def objectives(self) -> list:
+        """One distance to its target per objective (the targets come with the batch)."""
+        from ..losses import Fidelity
+
+        return [Fidelity(distance=self.cfg.loss, key=target_key(n), name=n) for n in self.objective_names]
+
+    def build_loss(self) -> "ParametricMultiLoss":
+        """``BlendedTargetLoss`` (``mix = targets``) or ``ParametricMultiLoss`` (``mix = losses``)
+        over the corners on the cube; one plain objective for the fixed twin."""
+        from ..losses import BlendedTargetLoss, ParametricMultiLoss
+
+        if self.fidelity_only:
+            return ParametricMultiLoss(self.objectives())
+        if self.cfg.mix == "targets":
+            return BlendedTargetLoss(self.objectives(), domain="cube")
+        return ParametricMultiLoss(self.objectives(), domain="cube")

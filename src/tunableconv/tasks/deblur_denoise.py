@@ -79,8 +79,8 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..knobs import Knob, KnobSpace
-from .base import (check_sampler_fields, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, check_bool, check_choice, check_int,
-                   check_number, check_numbers, parse_granularity, target_key)
+from .base import (CornerTargetsTask, check_sampler_fields, EvalCase, RunnerFacts, Sample, TaskSection,
+                  check_bool, check_choice, check_int, check_number, check_numbers)
 
 if TYPE_CHECKING:
     from ..losses import ParametricMultiLoss
@@ -250,12 +250,13 @@ class DeblurDenoiseTaskSection(TaskSection):
             check_numbers(f"{where}.val_grid", pair, 0.0, 1.0, length=2)
 
 
-class DeblurDenoiseTask(Task):
+class DeblurDenoiseTask(CornerTargetsTask):
     """Joint deblurring and denoising: knobs denoise / deblur on the cube (see the module docstring)."""
 
     name = "deblur_denoise"
     case_example = "noise=15,blur=2"
     section_class = DeblurDenoiseTaskSection
+    corners = CORNERS
     rivals = ("tunable", "fixed", "cresmd-condition", "cresmd")
     budgets = {"small": "deblur-denoise-small", "paper": "deblur-denoise-paper"}
     metrics = ("psnr", "ssim", "lpips", "niqe")
@@ -263,40 +264,9 @@ class DeblurDenoiseTask(Task):
 
     def __init__(self, recipe: "Recipe") -> None:
         super().__init__(recipe)  # validates the section (DeblurDenoiseTaskSection.validate)
-        from ..losses import make_sampler
-
         t = self.cfg
         self.fidelity_only = bool(t.fidelity_only)
-        group = parse_granularity(t.p_granularity)
-        if self.fidelity_only:
-            self.sampling = PSampling(None, group, self.seed)
-        else:
-            sampler = make_sampler(t.sampler, 2, vertex_share=t.vertex_share or None, edge_share=t.edge_share or None,
-                                   base="cube")
-            self.sampling = PSampling(sampler, group, self.seed)
-
-    # --- objectives ------------------------------------------------------------------------
-    @property
-    def objective_names(self) -> list[str]:
-        """The corner targets in corner order (``restored`` alone for the fixed twin)."""
-        return ["restored"] if self.fidelity_only else list(CORNERS)
-
-    def objectives(self) -> list:
-        """One distance to its target per objective (the targets come with the batch)."""
-        from ..losses import Fidelity
-
-        return [Fidelity(distance=self.cfg.loss, key=target_key(n), name=n) for n in self.objective_names]
-
-    def build_loss(self) -> "ParametricMultiLoss":
-        """``BlendedTargetLoss`` (``mix = targets``) or ``ParametricMultiLoss`` (``mix = losses``)
-        over the four corners on the cube; one plain objective for the fixed twin."""
-        from ..losses import BlendedTargetLoss, ParametricMultiLoss
-
-        if self.fidelity_only:
-            return ParametricMultiLoss(self.objectives())
-        if self.cfg.mix == "targets":
-            return BlendedTargetLoss(self.objectives(), domain="cube")
-        return ParametricMultiLoss(self.objectives(), domain="cube")
+        self.sampling = self.make_sampling(t.sampler, t.vertex_share, t.edge_share, t.p_granularity)
 
     # --- degradation -----------------------------------------------------------------------
     def _sample(self, clean: Tensor, blur: Tensor | float, noise: Tensor | float, g: torch.Generator) -> Sample:

@@ -136,8 +136,8 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..knobs import Knob, KnobSpace
-from .base import (check_sampler_fields, EvalCase, PSampling, RunnerFacts, Sample, Task, TaskSection, check_choice,
-                   check_bool, check_int, check_number, check_numbers, parse_granularity, target_key)
+from .base import (CornerTargetsTask, check_sampler_fields, EvalCase, RunnerFacts, Sample, TaskSection,
+                  check_choice, check_bool, check_int, check_number, check_numbers)
 
 if TYPE_CHECKING:
     from ..losses import ParametricMultiLoss
@@ -377,12 +377,13 @@ class Restore3TaskSection(TaskSection):
 # ----------------------------------------------------------------------------------------
 # the task
 # ----------------------------------------------------------------------------------------
-class Restore3Task(Task):
+class Restore3Task(CornerTargetsTask):
     """Blur, noise and JPEG: knobs deblur / denoise / dejpeg on the cube (see the module docstring)."""
 
     name = "restore3"
     case_example = "blur=2,noise=25,jpeg=30"
     section_class = Restore3TaskSection
+    corners = CORNERS
     rivals = ("tunable", "fixed", "cresmd-condition", "cresmd", "tsnet", "ta-tsnet")
     budgets = {"small": "restore3-small", "paper": "restore3-paper"}
     metrics = ("psnr", "ssim", "lpips", "niqe")
@@ -390,40 +391,9 @@ class Restore3Task(Task):
 
     def __init__(self, recipe: "Recipe") -> None:
         super().__init__(recipe)  # validates the section (Restore3TaskSection.validate)
-        from ..losses import make_sampler
-
         t = self.cfg
         self.fidelity_only = bool(t.fidelity_only)
-        group = parse_granularity(t.p_granularity)
-        if self.fidelity_only:
-            self.sampling = PSampling(None, group, self.seed)
-        else:
-            sampler = make_sampler(t.sampler, 3, vertex_share=t.vertex_share or None, edge_share=t.edge_share or None,
-                                   base="cube")
-            self.sampling = PSampling(sampler, group, self.seed)
-
-    # --- objectives ------------------------------------------------------------------------
-    @property
-    def objective_names(self) -> list[str]:
-        """The corner targets in corner order (``restored`` alone for the fixed twin)."""
-        return ["restored"] if self.fidelity_only else list(CORNERS)
-
-    def objectives(self) -> list:
-        """One distance to its target per objective (the targets come with the batch)."""
-        from ..losses import Fidelity
-
-        return [Fidelity(distance=self.cfg.loss, key=target_key(n), name=n) for n in self.objective_names]
-
-    def build_loss(self) -> "ParametricMultiLoss":
-        """``BlendedTargetLoss`` (``mix = targets``) or ``ParametricMultiLoss`` (``mix = losses``)
-        over the eight corners on the cube; one plain objective for the fixed twin."""
-        from ..losses import BlendedTargetLoss, ParametricMultiLoss
-
-        if self.fidelity_only:
-            return ParametricMultiLoss(self.objectives())
-        if self.cfg.mix == "targets":
-            return BlendedTargetLoss(self.objectives(), domain="cube")
-        return ParametricMultiLoss(self.objectives(), domain="cube")
+        self.sampling = self.make_sampling(t.sampler, t.vertex_share, t.edge_share, t.p_granularity)
 
     # --- degradation -----------------------------------------------------------------------
     def residuals(self, clean: Tensor, blur: float, noise: float, quality: int | None,
