@@ -23,6 +23,17 @@ What is swept is read from the model's knob space only:
 
 :func:`grid_params` / :func:`grid_outputs` / :func:`make_grid` sweep two knobs of a cube
 model at once (the others at their defaults): rows follow the first knob, columns the second.
+
+:func:`cube_settings` / :func:`settings_outputs` / :func:`contact_sheet` render *every*
+setting of a cube model's knob grid at once (27 effects of three knobs at three values each):
+the outputs come from ``model.sweep`` where the architecture has one, so a p-independent trunk
+runs once for all settings. :func:`choose_setting` picks one of them by a no-reference score
+(NIQE, lower is more natural)::
+
+    settings = cube_settings(r, 3)                        # the 27 p of {0, 0.5, 1}^3
+    outputs = settings_outputs(r, degraded, settings.ps)  # trunk once, 27 rests
+    best, scores = choose_setting(outputs)                # lowest NIQE
+    sheet = contact_sheet(outputs, settings, highlight=best)
 """
 
 from __future__ import annotations
@@ -51,6 +62,11 @@ __all__ = [
     "sweep_outputs",
     "grid_params",
     "grid_outputs",
+    "cube_settings",
+    "settings_outputs",
+    "choose_setting",
+    "contact_sheet",
+    "framed",
     "to_pil",
     "label_panel",
     "make_strip",
@@ -321,6 +337,125 @@ def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | N
         strip.paste(p, (x, 0))
         x += p.width + gap
     return strip
+
+
+def cube_settings(restorer: Restorer, steps: int = 3, *, calibrated: bool = True):
+    """Every setting of a cube model's knob grid, ``steps`` values per knob (``steps ** P``
+    settings, at most 27): an :class:`~tunableconv.preview.AnchorSet` whose ``points`` are the
+    knob values u ``(N, P)`` (row-major, the first knob slowest) and ``ps`` the raw p (u
+    through each knob's calibration unless ``calibrated`` is False).
+
+    Raises:
+        InvalidParamsError: not a cube model, ``steps`` < 2, more than 27 settings.
+    """
+    from .preview import anchor_set
+
+    if restorer.space.num_params == 0 or restorer.space.domain != "cube":
+        raise InvalidParamsError("--grid N renders every setting of a cube model's knobs; this model has "
+                                 + ("no knobs" if restorer.space.num_params == 0 else
+                                    "weights on the simplex (sweep a slider or one knob instead)"))
+    return anchor_set(restorer.space, "knobs", calibrated=calibrated, steps=steps)
+
+
+def settings_outputs(restorer: Restorer, image: Tensor, ps: Tensor, *, tile: int | None = None, overlap: int = 32,
+                     force_tiling: bool = False) -> list[Tensor]:
+    """The outputs ``(3, H', W')`` in [0, 1] of one image ``(3, H, W)`` (or ``(1, 3, H, W)``)
+    at each raw setting ``ps (N, P)``: through ``model.sweep`` (a p-independent trunk computed
+    once) when the architecture has one and no tiling is asked for, else one call per
+    setting. Used by ``tunableconv sweep --grid N`` and the web app's anchors.
+
+    Raises:
+        InputError: the model produced NaN/Inf values.
+    """
+    import torch
+
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    sweep = getattr(restorer.model, "sweep", None)
+    if callable(sweep) and not tile:
+        with torch.no_grad():
+            try:
+                ys = sweep(x.to(restorer.device), ps.to(restorer.device))
+            except (NotImplementedError, AttributeError):
+                ys = None
+        if ys is not None:
+            if not torch.isfinite(ys).all():
+                raise InputError("the model produced NaN/Inf values for this input")
+            return [y[0].clamp(0, 1).cpu() for y in ys]
+    return [restorer(x[0], p, tile=tile, overlap=overlap, force_tiling=force_tiling) for p in ps]
+
+
+def choose_setting(outputs: Sequence[Tensor], *, params_path: str | os.PathLike | None = None
+                   ) -> tuple[int, list[float]]:
+    """The automatic choice among outputs of one image: the index of the lowest NIQE (the
+    no-reference naturalness score of :func:`tunableconv.metrics.niqe`; lower is more natural)
+    and every output's score. NaN scores (a textureless output) are never chosen.
+
+    Raises:
+        MissingWeightsError: the NIQE parameters are not found (``params_path`` or the weights root).
+        InputError: outputs smaller than NIQE's 96x96 block, or no output with a finite score.
+    """
+    import math
+
+    import torch
+
+    from .metrics import NIQE_BLOCK, niqe
+
+    if not outputs:
+        raise InputError("no outputs to choose from")
+    h, w = outputs[0].shape[-2:]
+    if min(h, w) < NIQE_BLOCK:
+        raise InputError(f"the automatic choice scores outputs by NIQE, which needs at least {NIQE_BLOCK}x{NIQE_BLOCK} "
+                         f"pixels; these are {w}x{h}")
+    scores = [float(v) for v in niqe(torch.stack([o.reshape(o.shape[-3:]) for o in outputs]), reduction="none",
+                                      params_path=params_path)]
+    finite = [i for i, v in enumerate(scores) if math.isfinite(v)]
+    if not finite:
+        raise InputError("no output has a finite NIQE (textureless images): nothing to choose by")
+    return min(finite, key=lambda i: scores[i]), scores
+
+
+def framed(image: Tensor | Image.Image) -> Image.Image:
+    """A copy of the panel ``image`` framed in red (the automatic choice)."""
+    out = to_pil(image).copy()
+    ImageDraw.Draw(out).rectangle([0, 0, out.width - 1, out.height - 1], outline=(220, 0, 0), width=max(3, out.width // 64))
+    return out
+
+
+def _value(v: float) -> str:
+    return f"{v:g}" if abs(v * 100 - round(v * 100)) < 1e-6 else f"{v:.2f}"
+
+
+def contact_sheet(outputs: Sequence[Tensor | Image.Image], settings, *, highlight: int | None = None,
+                  notes: Sequence[str] | None = None, gap: int = 4) -> Image.Image:
+    """All outputs of :func:`cube_settings`' settings as one labelled sheet: rows follow the
+    first ``P // 2`` knobs, columns the others (three knobs at three values: 3 rows of 9), each
+    axis labelled ``name=value`` (knob values u, before calibration). ``highlight``: the index
+    of one setting framed in red (the automatic choice); ``notes``: one short line per setting
+    printed under its panel's column label (e.g. its score)."""
+    n, k = int(settings.points.shape[0]), len(settings.axes)
+    if len(outputs) != n:
+        raise InputError(f"{len(outputs)} outputs for {n} settings")
+    if highlight is not None and not 0 <= highlight < n:
+        raise InputError(f"highlight must be a setting index in [0, {n}), got {highlight}")
+    m = len(settings.values)
+    rows_axes = k // 2
+    n_cols = m ** (k - rows_axes)
+    n_rows = n // n_cols
+
+    def label(i: int, axes: range) -> str:
+        return ", ".join(f"{settings.axes[a]}={_value(float(settings.points[i, a]))}" for a in axes)
+
+    panels = [to_pil(o) for o in outputs]
+    if notes is not None:
+        if len(notes) != n:
+            raise InputError(f"{len(notes)} notes for {n} settings")
+        panels = [label_panel(pnl, note) for pnl, note in zip(panels, notes)]
+    if highlight is not None:
+        panels[highlight] = framed(panels[highlight])
+    grid = [[panels[r * n_cols + c] for c in range(n_cols)] for r in range(n_rows)]
+    row_labels = [label(r * n_cols, range(rows_axes)) or " " for r in range(n_rows)]
+    column_labels = [label(c, range(rows_axes, k)) for c in range(n_cols)]
+    return make_grid(grid, row_labels, column_labels, gap=gap)
 
 
 def make_grid(images: Sequence[Sequence[Tensor | Image.Image]], row_labels: Sequence[str],

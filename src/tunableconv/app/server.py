@@ -1111,6 +1111,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
         and shows them as the contact sheet; each tile is ``GET tiles[i]`` (PNG). Computed once
         per image, model and control (cached; a model with a p-independent trunk runs it once)."""
         from ..preview import anchor_set
+        from ..sweep import settings_outputs
 
         entry = registry.get(body.model)
         item = store.get(body.image_id)
@@ -1125,7 +1126,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             def work(cancel):
                 image = _layout(item.region("preview", side), config.channels_last)
                 start = time.perf_counter()
-                outputs = sweep_model(entry.restorer, image, aset.ps)
+                outputs = settings_outputs(entry.restorer, image, aset.ps)
                 compute = time.perf_counter() - start
                 tiles = [encode_image(o, "png", 1) for o in outputs]
                 return tiles, compute, tuple(outputs[0].shape[-2:])
@@ -1382,25 +1383,6 @@ class AnchorCache:
 
     def _bytes(self) -> int:
         return sum(len(t) for _, tiles, _ in self._items.values() for t in tiles)
-
-
-def sweep_model(restorer, image: torch.Tensor, ps: torch.Tensor) -> list[torch.Tensor]:
-    """The model's outputs ``(3, H', W')`` clamped to [0, 1] at each setting ``ps (N, P)`` of one
-    image: through ``model.sweep`` (a p-independent trunk computed once) when the architecture
-    has it, else one call per setting."""
-    x = image if image.dim() == 4 else image.unsqueeze(0)
-    sweep = getattr(restorer.model, "sweep", None)
-    if callable(sweep):
-        with torch.no_grad():
-            try:
-                ys = sweep(x.to(restorer.device), ps.to(restorer.device))
-            except (NotImplementedError, AttributeError):
-                ys = None
-        if ys is not None:
-            if not torch.isfinite(ys).all():
-                raise InputError("the model produced NaN/Inf values for this input")
-            return [y[0].clamp(0, 1).cpu() for y in ys]
-    return [restorer(x, p) for p in ps]
 
 
 def degradation_case(entry: ModelEntry, text: str | None):

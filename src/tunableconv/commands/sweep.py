@@ -10,6 +10,8 @@ Examples::
     tunableconv sweep photo.png --model denoise --slider strength -o strip.png
     tunableconv sweep photo.png --model three_knobs.safetensors --knob k2 --base 0.2,0.3,0 -o strip.png
     tunableconv sweep photo.png --model cube.safetensors --grid denoise,deblur --steps 3 -o grid.png
+    tunableconv sweep photo.png --model restore3 --grid 3 -o sheet.png
+    tunableconv sweep clean.png --model restore3 --degrade blur=2,noise=25,jpeg=30 --grid 3 --auto -o sheet.png
 
 What is swept (the model's knob space says what exists: ``tunableconv models``):
 
@@ -20,6 +22,16 @@ What is swept (the model's knob space says what exists: ``tunableconv models``):
 - neither: the model's first slider, else its only knob;
 - ``--grid A,B``: knobs A (rows) and B (columns) of a cube model, ``--steps`` values each,
   the other knobs at their defaults; writes one image grid (``-o``, no GIF).
+- ``--grid N``: *every* setting of a cube model's knobs at N values each (N ** P settings, at
+  most 27: three knobs at 0, 0.5, 1 are the 27 effects), as one contact sheet (``-o``): rows
+  follow the first P // 2 knobs, columns the others. A model with a p-independent trunk
+  computes it once for all settings (``model.sweep``); the time it took is printed.
+
+``--auto`` picks one setting of the sweep or grid by a no-reference score, NIQE (lower is
+more natural; it needs the NIQE parameters of the weights root, ``TUNABLECONV_WEIGHTS``, and
+outputs of at least 96 x 96 pixels), says which, frames it in red and, with ``--auto-output
+FILE``, writes that output alone. NIQE is a guess, not an oracle: ``results/many-effects``
+measures how far it lands from the best setting.
 
 ``--degrade LEVELS`` first degrades the input as the model's task does in evaluation, at one
 case of its levels (the model file names its task; denoising: the noise σ, ``25``; joint
@@ -47,14 +59,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("-o", "--output", metavar="STRIP", help="the strip (or grid) image (.png, .jpg, ...)")
     ap.add_argument("--gif", metavar="ANIM.gif", help="also write an animated GIF (there and back, looping)")
     add_model_option(ap)
-    ap.add_argument("--steps", type=int, default=5, help="number of values from 0 to 1 (default 5)")
+    ap.add_argument("--steps", type=int, help="number of values from 0 to 1 (default 5)")
     ap.add_argument("--crop", type=int, metavar="SIZE", help="centred SIZE x SIZE crop of the input first")
     ap.add_argument("--raw", action="store_true", help="sweep uncalibrated values")
     ap.add_argument("--slider", metavar="NAME", help="the named slider to sweep")
     ap.add_argument("--knob", metavar="NAME", help="the knob to sweep, by name")
     ap.add_argument("--knob-index", type=int, metavar="I", help="the knob to sweep, by position")
     ap.add_argument("--base", metavar="V1,V2,...", help="values of the other knobs in a knob sweep (a full p)")
-    ap.add_argument("--grid", metavar="A,B", help="sweep two knobs of a cube model as an image grid")
+    ap.add_argument("--grid", metavar="A,B|N", help="sweep two knobs of a cube model as an image grid (A,B), or render "
+                    "every setting of its knobs at N values each as one contact sheet (N)")
+    ap.add_argument("--auto", action="store_true", help="pick one setting by NIQE (lower is more natural) and say which")
+    ap.add_argument("--auto-output", metavar="FILE", help="with --auto: also write the chosen output alone")
     ap.add_argument("--degrade", metavar="LEVELS",
                     help="degrade the input first as the model's task does, at one case of its levels "
                          f"({case_examples()}); a demonstration on a clean photo")
@@ -77,7 +92,10 @@ def center_crop(image, size: int):
     return image[..., top : top + ch, left : left + cw]
 
 
-def _grid_knobs(text: str) -> list[str]:
+def _grid_knobs(text: str) -> list[str] | int:
+    """``--grid``: two knob names ``A,B``, or a whole number N (every knob at N values)."""
+    if text.strip().isdigit():
+        return int(text.strip())
     names = [t.strip() for t in text.split(",")]
     if len(names) != 2 or not all(names):
         raise InvalidParamsError(f"--grid expects two knob names A,B, got {text!r}")
@@ -103,19 +121,70 @@ def degradation_case(restorer, text: str):
     return task, cases[0]
 
 
+def _auto(outputs, labels, auto_path) -> int:
+    """``--auto``: the index of the lowest-NIQE output; prints the choice and writes it alone
+    to ``auto_path`` (when given)."""
+    from ..io import write_image
+    from ..sweep import choose_setting
+
+    best, scores = choose_setting(outputs)
+    ranked = sorted((v, i) for i, v in enumerate(scores) if v == v)
+    runner = f"; next: {labels[ranked[1][1]]} ({ranked[1][0]:.2f})" if len(ranked) > 1 else ""
+    print(f"auto (lowest NIQE): {labels[best]} (NIQE {scores[best]:.2f}{runner})")
+    if auto_path is not None:
+        auto_path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(outputs[best], auto_path)
+        print(f"wrote {auto_path} (the automatic choice)")
+    return best
+
+
+def _contact_sheet(args, restorer, image, settings, strip_path, auto_path, tile, overlap) -> int:
+    """``--grid N``: every setting of the cube's knobs as one contact sheet (and ``--auto``)."""
+    import time
+
+    import numpy as np
+
+    from ..io import from_uint8_array, write_image
+    from ..sweep import contact_sheet, settings_outputs
+
+    shared = callable(getattr(restorer.model, "sweep", None)) and not tile
+    start = time.perf_counter()
+    outputs = settings_outputs(restorer, image, settings.ps, tile=tile, overlap=overlap, force_tiling=args.force_tiling)
+    seconds = time.perf_counter() - start
+    how = "model.sweep: layers that do not depend on p run once" if shared else "one pass per setting"
+    print(f"{len(outputs)} settings in {seconds:.2f} s ({how}; {seconds / len(outputs) * 1000:.0f} ms per setting)")
+    best = None
+    if args.auto:
+        names = [", ".join(f"{a}={float(u):g}" for a, u in zip(settings.axes, pt)) for pt in settings.points]
+        best = _auto(outputs, names, auto_path)
+    if strip_path is not None:
+        sheet = contact_sheet(outputs, settings, highlight=best)
+        strip_path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(from_uint8_array(np.asarray(sheet)), strip_path)
+        print(f"wrote {strip_path} ({len(outputs)} settings, {sheet.width}x{sheet.height})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..io import check_output_path, path_problem, read_image, write_image
     from ..restore import Restorer
     from ..sweep import (MAX_GRID_STEPS, MAX_STEPS, grid_outputs, grid_params, make_gif, make_grid, make_strip, save_gif,
-                         sweep_labels, sweep_outputs, sweep_params, sweep_values)
+                         cube_settings, framed, sweep_labels, sweep_outputs, sweep_params, sweep_values)
     from .restore import check_max_pixels, check_output_file, check_tiling, parse_values, same_path
 
     src = Path(args.input)
-    if not args.output and not args.gif:
-        raise InputError("give -o STRIP.png and/or --gif ANIM.gif")
+    if not args.output and not args.gif and not args.auto_output:
+        raise InputError("give -o STRIP.png and/or --gif ANIM.gif (or --auto --auto-output FILE)")
     grid_knobs = _grid_knobs(args.grid) if args.grid is not None else None
+    full_grid = isinstance(grid_knobs, int)
+    if full_grid and args.steps is not None:
+        raise InputError(f"--grid {grid_knobs} sets the values per knob itself: drop --steps")
+    if args.auto_output and not args.auto:
+        raise InputError("--auto-output writes the automatic choice: add --auto")
+    if full_grid and args.with_input:
+        raise InputError("--with-input adds a panel to a strip; the --grid N contact sheet holds the outputs only")
     if grid_knobs is not None:
         if args.gif:
             raise InputError("--grid writes one image grid (-o GRID.png); a GIF is for a slider or knob sweep")
@@ -123,27 +192,36 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidParamsError("--grid chooses the two knobs itself: drop --slider/--knob/--knob-index/--base")
     strip_path = Path(args.output) if args.output else None
     gif_path = Path(args.gif) if args.gif else None
-    if strip_path is not None:
-        check_output_file(strip_path)
+    auto_path = Path(args.auto_output) if args.auto_output else None
+    for out in (strip_path, auto_path):
+        if out is not None:
+            check_output_file(out)
     if gif_path is not None and gif_path.suffix.lower() != ".gif":
         raise InputError(f"cannot write {gif_path}: --gif needs a .gif file name")
-    for out in (strip_path, gif_path):
+    for out in (strip_path, gif_path, auto_path):
         if out is not None and same_path(src, out):
             raise InputError(f"{out} is the input file: choose another output path")
         if out is not None:
             check_output_path(out)
-    if strip_path is not None and gif_path is not None and same_path(strip_path, gif_path):
-        raise InputError("the strip and the GIF need different file names")
+    outs = [o for o in (strip_path, gif_path, auto_path) if o is not None]
+    if any(same_path(a, b) for i, a in enumerate(outs) for b in outs[i + 1:]):
+        raise InputError("the strip, the GIF and the --auto-output file need different file names")
     if args.crop is not None and args.crop < 1:
         raise InputError(f"--crop must be a positive size in pixels, got {args.crop}")
     if args.duration < 10:
         raise InputError(f"--duration must be at least 10 ms, got {args.duration}")
     tile, overlap = check_tiling(args.tile, args.overlap)
     max_pixels = check_max_pixels(args.max_pixels)
-    try:
-        values = sweep_values(args.steps, max_steps=MAX_GRID_STEPS if grid_knobs else MAX_STEPS)
-    except InputError as exc:
-        raise InputError(f"--{exc}") from None
+    if full_grid:
+        values = []
+        if grid_knobs < 2:
+            raise InputError(f"--grid N needs N >= 2 values per knob, got {grid_knobs}")
+    else:
+        try:
+            values = sweep_values(5 if args.steps is None else args.steps,
+                                  max_steps=MAX_GRID_STEPS if grid_knobs else MAX_STEPS)
+        except InputError as exc:
+            raise InputError(f"--{exc}") from None
     base = parse_values(args.base, "--base") if args.base is not None else None
     problem = path_problem(src)
     if problem:  # before the model is loaded; a FIFO would block the reader
@@ -155,7 +233,10 @@ def run(args: argparse.Namespace) -> int:
         restorer.check_tiling(args.force_tiling)
     calibrated = not args.raw
     choice = {"slider": args.slider, "knob": args.knob, "knob_index": args.knob_index}
-    if grid_knobs is not None:
+    if full_grid:
+        settings = cube_settings(restorer, grid_knobs, calibrated=calibrated)  # validate before reading the image
+        labels = []
+    elif grid_knobs is not None:
         grid_params(restorer, grid_knobs, values, calibrated=calibrated)  # validate before reading the image
         labels = []
     else:
@@ -170,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
         image = task.degrade_case(image, case, torch.Generator().manual_seed(args.seed)).input
         first_label = f"degraded, {case.label}"
 
+    if full_grid:
+        return _contact_sheet(args, restorer, image, settings, strip_path, auto_path, tile, overlap)
     if grid_knobs is not None:
         import numpy as np
 
@@ -178,8 +261,14 @@ def run(args: argparse.Namespace) -> int:
         rows = grid_outputs(restorer, image, grid_knobs, values, calibrated=calibrated, tile=tile, overlap=overlap,
                             force_tiling=args.force_tiling)
         prefix = "" if calibrated or not restorer.space.calibrated else "raw "
-        grid = make_grid(rows, [f"{prefix}{grid_knobs[0]}={v:.2f}" for v in values],
-                         [f"{prefix}{grid_knobs[1]}={v:.2f}" for v in values])
+        row_labels = [f"{prefix}{grid_knobs[0]}={v:.2f}" for v in values]
+        column_labels = [f"{prefix}{grid_knobs[1]}={v:.2f}" for v in values]
+        if args.auto:
+            flat = [o for row in rows for o in row]
+            best = _auto(flat, [f"{a}, {b}" for a in row_labels for b in column_labels], auto_path)
+            rows = [[framed(o) if r * len(values) + c == best else o for c, o in enumerate(row)]
+                    for r, row in enumerate(rows)]
+        grid = make_grid(rows, row_labels, column_labels)
         strip_path.parent.mkdir(parents=True, exist_ok=True)
         write_image(from_uint8_array(np.asarray(grid)), strip_path)
         print(f"wrote {strip_path} ({len(values)}x{len(values)} grid, {grid.width}x{grid.height})")
@@ -188,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
     outputs = sweep_outputs(restorer, image, values, base=base, calibrated=calibrated, tile=tile, overlap=overlap,
                             force_tiling=args.force_tiling, **choice)
     panels, names = list(outputs), list(labels)
+    if args.auto:
+        best = _auto(outputs, labels, auto_path)
+        panels[best] = framed(panels[best])
     if args.with_input:
         shown = image.clamp(0, 1)
         if shown.shape[-2:] != outputs[0].shape[-2:]:  # upscaling models: show the input at output size
