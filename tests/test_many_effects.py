@@ -237,3 +237,19 @@ def test_quality_summary():
     assert s["psnr_best"] == 25.5 and s["psnr_full"] == 25.0 and s["psnr_auto"] == 25.0
     assert s["auto_psnr_loss"] == 0.5 and s["auto_is_best"] == 0.5 and s["best_is_full"] == 0.5
     assert script.GRID.shape == (27, 3) and script.GRID[script.FULL].tolist() == [1, 1, 1]
+
+
+def test_searched_architecture_table():
+    from tunableconv.models.baselines.tsnet import TATSNet, TATSNetConfig
+
+    script = _load_script(REPO / "scripts" / "many_effects.py", "many_effects_script")
+    torch.manual_seed(0)
+    model = TATSNet(TATSNetConfig(channels=4, num_blocks=1, num_params=3, domain="cube")).eval()
+    arch = model.searched_architecture(size=(16, 16))
+    lines = script.architecture_lines("TA+TSNet", arch)
+    rows = [t for t in lines if t.startswith("| ") and not t.startswith("| Module")]
+    assert len(rows) == len(arch["modules"]) == 3 * 1 + 4
+    for row, name in zip(rows, arch["modules"]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == name and 0 <= int(cells[2]) <= float(cells[3]) <= int(cells[4]) <= 4
+    assert "27 effects" in lines[2] and "of 7 channel-selection modules shared" in lines[2]
