@@ -20,7 +20,9 @@ not committed: they derive from the shared data); their levels go to ``OUT/tests
 Mixed degradations: image i draws its levels with ``torch.Generator().manual_seed(seed + i)``
 through the task's own training sampler (:meth:`Restore3Task.draw_levels`: a third of the
 images one type only, a third the binary all-or-nothing mixture at the strongest levels, a
-third all three at uniform levels), so the test set covers what the knobs were trained on.
+third all three at uniform levels), so the test set covers what the knobs were trained on;
+a draw of no degradation at all (the binary mixture's empty case, 1 in 24) is drawn again: a
+clean input would make the identity effect p = (0, 0, 0) win by 15-20 dB and swamp the means.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tqdm import tqdm
 #: the 27 effects: every knob (or task-vector entry) at 0, 0.5 and 1, the first slowest
 GRID = torch.tensor([[a, b, c] for a in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0) for c in (0.0, 0.5, 1.0)])
 FULL = 26  # index of (1, 1, 1): remove every degradation
+TESTSET_VERSION = 2  # 2: no clean inputs
 
 
 def _sha(path: Path) -> str:
@@ -60,6 +63,8 @@ def test_set(task, data_root: str | None, cache: Path, seed: int, limit: int | N
         clean = read_image(f)
         g = torch.Generator().manual_seed(seed + i)
         blur, noise, quality = task.draw_levels(g)
+        while blur == 0 and noise == 0 and quality is None:  # the binary regime's empty draw: a clean input
+            blur, noise, quality = task.draw_levels(g)
         case = make_case(round(blur, 4), round(noise, 4), quality)
         stored = cache / f"{f.stem}.png"
         if not stored.is_file():
@@ -88,7 +93,7 @@ def quality(args: argparse.Namespace) -> None:
     for name, file in models.items():
         file = Path(file)
         dest = out / "quality" / f"{name}.json"
-        key = {"model": _sha(file), "seed": args.seed, "limit": args.limit}
+        key = {"model": _sha(file), "seed": args.seed, "limit": args.limit, "testset": TESTSET_VERSION}
         if dest.is_file() and json.loads(dest.read_text()).get("key") == key:
             print(f"{name}: cached in {dest}")
             continue
