@@ -20,9 +20,14 @@ not committed: they derive from the shared data); their levels go to ``OUT/tests
 Mixed degradations: image i draws its levels with ``torch.Generator().manual_seed(seed + i)``
 through the task's own training sampler (:meth:`Restore3Task.draw_levels`: a third of the
 images one type only, a third the binary all-or-nothing mixture at the strongest levels, a
-third all three at uniform levels), so the test set covers what the knobs were trained on;
-a draw of no degradation at all (the binary mixture's empty case, 1 in 24) is drawn again: a
-clean input would make the identity effect p = (0, 0, 0) win by 15-20 dB and swamp the means.
+third all three at uniform levels), so the test set covers what the knobs were trained on.
+A draw whose input is not visibly degraded (PSNR >= 40 dB to the clean image: the binary
+mixture's empty case, 1 in 24, or a blur of a fraction of a pixel) is drawn again from the same
+generator: a clean input makes the identity effect p = (0, 0, 0) win by 15-20 dB (or reach
+infinity) and swamps the means.
+
+Per image results are cached with the image's case: a rerun recomputes only images whose
+case changed (or all of them for a changed model file).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from tqdm import tqdm
 #: the 27 effects: every knob (or task-vector entry) at 0, 0.5 and 1, the first slowest
 GRID = torch.tensor([[a, b, c] for a in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0) for c in (0.0, 0.5, 1.0)])
 FULL = 26  # index of (1, 1, 1): remove every degradation
-TESTSET_VERSION = 2  # 2: no clean inputs
+#: a test input closer than this to its clean image (PSNR, dB) is drawn again: not visibly degraded
+MIN_DEGRADATION_DB = 40.0
 
 
 def _sha(path: Path) -> str:
@@ -52,6 +58,7 @@ def test_set(task, data_root: str | None, cache: Path, seed: int, limit: int | N
     [0, 1]); degraded images are written once to ``cache`` as 8-bit PNGs and read back from there."""
     from tunableconv.io import list_images, read_image, write_image
     from tunableconv.paths import data_root as resolve_data_root
+    from tunableconv.metrics import psnr
     from tunableconv.tasks.restore3 import make_case
 
     files = list_images(resolve_data_root(data_root) / "test" / "cbsd68")
@@ -62,17 +69,18 @@ def test_set(task, data_root: str | None, cache: Path, seed: int, limit: int | N
     for i, f in enumerate(files):
         clean = read_image(f)
         g = torch.Generator().manual_seed(seed + i)
-        blur, noise, quality = task.draw_levels(g)
-        while blur == 0 and noise == 0 and quality is None:  # the binary regime's empty draw: a clean input
+        while True:
             blur, noise, quality = task.draw_levels(g)
-        case = make_case(round(blur, 4), round(noise, 4), quality)
-        stored = cache / f"{f.stem}.png"
-        if not stored.is_file():
+            case = make_case(round(blur, 4), round(noise, 4), quality)
             degraded = task.degrade_case(clean, case, g).input.clamp(0, 1)
+            if float(psnr(degraded, clean)) < MIN_DEGRADATION_DB:
+                break  # else no visible degradation (no type drawn, or a blur of a fraction of a pixel): draw again
+        stored = cache / f"{f.stem}-{hashlib.sha256(case.label.encode()).hexdigest()[:8]}.png"
+        if not stored.is_file():
             write_image(degraded, stored)
         items.append({"name": f.stem, "clean": clean, "degraded": read_image(stored),
                       "levels": {"blur": round(blur, 4), "noise": round(noise, 4), "jpeg": quality},
-                      "case": case.label})
+                      "case": case.label, "input_psnr": round(float(psnr(read_image(stored), clean)), 4)})
     return items
 
 
@@ -93,18 +101,22 @@ def quality(args: argparse.Namespace) -> None:
     for name, file in models.items():
         file = Path(file)
         dest = out / "quality" / f"{name}.json"
-        key = {"model": _sha(file), "seed": args.seed, "limit": args.limit, "testset": TESTSET_VERSION}
-        if dest.is_file() and json.loads(dest.read_text()).get("key") == key:
-            print(f"{name}: cached in {dest}")
-            continue
+        key = {"model": _sha(file), "seed": args.seed}
+        old = json.loads(dest.read_text()) if dest.is_file() else {}
+        done = {(r["name"], r["case"]): r for r in old.get("images", []) if "case" in r} \
+            if {k: old.get("key", {}).get(k) for k in key} == key else {}
         restorer = Restorer.load(str(file))
         if items is None:
             items = test_set(task_of(restorer.info), args.data_root, Path(args.cache), args.seed, args.limit)
             (out / "testset.json").write_text(json.dumps(
-                {"seed": args.seed, "images": [{k: it[k] for k in ("name", "levels", "case")} for it in items]},
+                {"seed": args.seed, "min_degradation_db": MIN_DEGRADATION_DB,
+                 "images": [{k: it[k] for k in ("name", "levels", "case", "input_psnr")} for it in items]},
                 indent=1) + "\n")
         rows, start = [], time.perf_counter()
         for it in tqdm(items, desc=name, file=sys.stdout, mininterval=10):
+            if (it["name"], it["case"]) in done:
+                rows.append(done[(it["name"], it["case"])])
+                continue
             outs = [quantize_8bit(o) for o in settings_outputs(restorer, it["degraded"], GRID)]
             clean = it["clean"]
             psnr = [float(M.psnr(o, clean)) for o in outs]
@@ -112,7 +124,7 @@ def quality(args: argparse.Namespace) -> None:
             best = max(range(len(outs)), key=lambda k: psnr[k])
             finite = [k for k in range(len(outs)) if niqe[k] == niqe[k]]
             auto = min(finite, key=lambda k: niqe[k])
-            row = {"name": it["name"], "psnr": [round(v, 4) for v in psnr], "niqe": [round(v, 4) for v in niqe],
+            row = {"name": it["name"], "case": it["case"], "psnr": [round(v, 4) for v in psnr], "niqe": [round(v, 4) for v in niqe],
                    "best": best, "auto": auto}
             for label, k in (("best", best), ("full", FULL), ("auto", auto)):
                 row[f"ssim_{label}"] = round(float(M.ssim(outs[k], clean)), 5)
@@ -122,9 +134,9 @@ def quality(args: argparse.Namespace) -> None:
         arch = getattr(restorer.model, "searched_architecture", None)
         if callable(arch):
             extra["searched_architecture"] = arch()
-        dest.write_text(json.dumps({"key": key, "model_file": file.name, **extra,
+        dest.write_text(json.dumps({"key": {**key, "limit": args.limit}, "model_file": file.name, **extra,
                                     "params": sum(t.numel() for t in restorer.model.parameters()), "images": rows,
-                                    "seconds": round(time.perf_counter() - start, 1),
+                                    "seconds_this_run": round(time.perf_counter() - start, 1),
                                     "summary": summarise(rows)}, indent=1) + "\n")
         print(f"{name}: {summarise(rows)}")
 

@@ -204,3 +204,34 @@ def test_shipped_nafnet_restores_through_the_cli_and_the_app(tmp_path):
         got = [client.post("/api/restore", json={"image_id": image_id, "model": "denoise-nafnet", "strength": s})
                for s in (1.0, 0.0)]
         assert all(g.status_code == 200 for g in got) and got[0].content != got[1].content
+
+
+@pytest.mark.skipif("restore3" not in SHIPPED, reason="no shipped restore3 model")
+def test_shipped_restore3_sweeps_27_effects_through_its_trunk(tmp_path, capsys):
+    """The shipped three-degradation model (issue 21): knobs deblur, denoise, dejpeg on the cube,
+    a p-independent trunk of 5 of its 6 blocks; ``model.sweep`` of the 27 effects equals 27
+    calls; raising ``denoise`` removes noise; ``tunableconv sweep --grid 3`` renders the sheet."""
+    from PIL import Image
+
+    from tunableconv.cli import main as cli
+    from tunableconv.sweep import cube_settings, settings_outputs
+    from tunableconv.tasks import build_task
+    from tunableconv.tasks.restore3 import make_case
+    from tunableconv.train import get_recipe
+
+    r = Restorer.load("restore3")
+    assert r.space.domain == "cube" and r.space.names == ["deblur", "denoise", "dejpeg"]
+    assert r.info.arguments["trunk_blocks"] == 5 and r.info.arguments["num_blocks"] == 6
+    clean = center_crop(bundled_sample_image(), 64, 64)
+    task = build_task(get_recipe("restore3-small"))
+    s = task.degrade_case(clean, make_case(0.0, 25.0, None), torch.Generator().manual_seed(0))
+    settings = cube_settings(r, 3)
+    outs = settings_outputs(r, s.input, settings.ps)
+    for k in (0, 13, 26):
+        torch.testing.assert_close(outs[k], r(s.input, settings.ps[k]), atol=1e-4, rtol=0)
+    gt = [float(psnr(outs[k], clean)) for k in (18, 21, 24)]  # deblur 1, denoise 0 / 0.5 / 1, dejpeg 0
+    assert gt[0] < gt[1] < gt[2] and gt[2] > float(psnr(s.input, clean)) + 3, gt
+    src, sheet = tmp_path / "in.png", tmp_path / "sheet.png"
+    Image.fromarray((s.input * 255).round().byte().permute(1, 2, 0).numpy()).save(src)
+    assert cli(["sweep", str(src), "--model", "restore3", "--grid", "3", "-o", str(sheet)]) == 0
+    assert "27 settings in" in capsys.readouterr().out and Image.open(sheet).width > 9 * 64
