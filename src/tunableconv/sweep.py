@@ -373,8 +373,9 @@ def settings_outputs(restorer: Restorer, image: Tensor, ps: Tensor, *, tile: int
     sweep = getattr(restorer.model, "sweep", None)
     if callable(sweep) and not tile:
         with torch.no_grad():
-            try:
-                ys = sweep(x.to(restorer.device), ps.to(restorer.device))
+            try:  # NHWC activations, as Restorer: 1.4-1.7x faster convolutions on CPU (oneDNN)
+                ys = sweep(x.to(restorer.device, torch.float32).contiguous(memory_format=torch.channels_last),
+                           ps.to(restorer.device))
             except (NotImplementedError, AttributeError):
                 ys = None
         if ys is not None:
