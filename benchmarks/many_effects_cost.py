@@ -12,7 +12,8 @@ task-agnostic layers: computed once), else one full pass per effect.
   with it, the controllers and knob mixes do not), so the first two sizes fix ``a + b·pixels``,
   the third checks it (its residual is printed and stored), and the fit gives HD and 2K.
 - **Wall time** of the 27-effect call on a random image, every method in turn, round after
-  round (``--repeats``), at each ``--sizes`` x ``--threads``; the median per method and its
+  round (``--repeats``), after one untimed effect of every method (a warm-up), at each
+  ``--sizes`` x ``--threads``; the median per method and its
   ratio to the first ``--model`` (27 full passes of the fully tunable network). Run it on a
   quiet machine: nothing else running.
 
@@ -98,6 +99,8 @@ def main() -> int:
         h, w = sizes[size]
         x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
         times: dict[str, list[float]] = {n: [] for n in models}
+        for r in models.values():  # warm-up: one effect each (allocator, kernel mixes), not timed
+            settings_outputs(r, x, GRID[:1])
         for rep in range(args.repeats):
             for name, r in models.items():
                 start = time.perf_counter()

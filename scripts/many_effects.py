@@ -237,7 +237,7 @@ def report(args: argparse.Namespace) -> None:
                   "CPU, every method in turn in one process; `–`: not measured.", ""]
         head = "| Computation cost | " + " | ".join(f"{LABELS.get(n, n)} ({s})" for s in sizes for n in names) + " |"
         lines += [head, "|---" * (1 + len(sizes) * len(names)) + "|"]
-        lines.append("| FLOPs (T) | " + " | ".join(_f(flops[n][s] / 1e12, 1) if n in flops else "–"
+        lines.append("| FLOPs (T) | " + " | ".join(_f(flops[n][s] / 1e12, 3) if n in flops else "–"
                                                 for s in sizes for n in names) + " |")
         for threads in sorted({k.split("@")[1] for k in settings}):
             lines.append(f"| CPU, {threads} thread(s) (s) | " + " | ".join(
@@ -298,13 +298,15 @@ def report(args: argparse.Namespace) -> None:
             ours = n == "tunable" or n.startswith("trunk")
             ax.scatter([x], [q[n]["psnr_best"]], s=60, marker="o" if ours else "s",
                        color="tab:blue" if ours else "tab:red")
-            ax.annotate(LABELS.get(n, n).replace(" (method 1)", ""), (x, q[n]["psnr_best"]), fontsize=8,
-                        xytext=(5, 4), textcoords="offset points")
+            short = LABELS.get(n, n).replace(" (method 1)", "").replace("Tunable, shared trunk ", "trunk ")
+            ax.annotate(short, (x, q[n]["psnr_best"]), fontsize=8, xytext=(5, -12 if n == "trunk5" else 4),
+                        textcoords="offset points")
         ax.set_xlabel(f"time for 27 effects, s ({main_setting.replace('@', ', ')} thread(s))" if main_setting
                       else "FLOPs for 27 HD effects (T)")
         ax.set_ylabel(f"best-of-27 PSNR, dB (CBSD68, {n_images} images)")
         ax.set_title("Quality against the cost of 27 effects (up and left is better)")
         ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
         fig.tight_layout()
         fig.savefig(out / "plane.png", dpi=130)
         plt.close(fig)
