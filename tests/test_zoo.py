@@ -11,6 +11,20 @@ from tunableconv.restore import Restorer
 from tunableconv.zoo import available
 
 SHIPPED = available()
+
+
+def _zoo_app_client():
+    """A test client of the web app serving the shipped models (skips without fastapi/httpx)."""
+    import warnings
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from tunableconv.app.server import AppConfig, create_app
+
+    return TestClient(create_app(AppConfig(models=[], include_zoo=True, preview_size=64)))
 #: the shipped files allowed above 5 MB: the tunable NAFNet (4.5 M parameters, stored in float16)
 LARGEST_FILE = {"denoise-nafnet": 10e6}
 pytestmark = pytest.mark.skipif("denoise" not in SHIPPED, reason="no shipped denoiser in src/tunableconv/zoo")
@@ -132,15 +146,7 @@ def test_app_restores_with_the_two_knobs_of_deblur_denoise():
 
     from PIL import Image
 
-    pytest.importorskip("fastapi")
-    pytest.importorskip("httpx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from tunableconv.app.server import AppConfig, create_app
-
-    app = create_app(AppConfig(models=[], include_zoo=True, preview_size=64))
-    with TestClient(app) as client:
+    with _zoo_app_client() as client:
         by_name = {m["name"]: m for m in client.get("/api/models").json()["models"]}
         m = by_name["deblur-denoise"]
         assert m["domain"] == "cube" and not m["simplex"] and [k["name"] for k in m["knobs"]] == ["denoise", "deblur"]
@@ -187,15 +193,7 @@ def test_shipped_nafnet_restores_through_the_cli_and_the_app(tmp_path):
     assert cli(["restore", str(src), str(out), "--model", "denoise-nafnet", "--strength", "0.7"]) == 0
     assert Image.open(out).size == (96, 96)
 
-    pytest.importorskip("fastapi")
-    pytest.importorskip("httpx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from tunableconv.app.server import AppConfig, create_app
-
-    app = create_app(AppConfig(models=[], include_zoo=True, preview_size=64))
-    with TestClient(app) as client:
+    with _zoo_app_client() as client:
         m = {m["name"]: m for m in client.get("/api/models").json()["models"]}["denoise-nafnet"]
         assert not m["tiling_exact"] and m["bytes_per_pixel"] > 0
         buf = io.BytesIO()
