@@ -142,7 +142,6 @@ def test_app_restores_with_the_two_knobs_of_deblur_denoise():
     """The web app's API lists deblur-denoise with two independent sliders and restores with both
     knobs set by name; a wrong knob name is a 422 naming the knobs (issue 17)."""
     import io
-    import warnings
 
     from PIL import Image
 
@@ -171,7 +170,6 @@ def test_shipped_nafnet_restores_through_the_cli_and_the_app(tmp_path):
     noise preservation, the CLI restores a PNG, and the app lists it as a whole-image model
     (its channel attention pools globally: no tiling) and restores with its slider."""
     import io
-    import warnings
 
     from PIL import Image
 
