@@ -188,6 +188,11 @@ def test_sweep_auto_picks_names_and_writes_the_choice(files, tmp_path, capsys, n
     outs = settings_outputs(r, natural_image, settings.ps)
     best, _ = choose_setting(outs)
     assert (read_image(chosen) - outs[best]).abs().max() <= 1 / 255 + 1e-6
+    # the choice alone (no sheet), from a two-knob grid
+    alone = tmp_path / "alone.png"
+    rc, out, err = _cli(capsys, "sweep", photo, "--model", files["trunk"], "--grid", "deblur,denoise", "--steps", "2",
+                        "--auto", "--auto-output", alone)
+    assert rc == 0 and alone.is_file() and "grid" not in out, err
     # --auto on a strip sweep too
     rc, out, err = _cli(capsys, "sweep", photo, "--model", files["trunk"], "--knob", "denoise", "--steps", "3", "--auto",
                         "-o", tmp_path / "strip.png")

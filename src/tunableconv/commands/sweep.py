@@ -268,10 +268,11 @@ def run(args: argparse.Namespace) -> int:
             best = _auto(flat, [f"{a}, {b}" for a in row_labels for b in column_labels], auto_path)
             rows = [[framed(o) if r * len(values) + c == best else o for c, o in enumerate(row)]
                     for r, row in enumerate(rows)]
-        grid = make_grid(rows, row_labels, column_labels)
-        strip_path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(from_uint8_array(np.asarray(grid)), strip_path)
-        print(f"wrote {strip_path} ({len(values)}x{len(values)} grid, {grid.width}x{grid.height})")
+        if strip_path is not None:  # --auto --auto-output alone writes the choice only
+            grid = make_grid(rows, row_labels, column_labels)
+            strip_path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(from_uint8_array(np.asarray(grid)), strip_path)
+            print(f"wrote {strip_path} ({len(values)}x{len(values)} grid, {grid.width}x{grid.height})")
         return 0
 
     outputs = sweep_outputs(restorer, image, values, base=base, calibrated=calibrated, tile=tile, overlap=overlap,
