@@ -295,6 +295,9 @@ def test_resolve_in_each_domain():
     torch.testing.assert_close(s3.resolve(knobs={"a": 0.2, "c": 0.5}), torch.tensor([0.2, 0.3, 0.5]))
     with pytest.raises(InvalidParamsError, match="missing knob value"):  # ... two left out are not implied
         s3.resolve(knobs={"a": 0.2})
+    # ... unless the weights named already sum to 1: the others are 0
+    torch.testing.assert_close(s3.resolve(knobs={"b": 1.0}), torch.tensor([0.0, 1.0, 0.0]))
+    torch.testing.assert_close(s3.resolve(knobs={"a": 0.25, "c": 0.75}), torch.tensor([0.25, 0.0, 0.75]))
     with pytest.raises(InvalidParamsError, match="sum to 1.3"):
         s3.resolve(knobs={"a": 0.8, "b": 0.5})
     torch.testing.assert_close(c2.resolve(knobs={"y": 0.1}), torch.tensor([0.5, 0.1]))  # x at its default
@@ -642,3 +645,25 @@ def test_nan_weights_blame_the_file_not_the_input(files, tmp_path, capsys):
     rc, _, err = _cli(capsys, "restore", files["image"], out, "--model", path)
     _one_line_error(rc, err, "weights hold NaN/Inf")
     assert not out.exists()
+
+
+def test_knob_icons_round_trip_and_refuse_anything_but_an_image_data_uri():
+    from tunableconv.io import icon_data_uri, icon_image
+    from tunableconv.knobs import MAX_ICON_CHARS
+
+    picture = torch.rand(3, 30, 90, generator=torch.Generator().manual_seed(0))
+    icon = icon_data_uri(picture, size=48)
+    assert icon.startswith("data:image/jpeg;base64,") and icon_image(icon).shape == (3, 16, 48)
+    space = KnobSpace([Knob("a", icon=icon), Knob("b"), Knob("c")], "simplex")
+    back = KnobSpace.from_dict(space.to_dict())
+    assert back.knobs[0].icon == icon and back.knobs[1].icon == "" and "icon" not in space.to_dict()["knobs"][1]
+    for bad in ("javascript:alert(1)", 'data:image/png;base64,AAAA" onload="x', "data:image/svg+xml;base64,AAAA",
+                "http://example.com/a.png", "data:image/png;base64," + "A" * MAX_ICON_CHARS, 5):
+        d = space.to_dict()
+        d["knobs"][0]["icon"] = bad
+        with pytest.raises(InputError, match=r"knobs\[0\]\.icon"):
+            KnobSpace.from_dict(d)
+        with pytest.raises(ValueError, match="icon"):
+            Knob("a", icon=bad)
+    with pytest.raises(InputError, match="not a knob icon"):
+        icon_image("data:text/plain;base64,AAAA")

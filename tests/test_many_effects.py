@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,7 +24,7 @@ from tunableconv.models import ResNet, ResNetConfig, save_model
 from tunableconv.models.baselines.cresmd import CResMD, CResMDConfig
 from tunableconv.paths import data_root, weights_file
 from tunableconv.restore import Restorer
-from tunableconv.sweep import choose_setting, contact_sheet, cube_settings, settings_outputs
+from tunableconv.sweep import choose_setting, contact_sheet, knob_settings, settings_outputs, triangle_sheet
 
 REPO = Path(__file__).resolve().parents[1]
 CUBE3 = KnobSpace([Knob("deblur"), Knob("denoise"), Knob("dejpeg")], "cube")
@@ -78,7 +79,7 @@ def _cli(capsys, *args) -> tuple[int, str, str]:
 @pytest.mark.parametrize("name", ["trunk", "full"])
 def test_settings_outputs_equal_one_call_per_setting(files, name):
     r = Restorer.load(str(files[name]))
-    settings = cube_settings(r, 3)
+    settings = knob_settings(r, 3)
     assert len(settings) == 27 and settings.points[0].tolist() == [0, 0, 0] and settings.points[1].tolist() == [0, 0, 0.5]
     image = read_image(files["image"])
     outs = settings_outputs(r, image, settings.ps)
@@ -98,17 +99,20 @@ def test_settings_outputs_without_a_sweep_method(files):
         torch.testing.assert_close(y, r(x, p))
 
 
-def test_cube_settings_refuses_what_it_cannot_lay_out(files):
-    with pytest.raises(InvalidParamsError, match="simplex"):
-        cube_settings(Restorer.load(str(files["simplex3"])), 3)
+def test_knob_settings_refuses_what_it_cannot_lay_out(files, tmp_path):
+    simplex4 = save_model(ResNet(ResNetConfig(channels=4, num_blocks=1, num_params=4, domain="simplex")).eval(),
+                          tmp_path / "simplex4.safetensors", knob_space=KnobSpace([Knob(n) for n in "abcd"], "simplex"),
+                          info={"task": "restore3"})
+    with pytest.raises(InvalidParamsError, match="4 weights on the simplex"):
+        knob_settings(Restorer.load(str(simplex4)), 3)
     with pytest.raises(InvalidParamsError, match="at most 27"):
-        cube_settings(Restorer.load(str(files["cube4"])), 3)
-    assert len(cube_settings(Restorer.load(str(files["cube4"])), 2)) == 16
+        knob_settings(Restorer.load(str(files["cube4"])), 3)
+    assert len(knob_settings(Restorer.load(str(files["cube4"])), 2)) == 16
 
 
 def test_contact_sheet_layout_and_highlight(files):
     r = Restorer.load(str(files["trunk"]))
-    settings = cube_settings(r, 3)
+    settings = knob_settings(r, 3)
     panels = [torch.full((3, 10, 12), k / 26) for k in range(27)]
     sheet = contact_sheet(panels, settings, gap=2)
     plain = contact_sheet(panels, settings, gap=2, highlight=None)
@@ -184,7 +188,7 @@ def test_sweep_auto_picks_names_and_writes_the_choice(files, tmp_path, capsys, n
     line = next(t for t in out.splitlines() if t.startswith("auto (lowest NIQE): "))
     assert "deblur=" in line and "dejpeg=" in line
     r = Restorer.load(str(files["trunk"]))
-    settings = cube_settings(r, 2)
+    settings = knob_settings(r, 2)
     outs = settings_outputs(r, natural_image, settings.ps)
     best, _ = choose_setting(outs)
     assert (read_image(chosen) - outs[best]).abs().max() <= 1 / 255 + 1e-6
@@ -258,3 +262,42 @@ def test_searched_architecture_table():
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[0] == name and 0 <= int(cells[2]) <= float(cells[3]) <= int(cells[4]) <= 4
     assert "27 effects" in lines[2] and "of 7 channel-selection modules shared" in lines[2]
+
+
+def test_triangle_of_a_three_knob_simplex(files):
+    """``--grid N`` on a 3-knob simplex: the barycentric lattice with N points per edge, laid
+    out as a triangle (knob 0 at the top, knob 1 bottom left, knob 2 bottom right)."""
+    r = Restorer.load(str(files["simplex3"]))
+    settings = knob_settings(r, 5)
+    assert settings.layout == "triangle" and len(settings) == 15
+    torch.testing.assert_close(settings.ps.sum(1), torch.ones(15))
+    assert {tuple(round(float(v) * 4) for v in p) for p in settings.ps} == \
+        {(i, j, 4 - i - j) for i in range(5) for j in range(5 - i)}
+    # each panel a flat colour coding its weights: find each one where the triangle puts it
+    panels = [torch.stack([p[0], p[1], p[2]])[:, None, None].expand(3, 20, 30) for p in settings.ps]
+    sheet = np.asarray(contact_sheet(panels, settings, gap=4)).astype(float) / 255
+    h, w = sheet.shape[:2]
+    colours = {tuple(round(float(v) * 4) for v in p) for p in settings.ps}
+    found = {}
+    for y in range(h):
+        for x in range(0, w, 3):
+            c = tuple(sheet[y, x])
+            key = tuple(round(v * 4) for v in c)
+            if key in colours and max(abs(v * 4 - k) for v, k in zip(c, key)) < 0.05 and sum(key) == 4:
+                found.setdefault(key, (y, x))
+    assert set(found) == colours
+    top, left, right = found[(4, 0, 0)], found[(0, 4, 0)], found[(0, 0, 4)]
+    assert top[0] < left[0] == right[0] and left[1] < top[1] < right[1]
+    assert abs(found[(2, 1, 1)][1] - top[1]) <= 3  # the middle of its row sits under the top
+    with pytest.raises(InputError, match="lattice"):
+        triangle_sheet(panels[:2], [(0.5, 0.5, 0.0), (0.5, 0.5, 0.0)], ["a", "b", "c"])
+    with pytest.raises(InputError, match="has 15 points"):
+        triangle_sheet(panels[:14], [tuple(float(v) for v in p) for p in settings.ps[:14]], ["a", "b", "c"])
+    legend = contact_sheet(panels, settings, corner_images=panels[:3])
+    assert legend.height > sheet.shape[0]  # the three corner pictures above the triangle
+
+
+def test_sweep_grid_draws_the_triangle_of_a_simplex_model(files, tmp_path, capsys):
+    out = tmp_path / "tri.png"
+    rc, text, _ = _cli(capsys, "sweep", files["image"], "--model", files["simplex3"], "--grid", "4", "-o", out)
+    assert rc == 0 and "10 settings" in text and read_image(out).shape[-1] >= 4 * 28

@@ -1,11 +1,14 @@
 """Style transfer (issue 19, first step): the style network plain and converted, the VGG16
 extractor, the Gram maths, the two ways of mixing styles with p, the p sampler, the ``style``
-task and 20-step training runs of ``style3-small`` and a single-style twin."""
+task and 20-step training runs of ``style3-small`` and a single-style twin; the product on
+the 20-step model: the style thumbnails in the model file, restore with three knobs (and its
+refusals), the sweep's triangle and the web app."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -307,17 +310,27 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def runs(data_root, tmp_path_factory) -> dict[str, tuple[dict, Path]]:
+    """20-step runs of ``style3-small`` and a single-style twin: ``{name: (summary, model file)}``."""
+    out = {}
+    for name in ("style3-small", "style3-fixed-edtaonisl-small"):
+        folder = tmp_path_factory.mktemp(name)
+        recipe = _tiny(name, data_root)
+        trainer = Trainer(recipe, folder / "run", progress=False)
+        assert len(trainer.task.train_images(recipe).paths) == 5  # data.train and task.more_content
+        out[name] = (trainer.fit(), folder / "run" / "model.safetensors")
+    return out
+
+
 @pytest.mark.parametrize("name", ["style3-small", "style3-fixed-edtaonisl-small"])
-def test_recipes_train_20_steps(name, data_root, tmp_path):
+def test_recipes_train_20_steps(name, runs):
     assert {"style3-small", "style3-paper", *(f"style3-fixed-{s}-small" for s in STYLES)} <= set(RECIPES)
     shipped = get_recipe(name)
     assert shipped.train.steps == get_recipe("style3-small").train.steps and shipped.data.patch_size == 128
-    recipe = _tiny(name, data_root)
-    trainer = Trainer(recipe, tmp_path / "run", progress=False)
-    assert len(trainer.task.train_images(recipe).paths) == 5  # data.train and task.more_content
-    summary = trainer.fit()
+    summary, path = runs[name]
     assert summary["steps"] == 20
-    model, info = load_model(tmp_path / "run" / "model.safetensors")
+    model, info = load_model(path)
     val = summary["val"]
     if name == "style3-small":
         assert info.space.names == list(STYLES) and info.space.domain == "simplex" and not info.space.tiling_exact
@@ -325,3 +338,77 @@ def test_recipes_train_20_steps(name, data_root, tmp_path):
     else:
         assert info.space.num_params == 0 and set(val) == {*(f"style_{s}@fixed" for s in STYLES), "content@fixed"}
     assert all(v == v and v >= 0 for v in val.values())
+
+
+# ------------------------------------------------------------------ the product: icons, restore, sweep, app
+def test_model_file_carries_the_style_thumbnails(runs, data_root):
+    from tunableconv.io import icon_image, read_image
+
+    _, path = runs["style3-small"]
+    _, info = load_model(path)
+    styles = {s: read_image(data_root / "style" / f"{s}.png") for s in STYLES}  # 60x52 noise pictures
+    for knob in info.space.knobs:
+        icon = icon_image(knob.icon)
+        assert icon.shape[0] == 3 and max(icon.shape[-2:]) == 64
+        far = {s: float((icon - torch.nn.functional.interpolate(im[None], size=icon.shape[-2:], mode="bilinear")[0])
+                        .abs().mean()) for s, im in styles.items()}
+        assert min(far, key=far.get) == knob.name  # its own style image, not another's
+    assert not load_model(runs["style3-fixed-edtaonisl-small"][1])[1].space.knobs
+
+
+def test_restore_sweep_and_app_with_three_style_knobs(runs, data_root, tmp_path, capsys):
+    from tunableconv.cli import main
+    from tunableconv.io import read_image
+
+    _, path = runs["style3-small"]
+    photo = data_root / "val" / "img0.png"
+    outs = {}
+    for name, knobs in (("blend", ["mosaic=0.5", "kandinsky=0.5"]), ("mosaic", ["mosaic=1"]),
+                        ("implied", ["mosaic=0.5", "edtaonisl=0"])):  # the last weight is implied: kandinsky 0.5
+        args = ["restore", str(photo), str(tmp_path / f"{name}.png"), "--model", str(path)]
+        for k in knobs:
+            args += ["--knob", k]
+        assert main(args) == 0
+        outs[name] = read_image(tmp_path / f"{name}.png")
+        assert outs[name].shape == read_image(photo).shape
+    assert not torch.equal(outs["blend"], outs["mosaic"]) and torch.equal(outs["blend"], outs["implied"])
+    capsys.readouterr()
+    bad = tmp_path / "bad.png"
+    assert main(["restore", str(photo), str(bad), "--model", str(path), "--knob", "mosaic=0.5", "--knob",
+                 "kandinsky=0.7"]) == 2
+    err = capsys.readouterr().err
+    assert "sum to 1" in err and err.count("\n") == 1 and not bad.exists()
+    assert main(["restore", str(photo), str(bad), "--model", str(path), "--knob", "mosaic=1", "--tile", "16",
+                 "--overlap", "4"]) == 2
+    assert "not exact" in capsys.readouterr().err and not bad.exists()
+
+    # the triangle of blends: 5 points per edge, the style thumbnails in a legend above
+    sheet = tmp_path / "triangle.png"
+    assert main(["sweep", str(photo), "--model", str(path), "--grid", "5", "-o", str(sheet)]) == 0
+    assert "15 settings" in capsys.readouterr().out
+    tri = read_image(sheet)
+    assert tri.shape[-1] >= 5 * 30 and tri.shape[-2] > 5 * 28  # five rows of 30x28 panels
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    import io
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from tunableconv.app.server import AppConfig, create_app
+
+    with TestClient(create_app(AppConfig(models=[str(path)], include_zoo=False, preview_size=32))) as client:
+        (m,) = client.get("/api/models").json()["models"]
+        assert m["simplex"] and [k["name"] for k in m["knobs"]] == list(STYLES)
+        assert all(k["icon"].startswith("data:image/jpeg;base64,") for k in m["knobs"])
+        upload = client.post("/api/images", files={"file": ("a.png", photo.read_bytes(), "image/png")}).json()
+        r = client.post("/api/restore", json={"image_id": upload["id"], "model": m["name"],
+                                              "knobs": {"mosaic": 0.5, "edtaonisl": 0, "kandinsky": 0.5}})
+        assert r.status_code == 200, r.text
+        app_out = torch.from_numpy(np.array(Image.open(io.BytesIO(r.content)).convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(app_out.float() / 255, outs["blend"])  # the same 8-bit output as the CLI
+        r = client.post("/api/restore", json={"image_id": upload["id"], "model": m["name"],
+                                              "knobs": {"mosaic": 0.5, "edtaonisl": 0.5, "kandinsky": 0.5}})
+        assert r.status_code == 422 and "sum to 1" in r.json()["detail"]

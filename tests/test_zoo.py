@@ -210,7 +210,7 @@ def test_shipped_restore3_sweeps_27_effects_through_its_trunk(tmp_path, capsys):
     from PIL import Image
 
     from tunableconv.cli import main as cli
-    from tunableconv.sweep import cube_settings, settings_outputs
+    from tunableconv.sweep import knob_settings, settings_outputs
     from tunableconv.tasks import build_task
     from tunableconv.tasks.restore3 import make_case
     from tunableconv.train import get_recipe
@@ -221,7 +221,7 @@ def test_shipped_restore3_sweeps_27_effects_through_its_trunk(tmp_path, capsys):
     clean = center_crop(bundled_sample_image(), 64, 64)
     task = build_task(get_recipe("restore3-small"))
     s = task.degrade_case(clean, make_case(0.0, 25.0, None), torch.Generator().manual_seed(0))
-    settings = cube_settings(r, 3)
+    settings = knob_settings(r, 3)
     outs = settings_outputs(r, s.input, settings.ps)
     for k in (0, 13, 26):
         torch.testing.assert_close(outs[k], r(s.input, settings.ps[k]), atol=1e-4, rtol=0)

@@ -66,6 +66,8 @@ __all__ = [
     "write_image",
     "to_uint8_array",
     "from_uint8_array",
+    "icon_data_uri",
+    "icon_image",
 ]
 
 #: Default refusal limit of :func:`read_image`: 64 megapixels.
@@ -617,3 +619,34 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
     return files
+
+
+def icon_data_uri(image: torch.Tensor, size: int = 64, quality: int = 85) -> str:
+    """A small JPEG thumbnail of ``image`` ``(3, H, W)`` in [0, 1], its longer side ``size``
+    pixels, as a ``data:image/jpeg;base64,...`` URI (a knob's icon, see
+    :class:`tunableconv.knobs.Knob`)."""
+    import base64
+
+    if size < 8:
+        raise InputError(f"an icon needs at least 8 pixels a side, got {size}")
+    pil = Image.fromarray(to_uint8_array(image))
+    scale = size / max(pil.size)
+    pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    pil.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def icon_image(icon: str) -> torch.Tensor:
+    """The picture of a knob icon (a PNG/JPEG data URI) as ``(3, H, W)`` in [0, 1].
+
+    Raises:
+        InputError: not a valid icon.
+    """
+    import base64
+
+    from .knobs import valid_icon
+
+    if not valid_icon(icon):
+        raise InputError("not a knob icon (a base64 PNG/JPEG data URI)")
+    return read_image(io.BytesIO(base64.b64decode(icon.split(",", 1)[1])))

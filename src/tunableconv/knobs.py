@@ -12,6 +12,9 @@ Vocabulary (used the same way everywhere in tunableconv):
   by about equal amounts (``tunableconv calibrate``); ``--raw`` skips it.
 - On the cube each knob may carry its own calibration (along its axis, the other knobs at
   their defaults).
+- A knob may carry an **icon**: a small picture of what it brings (the style transfer task
+  stores a thumbnail of each style image), as a PNG/JPEG data URI; the web app's triangle and
+  ``tunableconv sweep --grid N`` show it.
 
 Besides the knobs, a knob space records what a runner needs: the **scale** factor (1 for
 restoration at the same size, 4 for ×4 super-resolution), whether **tiled inference is
@@ -29,6 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -79,6 +83,18 @@ class Calibration:
         return cls(tuple(float(v) for v in u), tuple(float(v) for v in s))
 
 
+#: Longest knob icon (a data URI): a 64-pixel JPEG thumbnail takes 3-5 thousand characters.
+MAX_ICON_CHARS = 24_000
+_ICON = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def valid_icon(icon: Any) -> bool:
+    """Whether ``icon`` is a knob icon a page can show as is: ``data:image/png;base64,...`` or
+    ``data:image/jpeg;base64,...`` of at most :data:`MAX_ICON_CHARS` characters (nothing that
+    could leave an HTML attribute or fetch from elsewhere)."""
+    return isinstance(icon, str) and len(icon) <= MAX_ICON_CHARS and _ICON.fullmatch(icon) is not None
+
+
 @dataclass(frozen=True)
 class Knob:
     """One coordinate of p."""
@@ -86,11 +102,19 @@ class Knob:
     name: str
     description: str = ""
     calibration: Calibration | None = None  # cube only: along this knob's axis
+    icon: str = ""  # a small picture of what the knob brings (a style image): an image data URI, or ""
+
+    def __post_init__(self) -> None:
+        if self.icon and not valid_icon(self.icon):
+            raise ValueError(f"knob {self.name!r}: icon must be a base64 PNG/JPEG data URI of at most "
+                             f"{MAX_ICON_CHARS} characters")
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "description": self.description}
         if self.calibration is not None:
             d["calibration"] = self.calibration.to_dict()
+        if self.icon:
+            d["icon"] = self.icon
         return d
 
 
@@ -217,7 +241,8 @@ class KnobSpace:
         named one goes through its calibration unless ``calibrated`` is False; on the simplex
         the knobs are weights of one mixture summing to 1: every knob but at most one must be
         named (raw values), the one left out is 1 minus the others (``perceptual=0.7`` on a
-        two-knob simplex is p = (0.3, 0.7)).
+        two-knob simplex is p = (0.3, 0.7)); when the named weights already sum to 1 the
+        others are 0 (``mosaic=1`` on three styles is p = (1, 0, 0)).
         Raises :class:`InvalidParamsError` (one line) on bad input.
         """
         given = sum(x is not None for x in (p, knobs, slider))
@@ -257,8 +282,13 @@ class KnobSpace:
                                              f"weights summing to 1, so {missing[0]} would be {rest:.3g}")
                 values[self.names.index(missing[0])] = min(1.0, max(0.0, rest))
             elif self.domain == "simplex" and missing:
-                raise InvalidParamsError(f"missing knob value(s) for {', '.join(missing)}: the knobs of this model are "
-                                         f"weights on the simplex, give every knob ({', '.join(self.names)})")
+                total = sum(float(v) for v in knobs.values())
+                if abs(total - 1.0) > 1e-6:  # weights that already sum to 1 leave the others at 0 (mosaic=1)
+                    raise InvalidParamsError(f"missing knob value(s) for {', '.join(missing)}: the knobs of this model "
+                                             f"are weights on the simplex, give every knob ({', '.join(self.names)}) "
+                                             f"or weights that sum to 1 (these sum to {total:.3g})")
+                for name in missing:
+                    values[self.names.index(name)] = 0.0
         elif slider is not None:
             if not (isinstance(slider, (tuple, list)) and len(slider) == 2 and isinstance(slider[0], str)):
                 raise InvalidParamsError(f"a slider is given as (name, value), got {slider!r}")
@@ -352,7 +382,7 @@ class KnobSpace:
             if not isinstance(k, Mapping) or not isinstance(k.get("name"), str) or not k["name"].strip():
                 raise _fail(where, f"knobs[{i}]", "must be an object with a non-empty 'name'")
             _check_name(k["name"], where, f"knobs[{i}].name")
-            _no_unknown(k, ("name", "description", "calibration"), where, f"knobs[{i}]")
+            _no_unknown(k, ("name", "description", "calibration", "icon"), where, f"knobs[{i}]")
             desc = k.get("description", "")
             if not isinstance(desc, str):
                 raise _fail(where, f"knobs[{i}].description", "must be a string")
@@ -361,7 +391,11 @@ class KnobSpace:
                 if domain != "cube":
                     raise _fail(where, f"knobs[{i}].calibration", "is only for cube knobs (on the simplex calibrate a slider)")
                 cal = Calibration.from_dict(k["calibration"], where, f"knobs[{i}].calibration")
-            knobs.append(Knob(k["name"], desc, cal))
+            icon = k.get("icon", "")
+            if icon and not valid_icon(icon):
+                raise _fail(where, f"knobs[{i}].icon", f"must be a base64 PNG/JPEG data URI of at most {MAX_ICON_CHARS} "
+                                                      "characters")
+            knobs.append(Knob(k["name"], desc, cal, icon))
         if len({k.name for k in knobs}) != len(knobs):
             raise _fail(where, "knobs", "has duplicate names")
         n = len(knobs)

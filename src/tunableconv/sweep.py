@@ -24,13 +24,14 @@ What is swept is read from the model's knob space only:
 :func:`grid_params` / :func:`grid_outputs` / :func:`make_grid` sweep two knobs of a cube
 model at once (the others at their defaults): rows follow the first knob, columns the second.
 
-:func:`cube_settings` / :func:`settings_outputs` / :func:`contact_sheet` render *every*
-setting of a cube model's knob grid at once (27 effects of three knobs at three values each):
+:func:`knob_settings` / :func:`settings_outputs` / :func:`contact_sheet` render *every*
+setting of a cube model's knob grid at once (27 effects of three knobs at three values each),
+or the barycentric triangle of a 3-knob simplex model (three styles and their blends):
 the outputs come from ``model.sweep`` where the architecture has one, so a p-independent trunk
 runs once for all settings. :func:`choose_setting` picks one of them by a no-reference score
 (NIQE, lower is more natural)::
 
-    settings = cube_settings(r, 3)                        # the 27 p of {0, 0.5, 1}^3
+    settings = knob_settings(r, 3)                        # the 27 p of {0, 0.5, 1}^3
     outputs = settings_outputs(r, degraded, settings.ps)  # trunk once, 27 rests
     best, scores = choose_setting(outputs)                # lowest NIQE
     sheet = contact_sheet(outputs, settings, highlight=best)
@@ -62,7 +63,8 @@ __all__ = [
     "sweep_outputs",
     "grid_params",
     "grid_outputs",
-    "cube_settings",
+    "knob_settings",
+    "triangle_sheet",
     "settings_outputs",
     "choose_setting",
     "contact_sheet",
@@ -339,22 +341,30 @@ def make_strip(images: Sequence[Tensor | Image.Image], labels: Sequence[str] | N
     return strip
 
 
-def cube_settings(restorer: Restorer, steps: int = 3, *, calibrated: bool = True):
-    """Every setting of a cube model's knob grid, ``steps`` values per knob (``steps ** P``
-    settings, at most 27): an :class:`~tunableconv.preview.AnchorSet` whose ``points`` are the
-    knob values u ``(N, P)`` (row-major, the first knob slowest) and ``ps`` the raw p (u
-    through each knob's calibration unless ``calibrated`` is False).
+def knob_settings(restorer: Restorer, steps: int = 3, *, calibrated: bool = True):
+    """Every setting of a model's knob grid: an :class:`~tunableconv.preview.AnchorSet` whose
+    ``points`` are the knob values u ``(N, P)`` and ``ps`` the raw p.
+
+    - a cube model: ``steps`` values per knob, ``steps ** P`` settings (at most 27), row-major
+      with the first knob slowest; u goes through each knob's calibration unless
+      ``calibrated`` is False (layout ``"grid"``);
+    - a 3-knob simplex model: the barycentric lattice with ``steps`` points per edge, step
+      1 / (steps − 1) (``steps = 5``: the 15 blends of step 0.25), in the order of
+      :func:`~tunableconv.preview.anchor_set` (layout ``"triangle"``).
 
     Raises:
-        InvalidParamsError: not a cube model, ``steps`` < 2, more than 27 settings.
+        InvalidParamsError: no knobs, a simplex of other than 3 knobs, ``steps`` < 2, too many
+            settings.
     """
     from .preview import anchor_set
 
-    if restorer.space.num_params == 0 or restorer.space.domain != "cube":
-        raise InvalidParamsError("--grid N renders every setting of a cube model's knobs; this model has "
-                                 + ("no knobs" if restorer.space.num_params == 0 else
-                                    "weights on the simplex (sweep a slider or one knob instead)"))
-    return anchor_set(restorer.space, "knobs", calibrated=calibrated, steps=steps)
+    space = restorer.space
+    if space.num_params == 0 or (space.domain != "cube" and space.num_params != 3):
+        raise InvalidParamsError("--grid N renders every setting of a cube model's knobs, or the triangle of a 3-knob "
+                                 "simplex; this model has " + ("no knobs" if space.num_params == 0 else
+                                                               f"{space.num_params} weights on the simplex (sweep a "
+                                                               "slider or one knob instead)"))
+    return anchor_set(space, "knobs", calibrated=calibrated, steps=steps)
 
 
 def settings_outputs(restorer: Restorer, image: Tensor, ps: Tensor, *, tile: int | None = None, overlap: int = 32,
@@ -427,17 +437,30 @@ def _value(v: float) -> str:
 
 
 def contact_sheet(outputs: Sequence[Tensor | Image.Image], settings, *, highlight: int | None = None,
-                  notes: Sequence[str] | None = None, gap: int = 4) -> Image.Image:
-    """All outputs of :func:`cube_settings`' settings as one labelled sheet: rows follow the
-    first ``P // 2`` knobs, columns the others (three knobs at three values: 3 rows of 9), each
-    axis labelled ``name=value`` (knob values u, before calibration). ``highlight``: the index
-    of one setting framed in red (the automatic choice); ``notes``: one short line per setting
-    printed under its panel's column label (e.g. its score)."""
+                  notes: Sequence[str] | None = None, corner_images: Sequence[Tensor | Image.Image] | None = None,
+                  gap: int = 4) -> Image.Image:
+    """All outputs of :func:`knob_settings`' settings as one labelled sheet. A cube grid: rows
+    follow the first ``P // 2`` knobs, columns the others (three knobs at three values: 3 rows
+    of 9), each axis labelled ``name=value`` (knob values u, before calibration). A triangle:
+    :func:`triangle_sheet`. ``highlight``: the index of one setting framed in red (the
+    automatic choice); ``notes``: one short line per setting printed under its panel's column
+    label (e.g. its score); ``corner_images``: a triangle's three corner pictures (the knobs'
+    icons)."""
     n, k = int(settings.points.shape[0]), len(settings.axes)
     if len(outputs) != n:
         raise InputError(f"{len(outputs)} outputs for {n} settings")
     if highlight is not None and not 0 <= highlight < n:
         raise InputError(f"highlight must be a setting index in [0, {n}), got {highlight}")
+    panels = [to_pil(o) for o in outputs]
+    if notes is not None:
+        if len(notes) != n:
+            raise InputError(f"{len(notes)} notes for {n} settings")
+        panels = [label_panel(pnl, note) for pnl, note in zip(panels, notes)]
+    if highlight is not None:
+        panels[highlight] = framed(panels[highlight])
+    if settings.layout == "triangle":
+        return triangle_sheet(panels, [tuple(float(v) for v in pt) for pt in settings.points], settings.axes,
+                              corner_images=corner_images, gap=gap)
     m = len(settings.values)
     rows_axes = k // 2
     n_cols = m ** (k - rows_axes)
@@ -446,17 +469,74 @@ def contact_sheet(outputs: Sequence[Tensor | Image.Image], settings, *, highligh
     def label(i: int, axes: range) -> str:
         return ", ".join(f"{settings.axes[a]}={_value(float(settings.points[i, a]))}" for a in axes)
 
-    panels = [to_pil(o) for o in outputs]
-    if notes is not None:
-        if len(notes) != n:
-            raise InputError(f"{len(notes)} notes for {n} settings")
-        panels = [label_panel(pnl, note) for pnl, note in zip(panels, notes)]
-    if highlight is not None:
-        panels[highlight] = framed(panels[highlight])
     grid = [[panels[r * n_cols + c] for c in range(n_cols)] for r in range(n_rows)]
     row_labels = [label(r * n_cols, range(rows_axes)) or " " for r in range(n_rows)]
     column_labels = [label(c, range(rows_axes, k)) for c in range(n_cols)]
     return make_grid(grid, row_labels, column_labels, gap=gap)
+
+
+def triangle_sheet(images: Sequence[Tensor | Image.Image], points: Sequence[Sequence[float]], names: Sequence[str],
+                   *, corner_images: Sequence[Tensor | Image.Image] | None = None, gap: int = 4) -> Image.Image:
+    """Panels at the points of a barycentric lattice on three knobs, laid out as a triangle:
+    knob 0 at the top, knob 1 bottom left, knob 2 bottom right (the web app's picker); the
+    row of a panel is fixed by its knob-0 weight, its place in the row by the knob-2 weight.
+    Each panel is labelled with its weights ``a/b/c``; a title names the knobs in that order.
+
+    Args:
+        images: one panel per point, tensors ``(3, H, W)`` in [0, 1] or PIL images.
+        points: the weights ``(a, b, c)`` of each panel, on a lattice of step 1 / m (any order).
+        names: the three knob names.
+        corner_images: optional three small pictures (e.g. the style images), shown in a
+            labelled legend above the triangle in place of the title.
+        gap: white pixels between panels.
+    """
+    if len(images) != len(points) or not images:
+        raise InputError(f"{len(images)} images for {len(points)} points")
+    if len(names) != 3 or any(len(pt) != 3 for pt in points):
+        raise InputError("a triangle sheet needs three knobs and points of three weights")
+    m = max(1, round(1 / min((v for pt in points for v in pt if v > 1e-9), default=1.0)))
+    cells: dict[tuple[int, int], Image.Image] = {}
+    for image, (a, _, c) in zip(images, points):
+        row, col = m - round(a * m), round(c * m)
+        if not (0 <= col <= row <= m) or (row, col) in cells:
+            raise InputError(f"the points do not form a barycentric lattice of step 1/{m}")
+        cells[(row, col)] = image
+    if len(cells) != (m + 1) * (m + 2) // 2:
+        raise InputError(f"a triangle of step 1/{m} has {(m + 1) * (m + 2) // 2} points, got {len(cells)}")
+    font = _font(min(to_pil(im).width for im in images))
+    band = _label_height(font)
+    panels = {rc: label_panel(im, "/".join(_value(v) for v in _weights(rc, m)), band, font) for rc, im in cells.items()}
+    cell_w = max(p.width for p in panels.values())
+    cell_h = max(p.height for p in panels.values())
+    title = "weights " + "/".join(names)
+    width = (m + 1) * cell_w + m * gap
+    sheet = Image.new("RGB", (width, band + (m + 1) * cell_h + m * gap), LABEL_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    text = title
+    while text and draw.textlength(text, font=font) > width - 4:
+        text = text[:-1]
+    draw.text((2, 3), text, fill=LABEL_COLOUR, font=font)
+    for (row, col), panel in panels.items():
+        x = (width - ((row + 1) * cell_w + row * gap)) // 2 + col * (cell_w + gap)
+        sheet.paste(panel, (x, band + row * (cell_h + gap)))
+    if corner_images is not None:  # a legend above: the three corners' pictures, labelled
+        if len(corner_images) != 3:
+            raise InputError(f"corner_images needs three pictures, got {len(corner_images)}")
+        side = max(32, cell_w * 2 // 3)
+        thumbs = [to_pil(im) for im in corner_images]
+        thumbs = [t.resize((side, max(1, round(t.height * side / t.width)))) for t in thumbs]
+        legend = make_strip(thumbs, list(names), gap=gap * 4)  # in knob order: top, bottom left, bottom right
+        out = Image.new("RGB", (max(width, legend.width), legend.height + gap * 2 + sheet.height - band),
+                        LABEL_BACKGROUND)
+        out.paste(legend, ((out.width - legend.width) // 2, 0))
+        out.paste(sheet.crop((0, band, sheet.width, sheet.height)), ((out.width - width) // 2, legend.height + gap * 2))
+        return out
+    return sheet
+
+
+def _weights(cell: tuple[int, int], m: int) -> tuple[float, float, float]:
+    row, col = cell
+    return (m - row) / m, (row - col) / m, col / m
 
 
 def make_grid(images: Sequence[Sequence[Tensor | Image.Image]], row_labels: Sequence[str],

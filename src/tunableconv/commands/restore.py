@@ -18,8 +18,10 @@ Knob values (one way at a time; ``tunableconv models`` shows each model's knob s
 - nothing: the model's default p.
 - ``--p V1,V2,...``: one raw value in [0, 1] per knob, in the model's knob order.
 - ``--knob NAME=VALUE`` (repeatable): knobs by name. On a simplex model (the knobs are
-  weights that sum to one) give every knob; on a cube model the others stay at their
-  defaults, and each value goes through the knob's calibration (``--raw``: not).
+  weights that sum to one) give every knob but one (it is 1 minus the others), or weights
+  that already sum to 1 (the knobs not named are 0: ``--knob mosaic=1`` is pure mosaic); on
+  a cube model the others stay at their defaults, and each value goes through the knob's
+  calibration (``--raw``: not).
 - ``--slider NAME=VALUE``: a named slider of the model (a 1-D path through the knobs) at
   VALUE in [0, 1], through its calibration (``--raw``: uncalibrated).
 - ``--strength S``: shorthand for ``--slider strength=S`` (the denoiser: p = (s, 1 - s)).

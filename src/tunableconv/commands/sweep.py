@@ -11,6 +11,7 @@ Examples::
     tunableconv sweep photo.png --model three_knobs.safetensors --knob k2 --base 0.2,0.3,0 -o strip.png
     tunableconv sweep photo.png --model cube.safetensors --grid denoise,deblur --steps 3 -o grid.png
     tunableconv sweep photo.png --model restore3 --grid 3 -o sheet.png
+    tunableconv sweep photo.png --model style3 --grid 5 -o triangle.png
     tunableconv sweep clean.png --model restore3 --degrade blur=2,noise=25,jpeg=30 --grid 3 --auto -o sheet.png
 
 What is swept (the model's knob space says what exists: ``tunableconv models``):
@@ -25,7 +26,9 @@ What is swept (the model's knob space says what exists: ``tunableconv models``):
 - ``--grid N``: *every* setting of a cube model's knobs at N values each (N ** P settings, at
   most 27: three knobs at 0, 0.5, 1 are the 27 effects), as one contact sheet (``-o``): rows
   follow the first P // 2 knobs, columns the others. A model with a p-independent trunk
-  computes it once for all settings (``model.sweep``); the time it took is printed.
+  computes it once for all settings (``model.sweep``); the time it took is printed. On a
+  3-knob simplex model (three styles) ``--grid N`` draws the triangle of blends with N points
+  per edge (``--grid 5``: the 15 blends of step 0.25), the first knob at the top.
 
 ``--auto`` picks one setting of the sweep or grid by a no-reference score, NIQE (lower is
 more natural; it needs the NIQE parameters of the weights root, ``TUNABLECONV_WEIGHTS``, and
@@ -67,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--knob-index", type=int, metavar="I", help="the knob to sweep, by position")
     ap.add_argument("--base", metavar="V1,V2,...", help="values of the other knobs in a knob sweep (a full p)")
     ap.add_argument("--grid", metavar="A,B|N", help="sweep two knobs of a cube model as an image grid (A,B), or render "
-                    "every setting of its knobs at N values each as one contact sheet (N)")
+                    "every setting of its knobs at N values each as one contact sheet (N; on a 3-knob simplex: the triangle of "
+                    "blends, N per edge)")
     ap.add_argument("--auto", action="store_true", help="pick one setting by NIQE (lower is more natural) and say which")
     ap.add_argument("--auto-output", metavar="FILE", help="with --auto: also write the chosen output alone")
     ap.add_argument("--degrade", metavar="LEVELS",
@@ -139,12 +143,13 @@ def _auto(outputs, labels, auto_path) -> int:
 
 
 def _contact_sheet(args, restorer, image, settings, strip_path, auto_path, tile, overlap) -> int:
-    """``--grid N``: every setting of the cube's knobs as one contact sheet (and ``--auto``)."""
+    """``--grid N``: every setting of the knobs as one contact sheet (cube grid or simplex
+    triangle; and ``--auto``)."""
     import time
 
     import numpy as np
 
-    from ..io import from_uint8_array, write_image
+    from ..io import from_uint8_array, icon_image, write_image
     from ..sweep import contact_sheet, settings_outputs
 
     shared = callable(getattr(restorer.model, "sweep", None)) and not tile
@@ -158,7 +163,9 @@ def _contact_sheet(args, restorer, image, settings, strip_path, auto_path, tile,
         names = [", ".join(f"{a}={float(u):g}" for a, u in zip(settings.axes, pt)) for pt in settings.points]
         best = _auto(outputs, names, auto_path)
     if strip_path is not None:
-        sheet = contact_sheet(outputs, settings, highlight=best)
+        icons = [k.icon for k in restorer.space.knobs]
+        corners = [icon_image(i) for i in icons] if settings.layout == "triangle" and all(icons) else None
+        sheet = contact_sheet(outputs, settings, highlight=best, corner_images=corners)
         strip_path.parent.mkdir(parents=True, exist_ok=True)
         write_image(from_uint8_array(np.asarray(sheet)), strip_path)
         print(f"wrote {strip_path} ({len(outputs)} settings, {sheet.width}x{sheet.height})")
@@ -171,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_output_path, path_problem, read_image, write_image
     from ..restore import Restorer
     from ..sweep import (MAX_GRID_STEPS, MAX_STEPS, grid_outputs, grid_params, make_gif, make_grid, make_strip, save_gif,
-                         cube_settings, framed, sweep_labels, sweep_outputs, sweep_params, sweep_values)
+                         knob_settings, framed, sweep_labels, sweep_outputs, sweep_params, sweep_values)
     from .restore import check_max_pixels, check_output_file, check_tiling, parse_values, same_path
 
     src = Path(args.input)
@@ -234,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     calibrated = not args.raw
     choice = {"slider": args.slider, "knob": args.knob, "knob_index": args.knob_index}
     if full_grid:
-        settings = cube_settings(restorer, grid_knobs, calibrated=calibrated)  # validate before reading the image
+        settings = knob_settings(restorer, grid_knobs, calibrated=calibrated)  # validate before reading the image
         labels = []
     elif grid_knobs is not None:
         grid_params(restorer, grid_knobs, values, calibrated=calibrated)  # validate before reading the image

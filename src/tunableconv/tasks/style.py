@@ -312,6 +312,19 @@ class StyleTask(Task):
         return KnobSpace(knobs, "simplex", default, [], facts.scale, facts.tiling_exact, facts.receptive_field,
                          facts.color)
 
+    def knob_space(self, model: nn.Module | None = None) -> KnobSpace:
+        """The model file's knob space: :meth:`p_knob_space` with each knob's icon, a 64-pixel
+        thumbnail of its style image (the web app's triangle and ``sweep --grid`` show them)."""
+        from dataclasses import replace
+
+        from ..io import icon_data_uri
+
+        space = super().knob_space(model)
+        if not space.knobs:
+            return space
+        images = self.style_images()
+        return replace(space, knobs=[replace(k, icon=icon_data_uri(images[k.name])) for k in space.knobs])
+
     def validation_grid(self) -> list[tuple[str, Tensor]]:
         """``task.val_grid`` (default: the vertices, tagged by style name, and the centre)."""
         P = len(self.style_names)

@@ -325,7 +325,7 @@
   // ---- the triangle picker: three knobs on the simplex ----------------------------------
   // corners: knob 0 at the top, knob 1 bottom left, knob 2 bottom right; a point is the
   // barycentric combination of the corners with weights p.
-  const TRI = { w: 280, h: 250, pad: 22 };
+  const TRI = { w: 280, h: 250, pad: 22, icon: 40 };
   const corners = () => [[TRI.w / 2, TRI.pad], [TRI.pad, TRI.h - TRI.pad], [TRI.w - TRI.pad, TRI.h - TRI.pad]];
 
   const esc = (text) => String(text).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
@@ -351,6 +351,16 @@
       const k = m.knobs[i];
       parts.push(`<text class="corner" x="${x}" y="${y}" text-anchor="${anchor}">${esc(k.name)}` +
         `<title>${esc(k.description || k.name)}</title></text>`);
+    });
+    // the knobs' icons (a style's image) in the free space beside each corner: a data URI the
+    // server checked (PNG/JPEG, base64), so it cannot leave the attribute or fetch anything
+    const s = TRI.icon;
+    const iconAt = [[c[0][0] + 22, c[0][1] - 8], [c[1][0] - 12, c[1][1] - s - 78], [c[2][0] - s + 12, c[2][1] - s - 78]];
+    m.knobs.slice(0, 3).forEach((k, i) => {
+      if (!k.icon || !/^data:image\/(png|jpeg);base64,[A-Za-z0-9+/]+={0,2}$/.test(k.icon)) return;
+      const [x, y] = iconAt[i];
+      parts.push(`<image class="corner-icon" x="${x}" y="${y}" width="${s}" height="${s}" ` +
+        `preserveAspectRatio="xMidYMid slice" href="${k.icon}"><title>${esc(k.name)}</title></image>`);
     });
     parts.push('<circle id="triangle-dot" class="dot" r="7"></circle>');
     box.innerHTML = `<svg id="triangle" viewBox="0 0 ${TRI.w} ${TRI.h + 14}" role="slider" ` +
