@@ -412,3 +412,72 @@ def test_restore_sweep_and_app_with_three_style_knobs(runs, data_root, tmp_path,
         r = client.post("/api/restore", json={"image_id": upload["id"], "model": m["name"],
                                               "knobs": {"mosaic": 0.5, "edtaonisl": 0.5, "kandinsky": 0.5}})
         assert r.status_code == 422 and "sum to 1" in r.json()["detail"]
+
+
+# ------------------------------------------------------------------ DNI on the simplex and the evaluation script
+def test_interpolate_networks_is_dni_over_any_number_of_networks():
+    from tunableconv.models.baselines import interpolate_networks
+
+    nets = [_perturbed(StyleNet(**TINY), 0.2, seed=i).eval() for i in range(3)]
+    x = torch.rand(1, 3, 20, 22)
+    for i in range(3):  # a vertex is that network exactly
+        w = [float(j == i) for j in range(3)]
+        assert torch.equal(interpolate_networks(nets, w)(x), nets[i](x))
+    mid = interpolate_networks(nets, [0.5, 0.0, 0.5])
+    for name, prm in mid.named_parameters():
+        torch.testing.assert_close(prm, (dict(nets[0].named_parameters())[name] + dict(nets[2].named_parameters())[name]) / 2)
+    assert not torch.allclose(mid(x), 0.5 * (nets[0](x) + nets[2](x)), atol=1e-4)  # weights, not pixels
+    into = StyleNet(**TINY).eval()
+    assert interpolate_networks(nets, [0.2, 0.3, 0.5], into=into) is into
+    with pytest.raises(ValueError, match="3 networks but 2 weights"):
+        interpolate_networks(nets, [0.5, 0.5])
+    with pytest.raises(ValueError, match="keys or shapes"):
+        interpolate_networks([nets[0], StyleNet(width=8, blocks=[1, 1, 1])], [0.5, 0.5])
+
+
+def _style3_script():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "style3.py"
+    spec = importlib.util.spec_from_file_location("style3_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["style3_script"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_style3_script_points_evenness_and_methods(runs, tmp_path):
+    from tunableconv.evaluation import task_of
+
+    s3 = _style3_script()
+    points = s3.all_points()
+    assert len(points) == 40 and all(abs(sum(p) - 1) < 1e-9 for p in points)  # 15 + centre + 3 x 8 more on the edges
+    assert len({s3.key_of(p) for p in points}) == 40
+    # evenness: D(t) = t^2 on every photo gives the error max |t^2 - t| = 1/4 (at t = 0.5)
+    row = {"points": {"a": {"content": 1.0}}, "edges": {"x-y": [t * t for t in s3.EDGE_T]}}
+    summary = s3.summarise([row, row])
+    assert summary["edges"]["x-y"]["error_mean"] == 0.25 and summary["edges"]["x-y"]["d_mean"][5] == 0.25
+
+    # the methods on the 20-step model: three different twins (the trained one, perturbed)
+    _, tunable = runs["style3-small"]
+    _, twin_file = runs["style3-fixed-edtaonisl-small"]
+    twin, info = load_model(twin_file)
+    twins = {}
+    for i, style in enumerate(STYLES):
+        twins[style] = str(save_model(_perturbed(twin, 0.1, seed=i), tmp_path / f"{style}.safetensors",
+                                      knob_space=info.space, info=info.info))
+    methods = s3.Methods({"tunable": str(tunable)}, twins)
+    assert methods.names == ["tunable", "dni", "pixel-blend"]
+    x = torch.rand(3, 24, 28, generator=torch.Generator().manual_seed(0))
+    vertices = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    dni, pixels = methods.outputs("dni", x, vertices), methods.outputs("pixel-blend", x, vertices)
+    torch.testing.assert_close(dni, pixels)  # at the vertices both are the twins
+    mid = [(0.5, 0.5, 0.0)]
+    torch.testing.assert_close(methods.outputs("pixel-blend", x, mid)[0], (pixels[0] + pixels[1]) / 2)
+    task = task_of(methods.restorers["tunable"].info)
+    result = s3.measure_image(task, methods, "tunable", x)
+    assert set(result["points"]) == {s3.key_of(p) for p in points}
+    assert set(result["points"][s3.key_of(vertices[0])]) == {*(f"style_{s}" for s in STYLES), "content"}
+    for curve in result["edges"].values():  # D(0) = 0 and D(1) = 1 by definition
+        assert len(curve) == 11 and curve[0] == 0.0 and abs(curve[-1] - 1.0) < 1e-4

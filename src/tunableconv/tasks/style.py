@@ -367,16 +367,23 @@ class StyleTask(Task):
         return self._measurer.to(device)
 
     @torch.no_grad()
-    def style_measures(self, output: Tensor, content: Tensor) -> dict[str, Tensor]:
-        """``{"style_<name>": (B,), …, "content": (B,)}`` for outputs ``(B, 3, H, W)`` (clamped to
-        [0, 1] here) of content images ``(B, 3, H, W)``: the Gram distance to every style of
-        ``task.styles`` and the relu2_2 content distance (see the module docstring)."""
+    def style_statistics(self, output: Tensor, content: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """:meth:`style_measures` and the Gram matrices they come from: ``(measures, grams)``
+        with ``grams[layer]`` ``(B, C_l, C_l)`` the normalised Gram matrix of the output at each
+        style layer (the space in which the evaluation measures how far a blend has moved from
+        one style to another)."""
         objectives = self._measures_on(output.device)
         y = output.clamp(0, 1)
         grams, others = objectives[0].measure(y, {"clean": content.to(y)})
         out = {f"style_{o.name}": o.gram_distance(grams) for o in objectives}
         out["content"] = others["content"]
-        return out
+        return out, grams
+
+    def style_measures(self, output: Tensor, content: Tensor) -> dict[str, Tensor]:
+        """``{"style_<name>": (B,), …, "content": (B,)}`` for outputs ``(B, 3, H, W)`` (clamped to
+        [0, 1] here) of content images ``(B, 3, H, W)``: the Gram distance to every style of
+        ``task.styles`` and the relu2_2 content distance (see the module docstring)."""
+        return self.style_statistics(output, content)[0]
 
     def output_measures(self, output: Tensor, sample: Sample) -> dict[str, float]:
         """:meth:`style_measures` of one output ``(3, H, W)``, as floats."""

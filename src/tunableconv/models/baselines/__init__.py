@@ -37,7 +37,7 @@ from ._backbone import ALPHA_SPACES, Baseline, BaselineConfig, Stage, count_para
 from .adafm import AdaFM, AdaFMConfig
 from .cfsnet import CFSNet, CFSNetConfig
 from .cresmd import CResMD, CResMDConfig
-from .dni import DNI, DNIConfig
+from .dni import DNI, DNIConfig, interpolate_networks
 from .dynamicnet import DynamicNet, DynamicNetConfig
 from .ftn import FTN, FTNConfig
 from .tsnet import TATSNet, TATSNetConfig, TSNet, TSNetConfig
@@ -56,7 +56,7 @@ BASELINES = {
 
 __all__ = [
     "BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters", "ALPHA_SPACES", "resnet_receptive_field",
-    "DNI", "DNIConfig", "AdaFM", "AdaFMConfig", "CFSNet", "CFSNetConfig",
+    "DNI", "DNIConfig", "interpolate_networks", "AdaFM", "AdaFMConfig", "CFSNet", "CFSNetConfig",
     "DynamicNet", "DynamicNetConfig", "CResMD", "CResMDConfig", "FTN", "FTNConfig",
     "TSNet", "TSNetConfig", "TATSNet", "TATSNetConfig",
 ]

@@ -17,6 +17,10 @@ Training (:meth:`DNI.training_stages`, total split 50/50):
 Per-sample p ``(B, 2)``: the weights depend on α, so the batch is split by distinct α and
 the interpolated network runs once per distinct value (one run when all rows are equal, as
 in both training stages).
+
+:func:`interpolate_networks` is DNI for any number of trained networks of any architecture
+(θ = Σ w_i θ_i): the style transfer evaluation blends three single-style networks with the
+weights of a point on the simplex.
 """
 
 from __future__ import annotations
@@ -66,3 +70,51 @@ class DNI(Baseline):
         """Train A at p = (1, 0); copy A into B; fine-tune B at p = (0, 1). 50/50 split."""
         return two_stages(total_steps, parameters_of("net_a"), parameters_of("net_b"), _copy_a_into_b,
                           names=("A", "B"), endpoints=self.endpoints(), skip_first=self.config.pretrained_main)
+
+
+def interpolate_networks(networks: "list[torch.nn.Module]", weights: "Tensor | list[float]",
+                         into: "torch.nn.Module | None" = None) -> "torch.nn.Module":
+    r"""DNI over any number of networks of one architecture: the network whose parameters and
+    floating-point buffers are the weighted sums of theirs,
+
+    .. math:: θ(w) = \sum_i w_i\, θ_i,
+
+    e.g. three single-style networks blended by the weights w of a point on the simplex (the
+    style transfer rival of a tunable network). The networks should share an ancestry (one
+    initialisation, or fine-tuned from one another): weights of unrelated networks do not
+    interpolate meaningfully. Integer buffers are taken from the first network.
+
+    Args:
+        networks: N >= 1 modules with identical state-dict keys and shapes.
+        weights: N numbers (any real values; on the simplex they sum to 1).
+        into: a module of the same architecture to load the result into (reused across calls);
+            None: a deep copy of the first network.
+
+    Returns:
+        ``into`` (or the copy), in the first network's training mode.
+
+    Raises:
+        ValueError: no networks, a weight count that does not match, or state dicts that differ
+            in keys or shapes.
+    """
+    import copy
+
+    w = torch.as_tensor(weights, dtype=torch.float64).flatten()
+    if not networks or w.numel() != len(networks):
+        raise ValueError(f"{len(networks)} networks but {w.numel()} weights")
+    states = [n.state_dict() for n in networks]
+    keys = list(states[0])
+    for i, st in enumerate(states[1:], 1):
+        if list(st) != keys or any(st[k].shape != states[0][k].shape for k in keys):
+            raise ValueError(f"network {i} does not have network 0's parameters (keys or shapes differ)")
+    blended = {}
+    for k in keys:
+        first = states[0][k]
+        if first.is_floating_point():
+            acc = sum(float(wi) * st[k].double() for wi, st in zip(w, states))
+            blended[k] = acc.to(first.dtype)
+        else:
+            blended[k] = first.clone()
+    out = into if into is not None else copy.deepcopy(networks[0])
+    out.load_state_dict(blended)
+    return out.train(networks[0].training)
