@@ -1,7 +1,7 @@
 """Evenness of the strength slider before (raw p) and after calibration, on the same images.
 
-    tunableconv eval --model denoise --data cbsd68,kodak24 --sigma 15,25,50 --compare denoise-fixed --out results/denoise
-    tunableconv eval --model denoise --raw --data cbsd68,kodak24 --max-images 20 --sigma 15,25,50 --out results/denoise-raw-subset
+    tunableconv eval --model denoise --data cbsd68,kodak24 --levels 15,25,50 --compare denoise-fixed --out results/denoise
+    tunableconv eval --model denoise --raw --data cbsd68,kodak24 --max-images 20 --levels 15,25,50 --out results/denoise-raw-subset
     python scripts/evenness_before_after.py results/denoise results/denoise-raw-subset
 """
 

@@ -21,6 +21,7 @@ file mode and ``--tile 0`` conventions, and the web app's refusals.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -442,3 +443,18 @@ def test_app_degrade_says_what_the_cli_says(client, bad, capsys, tmp_path):
     assert r.status_code == 422 and "give one case" in r.json()["detail"], r.text
     r = client.post(f"/api/images/{image}/degrade", json={"model": "tiny", "levels": None, "seed": 1})
     assert r.status_code == 201 and r.json()["degradation"]["case"] == "sigma=25", r.text
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_sigma_is_a_deprecated_name_of_levels(command, capsys):
+    from tunableconv.cli import build_parser
+
+    parser = build_parser()
+    required = ["--task", "denoise", "--out", "x"] if command == "compare" else []
+    assert parser.parse_args([command, *required, "--levels", "15,25"]).levels == "15,25"
+    assert "warning" not in capsys.readouterr().err
+    assert parser.parse_args([command, *required, "--sigma", "15,25"]).levels == "15,25"  # still works ...
+    err = capsys.readouterr().err
+    assert "--sigma is deprecated" in err and "--levels" in err and err.count("\n") == 1  # ... with one warning line
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    assert "--sigma" not in sub.format_help()

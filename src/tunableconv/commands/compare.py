@@ -31,6 +31,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..tasks import TASKS, case_examples  # light: the compare module (trainer, models) loads only when the command runs
+    from . import add_levels_option
 
     ap = sub.add_parser("compare", help="train and compare every controllable method (Table 1)", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,8 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="recipe override applied to every method (repeatable)")
     ap.add_argument("--data", default="cbsd68,kodak24")
-    ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
-                    help="the task's degradation levels, ';'-separated cases (default: the task's evaluation "
+    add_levels_option(ap, "the task's degradation levels, ';'-separated cases (default: the task's evaluation "
                          f"cases; one case of each task: {case_examples()})")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1", help="knob (or slider) values in [0, 1]")
     ap.add_argument("--metrics", default="psnr,lpips",

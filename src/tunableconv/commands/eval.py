@@ -25,7 +25,7 @@ import sys
 import shlex
 
 from ..tasks import case_examples
-from . import add_model_option
+from . import add_levels_option, add_model_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--data", default="cbsd68",
                     help="comma-separated test sets: names under the data root (cbsd68, kodak24, ...) or folders "
                          "(default: cbsd68)")
-    ap.add_argument("--levels", "--sigma", dest="levels", metavar="LEVELS",
-                    help="the task's degradation levels: comma-separated numbers for a task with one level, ';'-separated "
+    add_levels_option(ap, "the task's degradation levels: comma-separated numbers for a task with one level, ';'-separated "
                          f"cases of named levels for one with several (one case of each task: {case_examples()}; "
                          "default: the task's evaluation cases)")
     ap.add_argument("--p-grid", default="0,0.25,0.5,0.75,1",
