@@ -458,9 +458,26 @@ def test_calibrate_on_each_domain(files, tmp_path, capsys):
     rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", outc, "--knob", "x=0.5", "--raw")
     assert "p = (0.500, 0.500)" in out
 
-    rc, _, err = _cli(capsys, "calibrate", files["simplex3"], "-o", tmp_path / "s3.safetensors", *common)
-    _one_line_error(rc, err, "nothing to calibrate")
-    assert not (tmp_path / "s3.safetensors").exists()
+    # a simplex without a slider: every knob's weight warp, fitted on the three edges
+    out3 = tmp_path / "s3.safetensors"
+    rc, out, err = _cli(capsys, "calibrate", files["simplex3"], "-o", out3, *common)
+    assert rc == 0 and "weight warps of a, b, c" in out and "edge a-b: evenness error" in out, err
+    info3 = read_metadata(out3)
+    warps = info3.info["calibration_fit"]["paths"]["weight warps"]
+    assert set(warps["gamma"]) == {"a", "b", "c"} and set(warps["evenness_error_after"]) == {"a-b", "a-c", "b-c"}
+    assert all(warps["evenness_error_after"][e] <= warps["evenness_error_before"][e] + 0.02 for e in ("a-b", "a-c", "b-c"))
+    space3 = info3.space
+    assert all(k.calibration is not None for k in space3.knobs)
+    expected = space3.simplex_weights([0.5, 0.0, 0.5])
+    rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", out3, "--knob", "a=0.5",
+                      "--knob", "c=0.5")
+    assert rc == 0 and f"p = ({expected[0]:.3f}, 0.000, {expected[2]:.3f})" in out
+    rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", out3, "--knob", "a=0.5",
+                      "--knob", "c=0.5", "--raw")
+    assert "p = (0.500, 0.000, 0.500)" in out
+    _app_applies_the_weight_warps(out3, files["image"], tmp_path / "o_app_check.png", capsys)
+    rc, _, err = _cli(capsys, "calibrate", files["simplex2"], "-o", tmp_path / "again.safetensors", *common)
+    assert rc == 0 and "weight warps" not in _  # a model with a slider keeps its slider calibration only
 
 
 @pytest.mark.parametrize("opts,needle", [
@@ -667,3 +684,70 @@ def test_knob_icons_round_trip_and_refuse_anything_but_an_image_data_uri():
             Knob("a", icon=bad)
     with pytest.raises(InputError, match="not a knob icon"):
         icon_image("data:text/plain;base64,AAAA")
+
+
+def _app_applies_the_weight_warps(model: Path, image: Path, cli_out: Path, capsys) -> None:
+    """The web app sends a warped simplex model's weights by name and gets the CLI's output."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    import io
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from tunableconv.app.server import AppConfig, create_app
+
+    rc, _, _ = _cli(capsys, "restore", image, cli_out, "--model", model, "--knob", "a=0.5", "--knob", "c=0.5")
+    assert rc == 0
+    with TestClient(create_app(AppConfig(models=[str(model)], include_zoo=False, preview_size=32))) as client:
+        (m,) = client.get("/api/models").json()["models"]
+        assert all(k["calibrated"] for k in m["knobs"])
+        upload = client.post("/api/images", files={"file": ("a.png", image.read_bytes(), "image/png")}).json()
+        r = client.post("/api/restore", json={"image_id": upload["id"], "model": m["name"], "calibrated": True,
+                                              "knobs": {"a": 0.5, "b": 0.0, "c": 0.5}})
+        assert r.status_code == 200, r.text
+        app_out = np.array(Image.open(io.BytesIO(r.content)).convert("RGB"))
+        assert np.array_equal(app_out, np.array(Image.open(cli_out).convert("RGB")))
+
+
+def test_simplex_weight_warps():
+    from tunableconv.knobs import Calibration
+
+    space = SPACES["simplex3"]
+    assert space.simplex_weights([0.2, 0.3, 0.5]) == [0.2, 0.3, 0.5]  # no calibration: the identity
+    square = Calibration.from_dict({"slider": [0, 0.5, 1], "raw": [0, 0.25, 1]}, "test", "c")
+    warped = space.with_knob_calibration("a", square)
+    p = warped.simplex_weights([0.5, 0.5, 0.0])  # c_a(0.5) = 0.25 against 0.5
+    assert p == pytest.approx([1 / 3, 2 / 3, 0.0])
+    for vertex in ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]):
+        assert warped.simplex_weights(vertex) == vertex  # the pure objectives stay where they are
+    assert warped.simplex_weights([0.5, 0.5, 0.0], calibrated=False) == [0.5, 0.5, 0.0]
+    torch.testing.assert_close(warped.resolve(knobs={"a": 0.5, "b": 0.5}), torch.tensor([1 / 3, 2 / 3, 0.0]))
+    torch.testing.assert_close(warped.resolve(p=[0.5, 0.5, 0.0]), torch.tensor([0.5, 0.5, 0.0]))  # raw p is raw
+    assert KnobSpace.from_dict(warped.to_dict()).knobs[0].calibration == square
+    from tunableconv.preview import anchor_set
+
+    tri = anchor_set(warped, "knobs", steps=3)
+    assert tri.points[4].tolist() == [0.5, 0.5, 0.0] and tri.ps[4].tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
+
+
+def test_fit_simplex_warps_recovers_known_exponents():
+    """Edges whose response is exactly even under warps u^γ (γ = 2, 1, 0.5): the fit finds
+    exponents that make every edge even (the ratios of γ matter: the fit is told the curves only)."""
+    import numpy as np
+
+    from tunableconv.calibrate import fit_simplex_warps
+
+    gamma = np.array([2.0, 1.0, 0.5])
+    t = np.linspace(0, 1, 201)
+    responses = {}
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        s = t ** gamma[b] / ((1 - t) ** gamma[a] + t ** gamma[b])  # raw fraction at the user's t
+        responses[(a, b)] = {"s": s.tolist(), "d": t.tolist()}  # D(s(t)) = t: even under the true warps
+    fit = fit_simplex_warps(responses, 3)
+    assert max(fit["error_after"].values()) < 0.02 < min(fit["error_before"].values())
+    assert fit["gamma"][0] / fit["gamma"][1] == pytest.approx(2.0, rel=0.1)
+    assert fit["gamma"][1] / fit["gamma"][2] == pytest.approx(2.0, rel=0.1)
+    assert fit["warps"][0]["raw"][-1] == 1.0 and fit["warps"][0]["raw"][0] == 0.0

@@ -14,6 +14,20 @@ and store its inverse as a monotone piecewise-linear map from the user's value u
 s, ``raw = D^{-1}(u)``, in the model file's knob space (a
 :class:`~tunableconv.knobs.Calibration` on the slider or knob). The CLI, the sweeps and the
 web app apply it by default; the raw p stays available (``--p``, ``--raw``).
+
+**Simplex knobs** (a model whose knobs are P >= 2 weights on the simplex and which has no
+named slider, e.g. three styles): D is measured along every edge of the simplex, from
+objective a (s = 0) to objective b (s = 1), and each knob gets a *weight warp*
+c_i(u) = u^γ_i; the user's weights u become p_i = c_i(u_i) / Σ_j c_j(u_j)
+(:meth:`~tunableconv.knobs.KnobSpace.simplex_weights`). On edge (a, b) at the user's t the raw
+fraction is s(t) = t^γ_b / ((1 − t)^γ_a + t^γ_b); the exponents are chosen (coordinate descent
+on a grid of γ ∈ [0.2, 5]) to minimise the mean over edges and t of (D_ab(s(t)) − t)^2, so
+every edge moves about evenly at once. P exponents cannot straighten P(P − 1)/2 edges
+exactly: :func:`fit_simplex_warps` reports each edge's evenness error before and after.
+
+The distances are taken in the space the model's task says the output should be judged in
+(:meth:`tunableconv.tasks.base.Task.response_features`): the pixels for restoration, the VGG
+Gram matrices for style transfer.
 """
 
 from __future__ import annotations
@@ -62,12 +76,14 @@ def fit_calibration(grid: Sequence[float], response: Sequence[float], points: in
 
 @dataclass(frozen=True)
 class CalibrationTarget:
-    """One path to calibrate: a named slider (``kind="slider"``) or a cube knob along its axis
-    (``kind="knob"``). ``path(s)`` is the raw p at s ∈ [0, 1] (no calibration applied)."""
+    """One path to calibrate: a named slider (``kind="slider"``), a cube knob along its axis
+    (``kind="knob"``) or an edge of the simplex (``kind="edge"``, from the vertex of knob a to
+    that of knob b). ``path(s)`` is the raw p at s ∈ [0, 1] (no calibration applied)."""
 
     kind: str
     name: str
     path: Callable[[float], Tensor]
+    edge: tuple[int, int] | None = None  # kind "edge": the knobs (a, b) it runs between
 
     @property
     def label(self) -> str:
@@ -96,8 +112,9 @@ def with_calibration(space: KnobSpace, target: CalibrationTarget, calibration: d
 @torch.no_grad()
 def measure_response(restorer, inputs: Sequence[Tensor], path: Callable[[float], Tensor], grid: Sequence[float],
                      progress: bool = False, max_step: float = 0.02, max_points: int = 61,
-                     desc: str = "calibrate") -> dict[str, Any]:
-    """D(s) of ``restorer`` along ``path`` (raw s -> p) on the network inputs ``inputs``.
+                     desc: str = "calibrate", features: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
+    """D(s) of ``restorer`` along ``path`` (raw s -> p) on the network inputs ``inputs``,
+    the distances taken between ``features(output)`` (default: the output's pixels).
 
     Starts from ``grid`` (0 and 1 are added), then adaptively adds midpoints of the interval
     with the largest jump of D until no jump exceeds ``max_step`` or ``max_points`` values are
@@ -116,15 +133,20 @@ def measure_response(restorer, inputs: Sequence[Tensor], path: Callable[[float],
     if len(points) > max_points:
         raise InputError(f"the initial grid has {len(points)} values but max_points is {max_points}: "
                          "lower --grid or raise --max-points")
+    embed = features if features is not None else (lambda y: y)
+
+    def out(x: Tensor, p: Tensor) -> Tensor:
+        return embed(restorer(x, p)).double()
+
     cases = []  # (input, o_0, ||o_1 - o_0||)
     for x in inputs:
-        o0, o1 = restorer(x, path(0.0)), restorer(x, path(1.0))
+        o0, o1 = out(x, path(0.0)), out(x, path(1.0))
         cases.append((x, o0, float(torch.linalg.vector_norm(o1 - o0))))
     if any(c[2] == 0 for c in cases):
         raise InputError("the two ends of the path give the same image: there is no response to calibrate")
 
     def d_at(s: float) -> float:
-        return float(np.mean([float(torch.linalg.vector_norm(restorer(x, path(float(s))) - o0)) / denom
+        return float(np.mean([float(torch.linalg.vector_norm(out(x, path(float(s))) - o0)) / denom
                               for x, o0, denom in cases]))
 
     bar = tqdm(total=max_points, desc=desc, disable=not progress)
@@ -142,6 +164,96 @@ def measure_response(restorer, inputs: Sequence[Tensor], path: Callable[[float],
     bar.close()
     ss = sorted(values)
     return {"s": [round(x, 6) for x in ss], "d": [round(values[x], 5) for x in ss]}
+
+
+def simplex_edges(space: KnobSpace) -> list[CalibrationTarget]:
+    """The edges of a simplex model's knob space, for the weight warps: one path per pair of
+    knobs (a, b), a < b, raw p from the vertex of a (s = 0) to the vertex of b (s = 1).
+    Empty for a cube model, fewer than two knobs, or a model with a named slider (its
+    calibration is the slider's)."""
+    if space.domain != "simplex" or space.num_params < 2 or space.sliders:
+        return []
+    n = space.num_params
+
+    def path(a: int, b: int) -> Callable[[float], Tensor]:
+        def p(s: float) -> Tensor:
+            v = torch.zeros(n)
+            v[a], v[b] = 1.0 - s, s
+            return v
+        return p
+
+    return [CalibrationTarget("edge", f"{space.names[a]}-{space.names[b]}", path(a, b), (a, b))
+            for a in range(n) for b in range(a + 1, n)]
+
+
+#: The exponents a weight warp may take (:func:`fit_simplex_warps`): 0.2 ... 5, log-spaced.
+WARP_EXPONENTS = np.geomspace(0.2, 5.0, 65)
+
+
+def fit_simplex_warps(responses: dict[tuple[int, int], dict], num_params: int, *, points: int = 41,
+                      sweeps: int = 6) -> dict[str, Any]:
+    """Weight warps c_i(u) = u^γ_i that make the edges of a simplex even (module docstring).
+
+    Args:
+        responses: per edge ``(a, b)`` the measured ``{"s": raw fractions, "d": D(s)}`` of
+            :func:`measure_response` (made monotone here).
+        num_params: P.
+        points: knots of each stored warp.
+        sweeps: rounds of coordinate descent over the knobs.
+
+    Returns:
+        ``{"gamma": [γ_i], "warps": [{"slider": u, "raw": u^γ}], "error_before": {edge: e},
+        "error_after": {edge: e}}`` with e = max_t |D(s(t)) − t| over t = 0, 0.05, ..., 1
+        (the mean curve's, interpolated).
+    """
+    t = np.linspace(0.0, 1.0, 21)
+    curves = {}
+    for edge, r in responses.items():
+        d = np.clip(np.maximum.accumulate(np.asarray(r["d"], dtype=np.float64)), 0.0, 1.0)
+        d[0], d[-1] = 0.0, 1.0
+        curves[edge] = (np.asarray(r["s"], dtype=np.float64), d)
+
+    def raw_fraction(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
+        """s(t) = t^γb / ((1 − t)^γa + t^γb); a γ given as a vector of candidates adds a
+        leading axis."""
+        a_w = (1.0 - t) ** (ga[..., None] if np.ndim(ga) else ga)
+        b_w = t ** (gb[..., None] if np.ndim(gb) else gb)
+        return b_w / np.maximum(a_w + b_w, 1e-12)
+
+    def errors(gamma: np.ndarray, knob: int | None = None, candidates: np.ndarray | None = None) -> np.ndarray:
+        """Mean squared error over edges and t: for the γ vector, or for each candidate value
+        of one knob's γ (the others fixed)."""
+        total = 0.0
+        for (a, b), (s_grid, d) in curves.items():
+            ga = candidates if knob == a else gamma[a]
+            gb = candidates if knob == b else gamma[b]
+            s = raw_fraction(np.asarray(ga), np.asarray(gb))
+            total = total + ((np.interp(s, s_grid, d) - t) ** 2).mean(axis=-1)
+        return np.asarray(total)
+
+    gamma = np.ones(num_params)
+    for _ in range(sweeps):
+        for i in range(num_params):
+            gamma[i] = WARP_EXPONENTS[int(np.argmin(errors(gamma, i, WARP_EXPONENTS)))]
+
+    def worst(edge: tuple[int, int], g: np.ndarray) -> float:
+        s_grid, d = curves[edge]
+        s = raw_fraction(np.asarray(g[edge[0]]), np.asarray(g[edge[1]]))
+        return round(float(np.abs(np.interp(s, s_grid, d) - t).max()), 4)
+
+    u = np.linspace(0.0, 1.0, points)
+    return {"gamma": [round(float(g), 4) for g in gamma],
+            "warps": [{"slider": [round(float(v), 6) for v in u], "raw": [round(float(v), 6) for v in u ** g]}
+                      for g in gamma],
+            "error_before": {e: worst(e, np.ones(num_params)) for e in curves},
+            "error_after": {e: worst(e, gamma) for e in curves}}
+
+
+def _features_for(info) -> Callable[[Tensor], Tensor]:
+    """The space the model file's task judges outputs in (:meth:`Task.response_features`)."""
+    from .evaluation import task_of
+
+    return task_of(info).response_features
 
 
 def _degrade_for(info, clean: Tensor, generator: torch.Generator) -> Tensor:

@@ -11,7 +11,9 @@ Vocabulary (used the same way everywhere in tunableconv):
   piecewise-linear map u ↦ s that makes equal moves of the user's slider u change the image
   by about equal amounts (``tunableconv calibrate``); ``--raw`` skips it.
 - On the cube each knob may carry its own calibration (along its axis, the other knobs at
-  their defaults).
+  their defaults). On the simplex a knob's calibration is a **weight warp** c_i: the user's
+  weights u (summing to 1) become p_i = c_i(u_i) / Σ_j c_j(u_j), fitted so that moving along
+  each edge of the simplex (from one objective to another) changes the output evenly.
 - A knob may carry an **icon**: a small picture of what it brings (the style transfer task
   stores a thumbnail of each style image), as a PNG/JPEG data URI; the web app's triangle and
   ``tunableconv sweep --grid N`` show it.
@@ -101,7 +103,7 @@ class Knob:
 
     name: str
     description: str = ""
-    calibration: Calibration | None = None  # cube only: along this knob's axis
+    calibration: Calibration | None = None  # cube: along this knob's axis; simplex: its weight warp
     icon: str = ""  # a small picture of what the knob brings (a style image): an image data URI, or ""
 
     def __post_init__(self) -> None:
@@ -208,7 +210,7 @@ class KnobSpace:
 
     @property
     def calibrated(self) -> bool:
-        """Whether any slider or (cube) knob carries a calibration."""
+        """Whether any slider or knob carries a calibration."""
         return any(s.calibration is not None for s in self.sliders) or any(k.calibration is not None for k in self.knobs)
 
     def off_domain(self, p: Sequence[float] | Tensor) -> str | None:
@@ -240,9 +242,10 @@ class KnobSpace:
         Named knob values: on the cube, the knobs not named stay at their defaults and each
         named one goes through its calibration unless ``calibrated`` is False; on the simplex
         the knobs are weights of one mixture summing to 1: every knob but at most one must be
-        named (raw values), the one left out is 1 minus the others (``perceptual=0.7`` on a
-        two-knob simplex is p = (0.3, 0.7)); when the named weights already sum to 1 the
-        others are 0 (``mosaic=1`` on three styles is p = (1, 0, 0)).
+        named, the one left out is 1 minus the others (``perceptual=0.7`` on a two-knob
+        simplex is p = (0.3, 0.7)); when the named weights already sum to 1 the others are 0
+        (``mosaic=1`` on three styles is p = (1, 0, 0)); the weights then go through the
+        knobs' weight warps (:meth:`simplex_weights`) unless ``calibrated`` is False.
         Raises :class:`InvalidParamsError` (one line) on bad input.
         """
         given = sum(x is not None for x in (p, knobs, slider))
@@ -289,6 +292,8 @@ class KnobSpace:
                                              f"or weights that sum to 1 (these sum to {total:.3g})")
                 for name in missing:
                     values[self.names.index(name)] = 0.0
+            if self.domain == "simplex" and self.off_domain(values) is None:
+                values = self.simplex_weights(values, calibrated=calibrated)
         elif slider is not None:
             if not (isinstance(slider, (tuple, list)) and len(slider) == 2 and isinstance(slider[0], str)):
                 raise InvalidParamsError(f"a slider is given as (name, value), got {slider!r}")
@@ -301,6 +306,25 @@ class KnobSpace:
         for name, v in zip(self.names, values):
             _unit(v, name)
         return torch.tensor(values, dtype=torch.float32)
+
+    def simplex_weights(self, u: Sequence[float], *, calibrated: bool = True) -> list[float]:
+        r"""The raw p of the user's weights u on the simplex: each weight through its knob's
+        weight warp c_i (its calibration; the identity for a knob without one) and the result
+        renormalised,
+
+        .. math:: p_i = \frac{c_i(u_i)}{\sum_j c_j(u_j)}.
+
+        The vertices stay where they are (c_i(0) = 0, c_i(1) = 1). u is returned unchanged when
+        ``calibrated`` is False, no knob is calibrated, or every warped weight is 0.
+        """
+        values = [float(v) for v in u]
+        if not calibrated or self.domain != "simplex" or all(k.calibration is None for k in self.knobs):
+            return values
+        warped = [k.calibration(v) if k.calibration is not None else v for k, v in zip(self.knobs, values)]
+        total = sum(warped)
+        if total <= 0:
+            return values
+        return [w / total for w in warped]
 
     def along_knob(self, knob: str | int, u: float, *, calibrated: bool = True,
                    base: Sequence[float] | None = None) -> Tensor:
@@ -326,9 +350,8 @@ class KnobSpace:
         return replace(self, sliders=sliders, knobs=list(self.knobs), default=list(self.default or []))
 
     def with_knob_calibration(self, knob: str | int, calibration: Calibration | None) -> "KnobSpace":
-        """A copy whose (cube) knob carries ``calibration`` along its axis (None removes it)."""
-        if self.domain != "cube" and calibration is not None:
-            raise InvalidParamsError("per-knob calibrations belong to cube knobs; on the simplex calibrate a slider")
+        """A copy whose knob carries ``calibration`` (None removes it): on the cube along the
+        knob's axis, on the simplex as the knob's weight warp (:meth:`simplex_weights`)."""
         i = self.knob_index(knob)
         knobs = [replace(k, calibration=calibration) if j == i else k for j, k in enumerate(self.knobs)]
         return replace(self, knobs=knobs, sliders=list(self.sliders), default=list(self.default or []))
@@ -387,9 +410,7 @@ class KnobSpace:
             if not isinstance(desc, str):
                 raise _fail(where, f"knobs[{i}].description", "must be a string")
             cal = None
-            if k.get("calibration") is not None:
-                if domain != "cube":
-                    raise _fail(where, f"knobs[{i}].calibration", "is only for cube knobs (on the simplex calibrate a slider)")
+            if k.get("calibration") is not None:  # cube: along the knob's axis; simplex: its weight warp
                 cal = Calibration.from_dict(k["calibration"], where, f"knobs[{i}].calibration")
             icon = k.get("icon", "")
             if icon and not valid_icon(icon):

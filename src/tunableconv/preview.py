@@ -89,7 +89,7 @@ def anchor_set(space: KnobSpace, control: str | None = None, *, calibrated: bool
         space: the model's knob space.
         control: a slider's name; ``"knobs"`` for the knobs themselves; None: the main slider
             if the model has one, else the knobs.
-        calibrated: pass u through the slider's (or the cube knobs') calibrations.
+        calibrated: pass u through the slider's calibration, the cube knobs' or the simplex knobs' weight warps.
         steps: anchors per axis (line, grid) or lattice points per edge (triangle); default
             :data:`DEFAULT_STEPS`. At most :data:`MAX_ANCHORS` anchors in all.
 
@@ -122,9 +122,9 @@ def anchor_set(space: KnobSpace, control: str | None = None, *, calibrated: bool
         points = [(u,) for u in values]
         ps = [space.resolve(slider=(slider.name, u), calibrated=calibrated).tolist() for u in values]
         axes: tuple[str, ...] = (slider.name,)
-    elif layout == "line":  # knob 0 of a 2-knob simplex: p = (u, 1 - u)
+    elif layout == "line":  # knob 0 of a 2-knob simplex: p = (u, 1 - u), through the weight warps
         points = [(u,) for u in values]
-        ps = [[u, 1.0 - u] for u in values]
+        ps = [space.simplex_weights([u, 1.0 - u], calibrated=calibrated) for u in values]
         axes = (space.names[0],)
     elif layout == "grid":
         points = list(itertools.product(values, repeat=space.num_params))
@@ -137,7 +137,7 @@ def anchor_set(space: KnobSpace, control: str | None = None, *, calibrated: bool
     else:  # triangle
         m = n - 1
         points = [(i / m, j / m, (m - i - j) / m) for i in range(m + 1) for j in range(m + 1 - i)]
-        ps = [list(pt) for pt in points]
+        ps = [space.simplex_weights(pt, calibrated=calibrated) for pt in points]
         axes = tuple(space.names)
     if len(points) > MAX_ANCHORS:
         raise InvalidParamsError(f"{len(points)} anchors asked for (steps {n} on {layout} of {len(axes)} axes); "

@@ -440,8 +440,8 @@ class ModelEntry:
             "summary": summary,
             "task": info.info.get("task"),
             "num_params": r.num_params,
-            "knobs": [{"name": k.name, "description": k.description, **({"icon": k.icon} if k.icon else {})}
-                      for k in space.knobs],
+            "knobs": [{"name": k.name, "description": k.description, "calibrated": k.calibration is not None,
+                       **({"icon": k.icon} if k.icon else {})} for k in space.knobs],
             "knob_space": space.to_dict(),
             "domain": space.domain,
             "sliders": [{"name": sl.name, "description": sl.description, "formula": sl.formula(),

@@ -7,8 +7,10 @@ Example::
         --data train/bsds400 --images 16 --crop 128
 
 What is calibrated, from the model's knob space: every named slider (the denoiser's
-``strength``), and on the cube every knob along its own axis with the other knobs at their
-defaults. The response is measured on training images (not a test set), each degraded
+``strength``), on the cube every knob along its own axis with the other knobs at their
+defaults, and on a simplex without a slider (three styles) every knob's weight warp, fitted so
+that each edge of the simplex, from one objective to another, moves evenly. The response is
+measured where the task judges outputs: in pixels, or for style transfer in VGG Gram space. The response is measured on training images (not a test set), each degraded
 ``--repeats`` times the way the model's task (``info.task``) degrades training images. The
 output file (format ``tunableconv-model/2``) stores the calibrations in its knob space and
 the measured curves in ``info.calibration_fit``; ``restore``, ``sweep`` and the app apply
@@ -65,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..calibrate import _degrade_for, calibration_targets, fit_calibration, measure_response, with_calibration
+    from ..calibrate import (_degrade_for, _features_for, calibration_targets, fit_calibration, fit_simplex_warps,
+                             measure_response, simplex_edges, with_calibration)
+    from ..knobs import Calibration
     from ..data import ImageFolderEval
     from ..errors import InputError, InvalidParamsError
     from ..io import check_output_path
@@ -84,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(output)
     restorer = Restorer.load(str(source))
     space = restorer.space
-    targets = calibration_targets(space)
-    if not targets:
-        why = "no knobs" if space.num_params == 0 else "no named slider, and its knobs are on the simplex"
+    targets, edges = calibration_targets(space), simplex_edges(space)
+    if not targets and not edges:
+        why = "no knobs" if space.num_params == 0 else "one knob"
         raise InvalidParamsError(f"this model has nothing to calibrate ({why})")
     info = dict(restorer.info.info)
     ds = ImageFolderEval(args.data, max_images=args.images, crop=args.crop or None, data_root=args.data_root)
@@ -94,20 +98,40 @@ def run(args: argparse.Namespace) -> int:
     inputs = [_degrade_for(restorer.info, ds[i]["clean"], g) for i in range(len(ds)) for _ in range(args.repeats)]
     grid = np.linspace(0, 1, args.grid).tolist()
     progress = not args.no_progress and sys.stderr.isatty()
+    features = _features_for(restorer.info)
     fits = {}
     for target in targets:
         response = measure_response(restorer, inputs, target.path, grid, progress=progress,
-                                    max_points=args.max_points, desc=target.label)
+                                    max_points=args.max_points, desc=target.label, features=features)
         cal = fit_calibration(response["s"], response["d"], points=args.points)
         space = with_calibration(space, target, cal)
         fits[target.label] = {"response": response}
         print(f"{target.label}: raw response D(s):",
               json.dumps(dict(zip([f"{s:.2f}" for s in response["s"]], response["d"]))))
         print(f"{target.label}: value -> raw:", json.dumps(dict(zip([f"{u:.2f}" for u in cal["slider"]], cal["raw"]))))
+    if edges:
+        responses = {}
+        for target in edges:
+            response = measure_response(restorer, inputs, target.path, grid, progress=progress,
+                                        max_points=args.max_points, desc=target.label, features=features)
+            responses[target.edge] = response
+            fits[target.label] = {"response": response}
+        warp = fit_simplex_warps(responses, space.num_params, points=args.points)
+        for name, cal in zip(space.names, warp["warps"]):
+            space = space.with_knob_calibration(name, Calibration.from_dict(cal, "calibration", f"knob {name}"))
+        named = {t.name: t.edge for t in edges}
+        fits["weight warps"] = {"gamma": dict(zip(space.names, warp["gamma"])),
+                                "evenness_error_before": {e: warp["error_before"][ab] for e, ab in named.items()},
+                                "evenness_error_after": {e: warp["error_after"][ab] for e, ab in named.items()}}
+        print("weight warps c(u) = u^gamma:", json.dumps(fits["weight warps"]["gamma"]))
+        for e, ab in named.items():
+            print(f"edge {e}: evenness error {warp['error_before'][ab]:.3f} raw -> {warp['error_after'][ab]:.3f} "
+                  "with the warps")
     info.pop("calibration", None)  # format 1 kept the strength calibration here; it is in the knob space now
     info["calibration_fit"] = {"paths": fits, "fitted_on": {
         "data": args.data, "images": len(ds), "crop": args.crop, "repeats": args.repeats, "seed": args.seed,
         "degradation": f"the {info.get('task')} task's"}}
     save_model(restorer.model, output, info=info, knob_space=space)
-    print(f"wrote {output} ({len(targets)} calibration(s): {', '.join(t.label for t in targets)})")
+    done = [t.label for t in targets] + ([f"weight warps of {', '.join(space.names)}"] if edges else [])
+    print(f"wrote {output} ({len(done)} calibration(s): {', '.join(done)})")
     return 0

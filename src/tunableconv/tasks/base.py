@@ -428,6 +428,12 @@ class Task(abc.ABC):
         condition's entries: the degradation it assumes). Tasks without a condition refuse."""
         raise InputError(f"the {self.name} task has no degradation condition for a model to be conditioned on")
 
+    def response_features(self, output: Tensor) -> Tensor:
+        """What an output ``(C, H, W)`` or ``(B, C, H, W)`` is compared in when a knob's response
+        is made even (``tunableconv calibrate``): the pixels themselves by default; a task
+        whose outputs are judged elsewhere (style transfer: the VGG Gram matrices) overrides it."""
+        return output
+
     def output_measures(self, output: Tensor, sample: Sample) -> dict[str, float]:
         """Task-specific measures of one output ``(C, H, W)`` of ``sample`` (unbatched), added
         to every row of the evaluation (e.g. the residual noise and the edge sharpness of joint

@@ -379,6 +379,14 @@ class StyleTask(Task):
         out["content"] = others["content"]
         return out, grams
 
+    @torch.no_grad()
+    def response_features(self, output: Tensor) -> Tensor:
+        """The Gram matrices of the output at the style layers, flattened and stacked: a blend is
+        judged by how far its style has moved, not its pixels (``tunableconv calibrate``)."""
+        y = output if output.dim() == 4 else output[None]
+        _, grams = self.style_statistics(y, y)
+        return torch.cat([g.flatten(1) for g in grams.values()], dim=1)
+
     def style_measures(self, output: Tensor, content: Tensor) -> dict[str, Tensor]:
         """``{"style_<name>": (B,), …, "content": (B,)}`` for outputs ``(B, 3, H, W)`` (clamped to
         [0, 1] here) of content images ``(B, 3, H, W)``: the Gram distance to every style of

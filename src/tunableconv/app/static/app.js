@@ -104,6 +104,9 @@
   const mainSlider = (m) => (m && m.main_slider ? m.knob_space.sliders.find((x) => x.name === m.main_slider) : null);
   const sliderMode = () => Boolean(mainSlider(state.model)) && !state.raw;
   const isTriangle = (m) => Boolean(m && m.simplex && m.num_params === 3);
+  // a simplex model without a slider whose knobs carry weight warps (tunableconv calibrate): the
+  // page sends the weights by name and the server warps them (the anchors too)
+  const warpedKnobs = (m) => Boolean(m && m.simplex && !mainSlider(m) && m.knobs.some((k) => k.calibrated));
 
   function selectModel(name, refresh = true) {
     const m = state.models.find((x) => x.name === name);
@@ -189,6 +192,7 @@
     const m = state.model;
     if (!m || m.num_params === 0) return {};
     if (sliderMode()) return { slider: m.main_slider, value: state.slider, calibrated: true };
+    if (warpedKnobs(m)) return { knobs: Object.fromEntries(m.knobs.map((k, i) => [k.name, clamp01(state.p[i])])), calibrated: true };
     return { p: state.p.map(clamp01) };
   }
 
@@ -452,7 +456,7 @@
 
   function controlRequest() {
     const m = state.model;
-    return sliderMode() ? { control: m.main_slider, calibrated: true } : { control: "knobs", calibrated: false };
+    return sliderMode() ? { control: m.main_slider, calibrated: true } : { control: "knobs", calibrated: warpedKnobs(m) };
   }
 
   // the anchors' weights at u: [[index, weight], ...] (the page's twin of preview.anchor_weights)
