@@ -11,7 +11,9 @@ On one ``--size`` x ``--size`` photo (default 512, the issue's), median wall tim
 
 Every method runs in turn, round after round (``--repeats``), after one untimed run of each (a
 warm-up), at each ``--threads``; ratios are to ``plain``, measured side by side in one process.
-FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``. The networks are the
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode``, which counts convolutions and
+matrix products only: the element-wise work of mixing kernels (tunable) or blending weights
+(DNI) is not in it (the time shows it). The networks are the
 ``style3-small`` recipe's (random weights unless ``--tunable`` / ``--twin`` files are given:
 the cost does not depend on the values). Run it on a quiet machine: nothing else running.
 

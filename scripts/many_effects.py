@@ -175,6 +175,7 @@ LABELS = {
     "trunk2": "Tunable, shared trunk k=2 of 6",
     "trunk3": "Tunable, shared trunk k=3 of 6",
     "trunk5": "Tunable, shared trunk k=5 of 6",
+    "trunk6": "Tunable, shared trunk k=6 of 6 (last two convs tunable)",
     "cresmd": "CResMD",
     "tsnet": "TSNet",
     "ta-tsnet": "TA+TSNet",

@@ -3,7 +3,8 @@
 Methods, all on the same held-out photos:
 
 - every ``--model NAME=FILE``: a tunable style network (``style3-small``; also the variant with
-  fixed instance norms), run at each point p of the simplex;
+  fixed instance norms), run at each point u of the simplex: p = u, or u through the file's
+  weight warps when it is calibrated (``tunableconv calibrate``; ``--raw`` skips them);
 - ``dni``: the three single-style twins (``--twin STYLE=FILE``, same network, budget and seed)
   with their weights blended by p, θ(p) = Σ p_i θ_i (DNI on the simplex,
   :func:`tunableconv.models.baselines.interpolate_networks`); at a vertex it *is* that twin;
@@ -109,10 +110,13 @@ def photos(data_root: str | None, per_set: int, size: int) -> list[tuple[str, to
 class Methods:
     """The outputs of every method at a point p: ``outputs(name, x, ps) -> (N, 3, H, W)``."""
 
-    def __init__(self, models: dict[str, str], twins: dict[str, str]) -> None:
+    def __init__(self, models: dict[str, str], twins: dict[str, str], raw: bool = False) -> None:
         from tunableconv.models.baselines import interpolate_networks
         from tunableconv.restore import Restorer
 
+        if twins and sorted(twins) != sorted(STYLES):
+            raise SystemExit(f"--twin needs one file per style: {', '.join(STYLES)} (got {', '.join(twins) or 'none'})")
+        self.raw = raw
         self.restorers = {name: Restorer.load(file) for name, file in models.items()}
         self.files = {**models, **{f"twin-{s}": f for s, f in twins.items()}}
         self.twins = [Restorer.load(twins[s]).model.eval() for s in STYLES] if twins else []
@@ -131,9 +135,11 @@ class Methods:
     @torch.no_grad()
     def outputs(self, name: str, x: torch.Tensor, ps: list) -> torch.Tensor:
         xb = x[None]
-        if name in self.restorers:
-            model = self.restorers[name].model.eval()
-            return torch.cat([model(xb, torch.tensor(p, dtype=torch.float32)) for p in ps]).clamp(0, 1)
+        if name in self.restorers:  # the user's weights through the file's weight warps (if calibrated)
+            r = self.restorers[name]
+            model = r.model.eval()
+            return torch.cat([model(xb, torch.tensor(r.space.simplex_weights(p, calibrated=not self.raw),
+                                                     dtype=torch.float32)) for p in ps]).clamp(0, 1)
         if name == "dni":
             outs = []
             for p in ps:
@@ -180,15 +186,14 @@ def measure(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "measures").mkdir(parents=True, exist_ok=True)
-    methods = Methods(dict(m.split("=", 1) for m in args.model), dict(t.split("=", 1) for t in args.twin or []))
-    if args.twin and sorted(dict(t.split("=", 1) for t in args.twin)) != sorted(STYLES):
-        raise SystemExit(f"--twin needs one file per style: {', '.join(STYLES)}")
+    methods = Methods(dict(m.split("=", 1) for m in args.model), dict(t.split("=", 1) for t in args.twin or []),
+                      raw=args.raw)
     first = next(iter(methods.restorers.values()))
     task = task_of(first.info)
     images = photos(args.data_root, args.images, args.size)
     for name in methods.names if not args.only else args.only:
         dest = out / "measures" / f"{name}.json"
-        key = {**methods.key(name), "size": args.size}
+        key = {**methods.key(name), "size": args.size, "raw": args.raw}
         old = json.loads(dest.read_text()) if dest.is_file() else {}
         done = {r["name"]: r for r in old.get("images", [])} if old.get("key") == key else {}
         rows, start = [], time.perf_counter()
@@ -302,7 +307,8 @@ def figures(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    methods = Methods(dict(m.split("=", 1) for m in args.model), dict(t.split("=", 1) for t in args.twin or []))
+    methods = Methods(dict(m.split("=", 1) for m in args.model), dict(t.split("=", 1) for t in args.twin or []),
+                      raw=args.raw)
     images = dict(photos(args.data_root, 24, args.size))
     if args.image not in images:
         raise SystemExit(f"--image must be one of {', '.join(images)}")
@@ -348,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--data-root", default=None)
         p.add_argument("--size", type=int, default=256)
         p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--raw", action="store_true", help="the tunable models at the raw points (skip their weight warps)")
         p.set_defaults(fn=fn)
     m = sub.choices["measure"]
     m.add_argument("--images", type=int, default=12, help="photos per test set (CBSD68, Kodak24)")

@@ -468,13 +468,14 @@ def test_calibrate_on_each_domain(files, tmp_path, capsys):
     assert all(warps["evenness_error_after"][e] <= warps["evenness_error_before"][e] + 0.02 for e in ("a-b", "a-c", "b-c"))
     space3 = info3.space
     assert all(k.calibration is not None for k in space3.knobs)
-    expected = space3.simplex_weights([0.5, 0.0, 0.5])
-    rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", out3, "--knob", "a=0.5",
-                      "--knob", "c=0.5")
+    expected = space3.simplex_weights([0.3, 0.0, 0.7])
+    assert abs(expected[0] - 0.3) > 0.01  # the warps move this point (else the check below proves nothing)
+    rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", out3, "--knob", "a=0.3",
+                      "--knob", "c=0.7")
     assert rc == 0 and f"p = ({expected[0]:.3f}, 0.000, {expected[2]:.3f})" in out
-    rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", out3, "--knob", "a=0.5",
-                      "--knob", "c=0.5", "--raw")
-    assert "p = (0.500, 0.000, 0.500)" in out
+    rc, out, _ = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", out3, "--knob", "a=0.3",
+                      "--knob", "c=0.7", "--raw")
+    assert "p = (0.300, 0.000, 0.700)" in out
     _app_applies_the_weight_warps(out3, files["image"], tmp_path / "o_app_check.png", capsys)
     rc, _, err = _cli(capsys, "calibrate", files["simplex2"], "-o", tmp_path / "again.safetensors", *common)
     assert rc == 0 and "weight warps" not in _  # a model with a slider keeps its slider calibration only
@@ -675,6 +676,7 @@ def test_knob_icons_round_trip_and_refuse_anything_but_an_image_data_uri():
     back = KnobSpace.from_dict(space.to_dict())
     assert back.knobs[0].icon == icon and back.knobs[1].icon == "" and "icon" not in space.to_dict()["knobs"][1]
     for bad in ("javascript:alert(1)", 'data:image/png;base64,AAAA" onload="x', "data:image/svg+xml;base64,AAAA",
+                "data:image/png;base64,AAAAA",  # not whole base64
                 "http://example.com/a.png", "data:image/png;base64," + "A" * MAX_ICON_CHARS, 5):
         d = space.to_dict()
         d["knobs"][0]["icon"] = bad
@@ -699,17 +701,20 @@ def _app_applies_the_weight_warps(model: Path, image: Path, cli_out: Path, capsy
         from fastapi.testclient import TestClient
     from tunableconv.app.server import AppConfig, create_app
 
-    rc, _, _ = _cli(capsys, "restore", image, cli_out, "--model", model, "--knob", "a=0.5", "--knob", "c=0.5")
+    rc, _, _ = _cli(capsys, "restore", image, cli_out, "--model", model, "--knob", "a=0.3", "--knob", "c=0.7")
     assert rc == 0
+    raw_out = cli_out.with_name("raw_" + cli_out.name)
+    assert _cli(capsys, "restore", image, raw_out, "--model", model, "--p", "0.3,0,0.7")[0] == 0
     with TestClient(create_app(AppConfig(models=[str(model)], include_zoo=False, preview_size=32))) as client:
         (m,) = client.get("/api/models").json()["models"]
         assert all(k["calibrated"] for k in m["knobs"])
         upload = client.post("/api/images", files={"file": ("a.png", image.read_bytes(), "image/png")}).json()
         r = client.post("/api/restore", json={"image_id": upload["id"], "model": m["name"], "calibrated": True,
-                                              "knobs": {"a": 0.5, "b": 0.0, "c": 0.5}})
+                                              "knobs": {"a": 0.3, "b": 0.0, "c": 0.7}})
         assert r.status_code == 200, r.text
         app_out = np.array(Image.open(io.BytesIO(r.content)).convert("RGB"))
-        assert np.array_equal(app_out, np.array(Image.open(cli_out).convert("RGB")))
+        assert np.array_equal(app_out, np.array(Image.open(cli_out).convert("RGB")))  # warped, as the CLI
+        assert not np.array_equal(app_out, np.array(Image.open(raw_out).convert("RGB")))  # not the raw p
 
 
 def test_simplex_weight_warps():
@@ -727,8 +732,22 @@ def test_simplex_weight_warps():
     torch.testing.assert_close(warped.resolve(knobs={"a": 0.5, "b": 0.5}), torch.tensor([1 / 3, 2 / 3, 0.0]))
     torch.testing.assert_close(warped.resolve(p=[0.5, 0.5, 0.0]), torch.tensor([0.5, 0.5, 0.0]))  # raw p is raw
     assert KnobSpace.from_dict(warped.to_dict()).knobs[0].calibration == square
+    moved_end = Calibration.from_dict({"slider": [0, 1], "raw": [0.3, 1]}, "test", "c")
+    with pytest.raises(InvalidParamsError, match="0 to 0 and 1 to 1"):
+        space.with_knob_calibration("a", moved_end)
+    d = warped.to_dict()
+    d["knobs"][0]["calibration"] = moved_end.to_dict()
+    with pytest.raises(InputError, match="must map 0 to 0"):
+        KnobSpace.from_dict(d)
     from tunableconv.preview import anchor_set
 
+    from tunableconv.knob_maps import knob_map_params
+
+    per_pixel = knob_map_params(warped, torch.tensor([0.5, 0.5, 0.0]).view(3, 1, 1).expand(3, 4, 5), (4, 5))
+    torch.testing.assert_close(per_pixel[:, 2, 3], torch.tensor([1 / 3, 2 / 3, 0.0]))  # a knob map is warped too
+    raw_map = knob_map_params(warped, torch.tensor([0.5, 0.5, 0.0]).view(3, 1, 1).expand(3, 4, 5), (4, 5),
+                              calibrated=False)
+    torch.testing.assert_close(raw_map[:, 0, 0], torch.tensor([0.5, 0.5, 0.0]))
     tri = anchor_set(warped, "knobs", steps=3)
     assert tri.points[4].tolist() == [0.5, 0.5, 0.0] and tri.ps[4].tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
 

@@ -236,17 +236,24 @@ def fit_simplex_warps(responses: dict[tuple[int, int], dict], num_params: int, *
         for i in range(num_params):
             gamma[i] = WARP_EXPONENTS[int(np.argmin(errors(gamma, i, WARP_EXPONENTS)))]
 
-    def worst(edge: tuple[int, int], g: np.ndarray) -> float:
+    # the stored warps: piecewise linear through knots that crowd towards 0, where u^γ bends most
+    u = np.round(np.linspace(0.0, 1.0, points) ** 2, 6)
+    warps = [{"slider": [float(v) for v in u], "raw": [round(float(v), 6) for v in u ** g]} for g in gamma]
+
+    def worst(edge: tuple[int, int], stored: list[dict] | None) -> float:
+        """max_t |D(s(t)) − t| on the edge, s(t) from the stored (piecewise-linear) warps."""
         s_grid, d = curves[edge]
-        s = raw_fraction(np.asarray(g[edge[0]]), np.asarray(g[edge[1]]))
+        if stored is None:
+            s = t
+        else:
+            ca = np.interp(1.0 - t, stored[edge[0]]["slider"], stored[edge[0]]["raw"])
+            cb = np.interp(t, stored[edge[1]]["slider"], stored[edge[1]]["raw"])
+            s = cb / np.maximum(ca + cb, 1e-12)
         return round(float(np.abs(np.interp(s, s_grid, d) - t).max()), 4)
 
-    u = np.linspace(0.0, 1.0, points)
-    return {"gamma": [round(float(g), 4) for g in gamma],
-            "warps": [{"slider": [round(float(v), 6) for v in u], "raw": [round(float(v), 6) for v in u ** g]}
-                      for g in gamma],
-            "error_before": {e: worst(e, np.ones(num_params)) for e in curves},
-            "error_after": {e: worst(e, gamma) for e in curves}}
+    return {"gamma": [round(float(g), 4) for g in gamma], "warps": warps,
+            "error_before": {e: worst(e, None) for e in curves},
+            "error_after": {e: worst(e, warps) for e in curves}}
 
 
 def _features_for(info) -> Callable[[Tensor], Tensor]:

@@ -649,4 +649,4 @@ def icon_image(icon: str) -> torch.Tensor:
 
     if not valid_icon(icon):
         raise InputError("not a knob icon (a base64 PNG/JPEG data URI)")
-    return read_image(io.BytesIO(base64.b64decode(icon.split(",", 1)[1])))
+    return read_image(base64.b64decode(icon.split(",", 1)[1]))

@@ -212,7 +212,8 @@ def knob_map_params(
             must be None for a map with one channel per knob.
         base: a full raw p ``(P,)`` for the knobs a one-knob cube map leaves (default: the
             knob space's default).
-        calibrated: pass slider and (cube) knob values through their calibrations.
+        calibrated: pass slider and knob values through their calibrations (cube knobs along their axes,
+            simplex weights through the weight warps).
 
     Returns:
         float32 ``(P, H, W)`` in [0, 1], on ``values``' device; on the simplex every pixel's
@@ -272,7 +273,7 @@ def knob_map_params(
             out[i] = u
             if n == 2:
                 out[1 - i] = 1.0 - u
-            return out.clamp_(0.0, 1.0)
+            return _warped(out, space, calibrated).clamp_(0.0, 1.0)
         p0 = space.resolve(p=base) if base is not None else torch.tensor(space.default or [], dtype=torch.float32)
         out[:] = p0.to(out.device).view(-1, 1, 1)
         cal = space.knobs[i].calibration
@@ -300,5 +301,17 @@ def knob_map_params(
                 f"model (within 2/255); pixel (x={x}, y={y}) sums to {float(total[y, x]):.4g}")
     p = _resize(values, size)
     if space.domain == "simplex":
-        p = p / p.sum(0, keepdim=True).clamp_min(1e-12)
+        p = _warped(p / p.sum(0, keepdim=True).clamp_min(1e-12), space, calibrated)
     return p.clamp_(0.0, 1.0).contiguous()
+
+
+def _warped(weights: Tensor, space: KnobSpace, calibrated: bool) -> Tensor:
+    """Per pixel, the weights ``(P, H, W)`` of a simplex model through its knobs' weight warps
+    (:meth:`KnobSpace.simplex_weights`), unchanged when ``calibrated`` is False or no knob
+    carries a warp."""
+    if not calibrated or all(k.calibration is None for k in space.knobs):
+        return weights
+    warped = torch.stack([interp(w, k.calibration.slider, k.calibration.raw) if k.calibration is not None else w
+                          for w, k in zip(weights, space.knobs)])
+    total = warped.sum(0, keepdim=True)
+    return torch.where(total > 0, warped / total.clamp_min(1e-12), weights)

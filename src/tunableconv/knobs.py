@@ -94,7 +94,16 @@ def valid_icon(icon: Any) -> bool:
     """Whether ``icon`` is a knob icon a page can show as is: ``data:image/png;base64,...`` or
     ``data:image/jpeg;base64,...`` of at most :data:`MAX_ICON_CHARS` characters (nothing that
     could leave an HTML attribute or fetch from elsewhere)."""
-    return isinstance(icon, str) and len(icon) <= MAX_ICON_CHARS and _ICON.fullmatch(icon) is not None
+    if not (isinstance(icon, str) and len(icon) <= MAX_ICON_CHARS and _ICON.fullmatch(icon) is not None):
+        return False
+    import base64
+    import binascii
+
+    try:
+        base64.b64decode(icon.split(",", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -351,8 +360,11 @@ class KnobSpace:
 
     def with_knob_calibration(self, knob: str | int, calibration: Calibration | None) -> "KnobSpace":
         """A copy whose knob carries ``calibration`` (None removes it): on the cube along the
-        knob's axis, on the simplex as the knob's weight warp (:meth:`simplex_weights`)."""
+        knob's axis, on the simplex as the knob's weight warp (:meth:`simplex_weights`), which must
+        map 0 to 0 and 1 to 1."""
         i = self.knob_index(knob)
+        if self.domain == "simplex" and calibration is not None and (calibration.raw[0] != 0 or calibration.raw[-1] != 1):
+            raise InvalidParamsError(f"the weight warp of knob {self.names[i]!r} must map 0 to 0 and 1 to 1")
         knobs = [replace(k, calibration=calibration) if j == i else k for j, k in enumerate(self.knobs)]
         return replace(self, knobs=knobs, sliders=list(self.sliders), default=list(self.default or []))
 
@@ -412,6 +424,9 @@ class KnobSpace:
             cal = None
             if k.get("calibration") is not None:  # cube: along the knob's axis; simplex: its weight warp
                 cal = Calibration.from_dict(k["calibration"], where, f"knobs[{i}].calibration")
+                if domain == "simplex" and (cal.raw[0] != 0 or cal.raw[-1] != 1):
+                    raise _fail(where, f"knobs[{i}].calibration", "is a weight warp on the simplex: it must map 0 to 0 "
+                                                                  "and 1 to 1 (the pure objectives stay put)")
             icon = k.get("icon", "")
             if icon and not valid_icon(icon):
                 raise _fail(where, f"knobs[{i}].icon", f"must be a base64 PNG/JPEG data URI of at most {MAX_ICON_CHARS} "

@@ -745,7 +745,8 @@ class KnobBody(_Body):
     model: str = Field(..., max_length=200, description="a model name from GET /api/models")
     p: Optional[list[_Number]] = Field(None, max_length=64, description="raw knob values in [0, 1], one per knob")
     knobs: Optional[dict[str, _Number]] = Field(
-        None, max_length=64, description="knob values by name (simplex: every knob; cube: the others at their defaults)")
+        None, max_length=64, description="knob values by name (simplex: every knob, all but one (1 minus the others), or weights "
+                    "summing to 1 (the others 0); cube: the others at their defaults)")
     slider: Optional[str] = Field(None, max_length=100, description="a slider name from the model's knob space")
     value: Optional[_Number] = Field(None, description="the slider's position in [0, 1] (with slider)")
     strength: Optional[_Number] = Field(None, description="shorthand for slider 'strength' at this value")

@@ -1,5 +1,5 @@
-"""``tunableconv calibrate``: make a model's sliders (and cube knobs) even, and store the
-calibrations in a copy of the model file (see :mod:`tunableconv.calibrate`).
+"""``tunableconv calibrate``: make a model's sliders (cube knobs, simplex edges) even, and store
+the calibrations in a copy of the model file (see :mod:`tunableconv.calibrate`).
 
 Example::
 
@@ -10,8 +10,9 @@ What is calibrated, from the model's knob space: every named slider (the denoise
 ``strength``), on the cube every knob along its own axis with the other knobs at their
 defaults, and on a simplex without a slider (three styles) every knob's weight warp, fitted so
 that each edge of the simplex, from one objective to another, moves evenly. The response is
-measured where the task judges outputs: in pixels, or for style transfer in VGG Gram space. The response is measured on training images (not a test set), each degraded
-``--repeats`` times the way the model's task (``info.task``) degrades training images. The
+measured on training images (not a test set), each degraded ``--repeats`` times the way the
+model's task (``info.task``) degrades training images, and where the task judges outputs: in
+pixels, or for style transfer in VGG Gram space. The
 output file (format ``tunableconv-model/2``) stores the calibrations in its knob space and
 the measured curves in ``info.calibration_fit``; ``restore``, ``sweep`` and the app apply
 them by default, and ``--raw`` there keeps the raw p.
@@ -25,7 +26,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ap = sub.add_parser("calibrate", help="make the sliders and cube knobs even (stores the maps in the model file)",
+    ap = sub.add_parser("calibrate", help="make the sliders, cube knobs and simplex edges even (stores the maps in the model file)",
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="shipped model name or model file")
     ap.add_argument("-o", "--output", required=True, help="the calibrated model file to write (not the input)")
