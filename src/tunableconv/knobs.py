@@ -504,7 +504,8 @@ class KnobSpace:
         sliders = []
         if extra.get("strength") and info.num_params == 2:
             cal = extra.get("calibration")
-            sliders.append(Slider("strength", (0.0, 1.0), (1.0, 0.0), "1: remove the noise; 0: keep grain and detail",
+            sliders.append(Slider("strength", (0.0, 1.0), (1.0, 0.0),  # format 1's one slider, in its knobs' words
+                                  f"1: all {knobs[0].name}; 0: all {knobs[1].name}",
                                   Calibration.from_dict(cal, where, "calibration (format 1)") if cal else None))
         up = args.get("upscale", 1) if isinstance(args, Mapping) else 1
         scale = up if isinstance(up, int) and not isinstance(up, bool) and up in SCALES else 1
