@@ -299,7 +299,8 @@ def report(args: argparse.Namespace) -> None:
             ours = n == "tunable" or n.startswith("trunk")
             ax.scatter([x], [q[n]["psnr_best"]], s=60, marker="o" if ours else "s",
                        color="tab:blue" if ours else "tab:red")
-            short = LABELS.get(n, n).replace(" (method 1)", "").replace("Tunable, shared trunk ", "trunk ")
+            short = f"trunk k={n[5:]}" if n.startswith("trunk") else \
+                LABELS.get(n, n).replace(" (method 1)", "").replace("Tunable, every block", "tunable, every block")
             ax.annotate(short, (x, q[n]["psnr_best"]), fontsize=8, xytext=(5, -12 if n == "trunk5" else 4),
                         textcoords="offset points")
         ax.set_xlabel(f"time for 27 effects, s ({main_setting.replace('@', ', ')} thread(s))" if main_setting
