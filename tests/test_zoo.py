@@ -205,8 +205,9 @@ def test_shipped_nafnet_restores_through_the_cli_and_the_app(tmp_path):
 @pytest.mark.skipif("restore3" not in SHIPPED, reason="no shipped restore3 model")
 def test_shipped_restore3_sweeps_27_effects_through_its_trunk(tmp_path, capsys):
     """The shipped three-degradation model (issue 21): knobs deblur, denoise, dejpeg on the cube,
-    a p-independent trunk of 5 of its 6 blocks; ``model.sweep`` of the 27 effects equals 27
-    calls; raising ``denoise`` removes noise; ``tunableconv sweep --grid 3`` renders the sheet."""
+    a p-independent trunk of all 6 of its blocks (only the last two convs tunable);
+    ``model.sweep`` of the 27 effects equals 27 calls; raising ``denoise`` removes noise;
+    ``tunableconv sweep --grid 3`` renders the sheet."""
     from PIL import Image
 
     from tunableconv.cli import main as cli
@@ -217,7 +218,7 @@ def test_shipped_restore3_sweeps_27_effects_through_its_trunk(tmp_path, capsys):
 
     r = Restorer.load("restore3")
     assert r.space.domain == "cube" and r.space.names == ["deblur", "denoise", "dejpeg"]
-    assert r.info.arguments["trunk_blocks"] == 5 and r.info.arguments["num_blocks"] == 6
+    assert r.info.arguments["trunk_blocks"] == 6 and r.info.arguments["num_blocks"] == 6  # every block shared
     clean = center_crop(bundled_sample_image(), 64, 64)
     task = build_task(get_recipe("restore3-small"))
     s = task.degrade_case(clean, make_case(0.0, 25.0, None), torch.Generator().manual_seed(0))
