@@ -481,3 +481,19 @@ def test_style3_script_points_evenness_and_methods(runs, tmp_path):
     assert set(result["points"][s3.key_of(vertices[0])]) == {*(f"style_{s}" for s in STYLES), "content"}
     for curve in result["edges"].values():  # D(0) = 0 and D(1) = 1 by definition
         assert len(curve) == 11 and curve[0] == 0.0 and abs(curve[-1] - 1.0) < 1e-4
+
+
+def test_validate_checkpoint_script_reproduces_the_trainers_validation(runs, capsys):
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "validate_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("validate_checkpoint", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary, model_file = runs["style3-small"]
+    assert module.main([str(model_file.parent)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["step"] == 20 and out["val"].keys() == summary["val"].keys()
+    for k, v in summary["val"].items():
+        assert out["val"][k] == pytest.approx(v, abs=1e-3), k
