@@ -6,6 +6,7 @@ import torch
 
 from tunableconv.data import bundled_sample_image
 from tunableconv.data.datasets import center_crop
+from tunableconv.errors import InputError
 from tunableconv.metrics import psnr
 from tunableconv.restore import Restorer
 from tunableconv.zoo import available
@@ -232,3 +233,31 @@ def test_shipped_restore3_sweeps_27_effects_through_its_trunk(tmp_path, capsys):
     Image.fromarray((s.input * 255).round().byte().permute(1, 2, 0).numpy()).save(src)
     assert cli(["sweep", str(src), "--model", "restore3", "--grid", "3", "-o", str(sheet)]) == 0
     assert "27 settings in" in capsys.readouterr().out and Image.open(sheet).width > 9 * 64
+
+
+def test_shipped_style3_blends_three_styles_on_the_simplex(tmp_path, capsys):
+    """The shipped style model (issue 19): three knobs on the simplex with the style thumbnails
+    as icons and calibrated weight warps; the vertices differ, a blend lies between them, tiled
+    inference is refused, and the sweep draws the triangle."""
+    from PIL import Image
+
+    from tunableconv.cli import main as cli
+    from tunableconv.io import icon_image
+
+    r = Restorer.load("style3")
+    space = r.space
+    assert space.names == ["mosaic", "edtaonisl", "kandinsky"] and space.domain == "simplex"
+    assert not space.tiling_exact and all(k.calibration is not None for k in space.knobs)
+    assert all(icon_image(k.icon).shape[0] == 3 for k in space.knobs)
+    x = center_crop(bundled_sample_image(), 64, 64)
+    mosaic, kandinsky = r(x, space.resolve(knobs={"mosaic": 1.0})), r(x, space.resolve(knobs={"kandinsky": 1.0}))
+    blend = r(x, space.resolve(knobs={"mosaic": 0.5, "kandinsky": 0.5}))
+    d = float((mosaic - kandinsky).abs().mean())
+    assert d > 0.01  # two styles, two pictures
+    assert float((blend - mosaic).abs().mean()) < d and float((blend - kandinsky).abs().mean()) < d
+    with pytest.raises(InputError, match="not exact"):
+        r(x, space.resolve(knobs={"mosaic": 1.0}), tile=32, overlap=8)
+    src, sheet = tmp_path / "in.png", tmp_path / "tri.png"
+    Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy()).save(src)
+    assert cli(["sweep", str(src), "--model", "style3", "--grid", "3", "-o", str(sheet)]) == 0
+    assert "6 settings" in capsys.readouterr().out and Image.open(sheet).width >= 3 * 64
