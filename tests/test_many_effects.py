@@ -207,7 +207,7 @@ def test_sweep_auto_picks_names_and_writes_the_choice(files, tmp_path, capsys, n
     ("trunk", ["--grid", "3", "--steps", "3"], "drop --steps"),
     ("trunk", ["--grid", "1"], "N >= 2"),
     ("cube4", ["--grid", "3"], "at most 27"),
-    ("simplex3", ["--grid", "3"], "simplex"),
+    ("simplex3", ["--grid", "7"], "at most 27"),  # the triangle of 7 per edge has 28 points
     ("trunk", ["--grid", "3", "--with-input"], "--with-input"),
     ("trunk", ["--grid", "2", "--auto-output", "x.png"], "add --auto"),
 ])
