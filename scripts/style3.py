@@ -36,7 +36,8 @@ Steps (per-photo results are cached in ``OUT/measures/METHOD.json`` keyed by the
     python scripts/style3.py report --out results/style3
 
 Photos: the first ``--images`` of CBSD68 and of Kodak24 (default 12 + 12), resized (MATLAB
-bicubic) so that the shorter side is ``--size`` pixels (default 256: 384x256 for both sets).
+bicubic) so that the shorter side is ``--size`` pixels (default 256: CBSD68's 481x321 become
+383x256, this project's 500x500 Kodak24 copy 256x256).
 """
 
 from __future__ import annotations
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--images", type=int, default=12, help="photos per test set (CBSD68, Kodak24)")
     m.add_argument("--only", nargs="+", metavar="METHOD", help="measure only these methods")
     f = sub.choices["figures"]
-    f.add_argument("--image", default="kodak24/kodim23")
+    f.add_argument("--image", default="kodak24/kodim05")
     f.add_argument("--methods", nargs="+", help="the methods of the triangle figure (default: the first model and dni)")
     r = sub.add_parser("report", help="tables.md, summary.json and evenness.png from OUT/measures")
     r.add_argument("--out", required=True)
