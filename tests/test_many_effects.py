@@ -173,7 +173,7 @@ def test_sweep_grid_n_writes_the_contact_sheet(files, tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
     rc, out, err = _cli(capsys, "sweep", files["image"], "--model", files["trunk"], "--grid", "3", "-o", sheet)
     assert rc == 0, err
-    assert "27 settings in" in out and "model.sweep" in out and "27 settings, " in out
+    assert "27 settings in" in out and "do not depend on p run once" in out and "27 settings, " in out
     with Image.open(sheet) as im:
         assert im.width > 9 * 28 and im.height > 3 * 24
 
@@ -301,3 +301,11 @@ def test_sweep_grid_draws_the_triangle_of_a_simplex_model(files, tmp_path, capsy
     out = tmp_path / "tri.png"
     rc, text, _ = _cli(capsys, "sweep", files["image"], "--model", files["simplex3"], "--grid", "4", "-o", out)
     assert rc == 0 and "10 settings" in text and read_image(out).shape[-1] >= 4 * 28
+
+
+def test_has_shared_trunk_tells_a_trunk_from_none(files):
+    from tunableconv.sweep import has_shared_trunk
+
+    assert has_shared_trunk(Restorer.load(str(files["trunk"])))
+    assert not has_shared_trunk(Restorer.load(str(files["full"])))
+    assert not has_shared_trunk(Restorer.load(str(files["cresmd"])))

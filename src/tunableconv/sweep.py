@@ -66,6 +66,7 @@ __all__ = [
     "knob_settings",
     "triangle_sheet",
     "settings_outputs",
+    "has_shared_trunk",
     "choose_setting",
     "contact_sheet",
     "framed",
@@ -365,6 +366,18 @@ def knob_settings(restorer: Restorer, steps: int = 3, *, calibrated: bool = True
                                                                f"{space.num_params} weights on the simplex (sweep a "
                                                                "slider or one knob instead)"))
     return anchor_set(space, "knobs", calibrated=calibrated, steps=steps)
+
+
+def has_shared_trunk(restorer: Restorer) -> bool:
+    """Whether the model declares layers that do not depend on p, which :func:`settings_outputs`
+    then runs once for all settings (the ResNet's ``trunk_blocks``, a converted network's
+    ``trunk``/``rest``)."""
+    model = restorer.model
+    for owner in (model, getattr(model, "net", None)):
+        flag = getattr(owner, "has_trunk", None)
+        if isinstance(flag, bool):
+            return flag
+    return bool(getattr(getattr(model, "config", None), "trunk_blocks", 0))
 
 
 def settings_outputs(restorer: Restorer, image: Tensor, ps: Tensor, *, tile: int | None = None, overlap: int = 32,

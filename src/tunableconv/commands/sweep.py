@@ -150,13 +150,13 @@ def _contact_sheet(args, restorer, image, settings, strip_path, auto_path, tile,
     import numpy as np
 
     from ..io import from_uint8_array, icon_image, write_image
-    from ..sweep import contact_sheet, settings_outputs
+    from ..sweep import contact_sheet, has_shared_trunk, settings_outputs
 
-    shared = callable(getattr(restorer.model, "sweep", None)) and not tile
+    shared = has_shared_trunk(restorer) and not tile
     start = time.perf_counter()
     outputs = settings_outputs(restorer, image, settings.ps, tile=tile, overlap=overlap, force_tiling=args.force_tiling)
     seconds = time.perf_counter() - start
-    how = "model.sweep: layers that do not depend on p run once" if shared else "one pass per setting"
+    how = "the layers that do not depend on p run once" if shared else "one pass per setting"
     print(f"{len(outputs)} settings in {seconds:.2f} s ({how}; {seconds / len(outputs) * 1000:.0f} ms per setting)")
     best = None
     if args.auto:
