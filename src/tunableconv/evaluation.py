@@ -120,15 +120,17 @@ def check_run_options(threads: int | None, plot: bool) -> None:
 
 
 def parse_levels(text: str, what: str = "--levels") -> list[float] | list[str]:
-    """The evaluation cases a user typed: comma-separated numbers for a task with one level
-    (denoising: ``"15,25,50"``), or ``;``-separated cases of named levels for a task with
-    several (``"noise=15,blur=2;noise=50"``); the task parses and checks them
+    """The evaluation cases a user typed: comma-separated numbers for a task with one level, or
+    ``;``-separated cases of named levels for a task with several (each task's own example:
+    :func:`tunableconv.tasks.case_examples`); the task parses and checks them
     (:meth:`~tunableconv.tasks.Task.evaluation_cases`)."""
     if "=" not in text:
         return parse_numbers(text, what)
     cases = [c.strip() for c in text.split(";")]
     if any(not c for c in cases):
-        raise InputError(f"{what}: cases are separated by ';', each like 'noise=15,blur=2', got {text!r}")
+        from .tasks import case_examples
+
+        raise InputError(f"{what}: cases are separated by ';' (one case of each task: {case_examples()}), got {text!r}")
     return cases
 
 

@@ -37,8 +37,8 @@ FILE``, writes that output alone. NIQE is a guess, not an oracle: ``results/many
 measures how far it lands from the best setting.
 
 ``--degrade LEVELS`` first degrades the input as the model's task does in evaluation, at one
-case of its levels (the model file names its task; denoising: the noise σ, ``25``; joint
-deblurring and denoising: ``noise=15,blur=2``), seeded by ``--seed``: a demonstration on a
+case of its levels (the model file names its task; each task's form is in the option's help),
+seeded by ``--seed``: a demonstration on a
 clean photo. ``--with-input`` puts
 the (degraded) input as the first panel. ``--crop SIZE`` takes a centred SIZE x SIZE crop first.
 The strip is ``panels x crop + 4 px gaps`` wide; the GIF goes there and back and loops forever.
