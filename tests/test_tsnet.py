@@ -101,6 +101,37 @@ def test_statistics_update_decides_the_shared_prefix():
     assert plain.agree_ema[0] == 1.0 and not any(plain.shared_modules())
 
 
+
+def test_agnostic_warmup_gathers_statistics_but_shares_nothing_until_its_stage():
+    m = build(TATSNet, TATSNetConfig, ema_decay=0.0, agreement=0.75, agnostic_warmup=0.4).train()
+    stages = m.training_stages(100)
+    assert [(s.name, s.steps) for s in stages] == [("search (gathering)", 20), ("search", 30), ("fine-tune", 50)]
+    logits = torch.ones(4, m.num_modules, 8)  # every task agrees everywhere
+    m._update_statistics(logits)
+    assert m.agree_ema.eq(1.0).all() and not any(m.shared_modules())  # gathered, not decided
+    m._last = (logits.requires_grad_(), binary_gate(logits), (8, 8))
+    assert "agnostic" not in m.regularisation()[1]  # R_TA off during the warm-up
+    stages[1].begin(m)  # the search's second stage switches the decisions on
+    assert m.is_sharing
+    m._update_statistics(logits)
+    assert all(m.shared_modules())
+    m._last = (logits, binary_gate(logits), (8, 8))
+    assert m.regularisation()[1]["agnostic"] == 0.0
+    # TSNet, or no warm-up: two stages, decisions from the first step
+    assert [s.steps for s in build(TATSNet, TATSNetConfig).training_stages(100)] == [50, 50]
+    assert [s.steps for s in build(agnostic_warmup=0.4).training_stages(100)] == [50, 50]
+    with pytest.raises(ValueError, match="agnostic_warmup"):
+        build(TATSNet, TATSNetConfig, agnostic_warmup=1.0)
+
+
+def test_files_from_before_the_warmup_load_deciding():
+    m = share(scramble(build(TATSNet, TATSNetConfig, agnostic_warmup=0.5)), 2)
+    state = {k: v for k, v in m.state_dict().items() if k != "sharing"}  # an older file
+    fresh = build(TATSNet, TATSNetConfig, agnostic_warmup=0.5)
+    assert not fresh.is_sharing
+    fresh.load_state_dict(state)
+    assert fresh.is_sharing and fresh.shared_modules() == m.shared_modules()
+
 def test_agnostic_regulariser_is_the_disagreement_after_the_shared_prefix():
     m = build(TATSNet, TATSNetConfig)
     with torch.no_grad():
@@ -240,7 +271,9 @@ def _tiny(arch: str, tmp_path: Path, steps: int = 20, **args):
 
 
 @pytest.mark.parametrize("arch,args", [("tsnet", {}),
-                                       ("ta-tsnet", dict(gate_init=0.5, ema_decay=0.5, share_threshold=0.3))])
+                                       ("ta-tsnet", dict(gate_init=0.5, ema_decay=0.5, share_threshold=0.3)),
+                                       ("ta-tsnet", dict(gate_init=0.5, ema_decay=0.5, share_threshold=0.3,
+                                                         agnostic_warmup=0.4))])
 def test_20_step_search_and_fine_tune(arch, args, tmp_path):
     from tunableconv.train import Trainer
 
@@ -253,7 +286,9 @@ def test_20_step_search_and_fine_tune(arch, args, tmp_path):
     logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps = [rec for rec in logs if "loss" in rec]
     assert len(steps) == 20 and all(math.isfinite(rec["loss"]) and 0 < rec["loss_flops"] <= 1.5 for rec in steps)
-    assert [rec["stage"] for rec in steps] == [0] * 10 + [1] * 10
+    warmup = 4 if args.get("agnostic_warmup") else 0  # 40% of the 10 search steps gather only
+    stages = [0] * warmup + [1 if warmup else 0] * (10 - warmup) + [2 if warmup else 1] * 10
+    assert [rec["stage"] for rec in steps] == stages
     model, info = load_model(run / "model.safetensors")
     assert type(model).architecture == arch and model.is_frozen and info.space.names == ["deblur", "denoise", "dejpeg"]
     for k, v in model.controllers.state_dict().items():  # fine-tuning left the architecture alone
@@ -261,7 +296,8 @@ def test_20_step_search_and_fine_tune(arch, args, tmp_path):
     arch_info = info.info["searched_architecture"]
     assert arch_info["frozen"] and len(arch_info["effects"]) == 27 and arch_info["flops_at"] == [720, 1280]
     if arch == "ta-tsnet":  # a dense start agrees at once: sharing is decided within the first steps
-        assert arch_info["shared_modules"] and "loss_agnostic" in steps[0]
+        assert arch_info["shared_modules"] and "loss_agnostic" in steps[warmup]
+        assert not any("loss_agnostic" in rec for rec in steps[:warmup])
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(model.sweep(x, model.default_effects()[:4]),

@@ -43,10 +43,15 @@ and the auxiliary β_{i,c} for a task-agnostic one.
 Architecture controller (Eq. 6). ``α^t_i = f_i(τ_t)`` with f_i three fully connected layers
 and two ReLUs (Sec. 7.3), one controller per CS module: ``K -> H -> H -> C``
 (:class:`Controller`, H = ``controller_hidden``), PyTorch's default initialisation: the search
-starts from random gates that differ from task to task. (A start from the dense CResMD,
-``gate_init`` > 0: small last-layer weights and that bias, would make every task agree on
-every channel at once, so Eq. (8) would hold from the first step and the whole network would
-turn task-agnostic before the controllers learn anything.)
+starts from random gates that differ from task to task. A start from the dense CResMD,
+``gate_init`` > 0 (small last-layer weights and that bias), makes every task agree on every
+channel at once, so Eq. (8) holds from the first step and TA+TSNet would share the whole
+network before the controllers learn anything (and a shared module's task logits get no
+gradient from the loss, so it never comes back). ``agnostic_warmup`` is our answer: for that
+share of the search the statistics gather (Eqs. 7-9) but no decision is taken and R_TA is
+off, so the FLOPs regulariser first makes the tasks' preferences differ where they need to;
+then the search goes on with the decisions (a new training stage, so a fresh optimiser). The
+paper says nothing of it; it is needed only with open gates.
 
 Task-agnostic search (Eqs. 7-10). We read β as "the auxiliary parameters" that "first
 gather the preference on each channel from tasks throughout training": an EMA, not a
@@ -97,7 +102,8 @@ weights and the decisions d fixed; backbone and scales trained with the searched
 architecture). Hyper-parameters: the text lost the paper's values; ours (config fields) are
 γ = ``ema_decay`` 0.99, ρ = ``agreement`` 1.0 (the whole batch, as TA+TSNet), θ =
 ``share_threshold`` 0.5, λ_1 = ``flops_weight`` 0.1, λ_2 = ``agnostic_weight`` 0 for TSNet
-(the paper's "and 0") and 0.1 for TA+TSNet, T = ``effects`` 27, half the steps searching.
+(the paper's "and 0") and 0.1 for TA+TSNet, T = ``effects`` 27, half the steps searching,
+``agnostic_warmup`` 0.
 
 The trainer adds :meth:`TSNet.regularisation` to the loss (its generic hook for a model's
 own terms) and stores :meth:`TSNet.file_info` (the searched architecture) in the model file.
@@ -211,6 +217,7 @@ value (> 0: all channels kept).
     agnostic_weight: float = 0.0
     effects: int = 27
     search_share: float = 0.5
+    agnostic_warmup: float = 0.0
 
 
 @dataclass
@@ -266,6 +273,7 @@ class TSNet(CResMD):
                   ("agreement", 0 < cfg.agreement <= 1), ("share_threshold", 0 <= cfg.share_threshold < 1),
                   ("flops_weight", cfg.flops_weight >= 0), ("agnostic_weight", cfg.agnostic_weight >= 0),
                   ("effects", cfg.effects >= 1), ("search_share", 0 < cfg.search_share <= 1),
+                  ("agnostic_warmup", 0 <= cfg.agnostic_warmup < 1),
                   ("gate_init", cfg.gate_init is None or abs(cfg.gate_init) < float("inf"))]
         for name, ok in checks:
             if not ok:
@@ -281,6 +289,8 @@ class TSNet(CResMD):
         self.register_buffer("agree_ema", torch.zeros(m))      # b̄ (Eq. 9)
         self.register_buffer("shared", torch.zeros(m))         # d (Eq. 10)
         self.register_buffer("frozen", torch.zeros(()))        # 1 after the search: the architecture is fixed
+        # 1 while the decisions d are taken (and R_TA is on): from the start, or after the warm-up
+        self.register_buffer("sharing", torch.tensor(0.0 if cfg.agnostic_warmup > 0 else 1.0))
         self._last: tuple[Tensor, Tensor, tuple[int, int]] | None = None
         # the steps of the network, each with the module whose sharing makes it shared
         self._step_module = [0] + [3 + 3 * (k // 2) - (1 - k % 2) for k in range(2 * n)] + [3 * n + 2, 3 * n + 3]
@@ -307,6 +317,16 @@ class TSNet(CResMD):
     @property
     def is_frozen(self) -> bool:
         return bool(self.frozen > 0.5)
+
+    @property
+    def is_sharing(self) -> bool:
+        """Whether the search takes the decisions d now (False during ``agnostic_warmup``)."""
+        return bool(self.sharing > 0.5)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # files written before ``agnostic_warmup`` existed decided from the first step
+        state_dict.setdefault(prefix + "sharing", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --- gates -----------------------------------------------------------------------------
     def task_logits(self, tau: Tensor, modules: list[int] | None = None) -> Tensor:
@@ -373,7 +393,7 @@ class TSNet(CResMD):
         self.preference.mul_(gamma).add_((1 - gamma) * logits.mean(dim=0))
         b = (agreement(logits, self.preference) >= self.config.agreement).to(logits.dtype)
         self.agree_ema.mul_(gamma).add_((1 - gamma) * b)
-        if self.config.task_agnostic:
+        if self.config.task_agnostic and self.is_sharing:
             self.shared.copy_(shared_prefix(self.agree_ema, self.config.share_threshold))
 
     # --- the regularisers (Eqs. 4, 11, 12) ---------------------------------------------------
@@ -451,7 +471,7 @@ class TSNet(CResMD):
         if self.is_frozen:
             return r_flops.new_zeros(()), terms
         total = self.config.flops_weight * r_flops
-        if self.config.agnostic_weight > 0:
+        if self.config.agnostic_weight > 0 and self.is_sharing:
             r_ta = self.regulariser_agnostic(logits)
             terms["agnostic"] = float(r_ta.detach())
             total = total + self.config.agnostic_weight * r_ta
@@ -627,7 +647,16 @@ class TSNet(CResMD):
         def freeze(model: nn.Module) -> None:
             model.freeze_architecture()
 
-        return [Stage("search", search, p, everything), Stage("fine-tune", total_steps - search, p, backbone, freeze)]
+        def start_sharing(model: nn.Module) -> None:
+            model.sharing.fill_(1.0)
+
+        fine_tune = Stage("fine-tune", total_steps - search, p, backbone, freeze)
+        warmup = round(search * self.config.agnostic_warmup) if self.config.task_agnostic else 0
+        if warmup == 0:
+            return [Stage("search", search, p, everything), fine_tune]
+        # a new stage starts a fresh optimiser: the price of switching the decisions on at a step
+        return [Stage("search (gathering)", warmup, p, everything),
+                Stage("search", search - warmup, p, everything, start_sharing), fine_tune]
 
     def load_supernet(self, state: dict[str, Tensor]) -> None:
         """Start from a trained CResMD's state dict (``main``, ``scales``, ``global_scale``)."""
