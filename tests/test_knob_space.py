@@ -729,6 +729,12 @@ def test_simplex_weight_warps():
     for vertex in ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]):
         assert warped.simplex_weights(vertex) == vertex  # the pure objectives stay where they are
     assert warped.simplex_weights([0.5, 0.5, 0.0], calibrated=False) == [0.5, 0.5, 0.0]
+    grid = torch.tensor([[0.5, 0.2, 1.0, 0.0], [0.5, 0.3, 0.0, 0.0], [0.0, 0.5, 0.0, 1.0]])  # 4 pixels' weights
+    per_pixel = warped.simplex_weights(grid.view(3, 2, 2))  # a tensor (P, H, W): per pixel, as the list form
+    assert per_pixel.shape == (3, 2, 2)
+    for j in range(4):
+        assert per_pixel.view(3, 4)[:, j].tolist() == pytest.approx(warped.simplex_weights(grid[:, j].tolist()))
+    assert warped.simplex_weights(grid, calibrated=False) is grid
     torch.testing.assert_close(warped.resolve(knobs={"a": 0.5, "b": 0.5}), torch.tensor([1 / 3, 2 / 3, 0.0]))
     torch.testing.assert_close(warped.resolve(p=[0.5, 0.5, 0.0]), torch.tensor([0.5, 0.5, 0.0]))  # raw p is raw
     assert KnobSpace.from_dict(warped.to_dict()).knobs[0].calibration == square

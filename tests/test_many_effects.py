@@ -290,8 +290,8 @@ def test_triangle_of_a_three_knob_simplex(files):
     assert top[0] < left[0] == right[0] and left[1] < top[1] < right[1]
     assert abs(found[(2, 1, 1)][1] - top[1]) <= 3  # the middle of its row sits under the top
     with pytest.raises(InputError, match="lattice"):
-        triangle_sheet(panels[:2], [(0.5, 0.5, 0.0), (0.5, 0.5, 0.0)], ["a", "b", "c"])
-    with pytest.raises(InputError, match="has 15 points"):
+        triangle_sheet(panels[:3], [(0.5, 0.5, 0.0), (0.5, 0.5, 0.0), (1.0, 0.0, 0.0)], ["a", "b", "c"])
+    with pytest.raises(InputError, match="do not fill a barycentric lattice"):
         triangle_sheet(panels[:14], [tuple(float(v) for v in p) for p in settings.ps[:14]], ["a", "b", "c"])
     legend = contact_sheet(panels, settings, corner_images=panels[:3])
     assert legend.height > sheet.shape[0]  # the three corner pictures above the triangle

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from .errors import InputError, InvalidParamsError
 from .io import DEFAULT_MAX_PIXELS, _decode
-from .knobs import KnobSpace, Slider
+from .knobs import KnobSpace, Slider, interp
 
 __all__ = [
     "ASPECT_TOLERANCE",
@@ -137,31 +137,6 @@ def _resize(values: Tensor, size: tuple[int, int]) -> Tensor:
 # ----------------------------------------------------------------------------------------
 # values -> p
 # ----------------------------------------------------------------------------------------
-def interp(x: Tensor, xp: Sequence[float], fp: Sequence[float]) -> Tensor:
-    """Piecewise-linear interpolation elementwise, as :func:`numpy.interp` (``xp``
-    non-decreasing; values outside its range take the end values).
-
-    Equal to :class:`~tunableconv.knobs.Calibration` (``np.interp``) per element to float32
-    rounding: the segment of ``x`` is the last one whose left end is ``<= x``.
-    """
-    xs = torch.tensor(list(xp), dtype=torch.float64, device=x.device)
-    fs = torch.tensor(list(fp), dtype=torch.float64, device=x.device)
-    if xs.numel() != fs.numel() or xs.numel() < 1:
-        raise ValueError("interp needs equally long, non-empty xp and fp")
-    if xs.numel() == 1:
-        return torch.full_like(x, float(fs[0]))
-    flat = x.reshape(-1).to(torch.float64)
-    j = (torch.searchsorted(xs, flat, right=True) - 1).clamp_(0, xs.numel() - 2)
-    x0, x1, f0, f1 = xs[j], xs[j + 1], fs[j], fs[j + 1]
-    width = x1 - x0
-    t = torch.where(width > 0, (flat - x0) / torch.where(width > 0, width, torch.ones_like(width)),
-                    torch.zeros_like(flat))
-    out = f0 + t.clamp(0.0, 1.0) * (f1 - f0)
-    out = torch.where(flat <= xs[0], fs[0], out)
-    out = torch.where(flat >= xs[-1], fs[-1], out)
-    return out.reshape(x.shape).to(x.dtype)
-
-
 def _along_slider(slider: Slider, u: Tensor, calibrated: bool) -> Tensor:
     """p ``(P, H, W)`` along ``slider`` for positions u ``(H, W)``: :meth:`Slider.p` per pixel."""
     cal = slider.calibration
@@ -273,7 +248,7 @@ def knob_map_params(
             out[i] = u
             if n == 2:
                 out[1 - i] = 1.0 - u
-            return _warped(out, space, calibrated).clamp_(0.0, 1.0)
+            return space.simplex_weights(out, calibrated=calibrated).clamp_(0.0, 1.0)
         p0 = space.resolve(p=base) if base is not None else torch.tensor(space.default or [], dtype=torch.float32)
         out[:] = p0.to(out.device).view(-1, 1, 1)
         cal = space.knobs[i].calibration
@@ -301,17 +276,5 @@ def knob_map_params(
                 f"model (within 2/255); pixel (x={x}, y={y}) sums to {float(total[y, x]):.4g}")
     p = _resize(values, size)
     if space.domain == "simplex":
-        p = _warped(p / p.sum(0, keepdim=True).clamp_min(1e-12), space, calibrated)
+        p = space.simplex_weights(p / p.sum(0, keepdim=True).clamp_min(1e-12), calibrated=calibrated)
     return p.clamp_(0.0, 1.0).contiguous()
-
-
-def _warped(weights: Tensor, space: KnobSpace, calibrated: bool) -> Tensor:
-    """Per pixel, the weights ``(P, H, W)`` of a simplex model through its knobs' weight warps
-    (:meth:`KnobSpace.simplex_weights`), unchanged when ``calibrated`` is False or no knob
-    carries a warp."""
-    if not calibrated or all(k.calibration is None for k in space.knobs):
-        return weights
-    warped = torch.stack([interp(w, k.calibration.slider, k.calibration.raw) if k.calibration is not None else w
-                          for w, k in zip(weights, space.knobs)])
-    total = warped.sum(0, keepdim=True)
-    return torch.where(total > 0, warped / total.clamp_min(1e-12), weights)

@@ -53,6 +53,31 @@ def _fail(where: str, field_name: str, why: str) -> InputError:
     return InputError(f"{where}: knob_space{'.' + field_name if field_name else ''} {why}")
 
 
+def interp(x: Tensor, xp: Sequence[float], fp: Sequence[float]) -> Tensor:
+    """Piecewise-linear interpolation elementwise, as :func:`numpy.interp` (``xp``
+    non-decreasing; values outside its range take the end values).
+
+    Equal to :class:`Calibration` (``np.interp``) per element to float32
+    rounding: the segment of ``x`` is the last one whose left end is ``<= x``.
+    """
+    xs = torch.tensor(list(xp), dtype=torch.float64, device=x.device)
+    fs = torch.tensor(list(fp), dtype=torch.float64, device=x.device)
+    if xs.numel() != fs.numel() or xs.numel() < 1:
+        raise ValueError("interp needs equally long, non-empty xp and fp")
+    if xs.numel() == 1:
+        return torch.full_like(x, float(fs[0]))
+    flat = x.reshape(-1).to(torch.float64)
+    j = (torch.searchsorted(xs, flat, right=True) - 1).clamp_(0, xs.numel() - 2)
+    x0, x1, f0, f1 = xs[j], xs[j + 1], fs[j], fs[j + 1]
+    width = x1 - x0
+    t = torch.where(width > 0, (flat - x0) / torch.where(width > 0, width, torch.ones_like(width)),
+                    torch.zeros_like(flat))
+    out = f0 + t.clamp(0.0, 1.0) * (f1 - f0)
+    out = torch.where(flat <= xs[0], fs[0], out)
+    out = torch.where(flat >= xs[-1], fs[-1], out)
+    return out.reshape(x.shape).to(x.dtype)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """A monotone piecewise-linear map from the user's slider u to the raw value s (both in [0, 1])."""
@@ -316,18 +341,28 @@ class KnobSpace:
             _unit(v, name)
         return torch.tensor(values, dtype=torch.float32)
 
-    def simplex_weights(self, u: Sequence[float], *, calibrated: bool = True) -> list[float]:
+    def simplex_weights(self, u: Sequence[float] | Tensor, *, calibrated: bool = True) -> list[float] | Tensor:
         r"""The raw p of the user's weights u on the simplex: each weight through its knob's
         weight warp c_i (its calibration; the identity for a knob without one) and the result
         renormalised,
 
         .. math:: p_i = \frac{c_i(u_i)}{\sum_j c_j(u_j)}.
 
-        The vertices stay where they are (c_i(0) = 0, c_i(1) = 1). u is returned unchanged when
-        ``calibrated`` is False, no knob is calibrated, or every warped weight is 0.
+        ``u``: P weights (-> a list), or a tensor ``(P, ...)`` (-> the same shape: per pixel, for
+        knob maps). The vertices stay where they are (c_i(0) = 0, c_i(1) = 1). u is returned
+        unchanged when ``calibrated`` is False, no knob is calibrated, or every warped weight is 0
+        (per element for a tensor).
         """
+        warps = calibrated and self.domain == "simplex" and any(k.calibration is not None for k in self.knobs)
+        if isinstance(u, Tensor):
+            if not warps:
+                return u
+            warped = torch.stack([interp(w, k.calibration.slider, k.calibration.raw) if k.calibration is not None
+                                  else w for w, k in zip(u, self.knobs)])
+            total = warped.sum(0, keepdim=True)
+            return torch.where(total > 0, warped / total.clamp_min(1e-12), u)
         values = [float(v) for v in u]
-        if not calibrated or self.domain != "simplex" or all(k.calibration is None for k in self.knobs):
+        if not warps:
             return values
         warped = [k.calibration(v) if k.calibration is not None else v for k, v in zip(self.knobs, values)]
         total = sum(warped)

@@ -39,6 +39,7 @@ runs once for all settings. :func:`choose_setting` picks one of them by a no-ref
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -507,7 +508,9 @@ def triangle_sheet(images: Sequence[Tensor | Image.Image], points: Sequence[Sequ
         raise InputError(f"{len(images)} images for {len(points)} points")
     if len(names) != 3 or any(len(pt) != 3 for pt in points):
         raise InputError("a triangle sheet needs three knobs and points of three weights")
-    m = max(1, round(1 / min((v for pt in points for v in pt if v > 1e-9), default=1.0)))
+    m = round((math.sqrt(8 * len(points) + 1) - 3) / 2)  # a lattice of step 1/m has (m + 1)(m + 2)/2 points
+    if m < 1 or (m + 1) * (m + 2) // 2 != len(points):
+        raise InputError(f"{len(points)} points do not fill a barycentric lattice (3, 6, 10, 15, ... points)")
     cells: dict[tuple[int, int], Image.Image] = {}
     for image, (a, _, c) in zip(images, points):
         row, col = m - round(a * m), round(c * m)
