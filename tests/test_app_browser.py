@@ -16,6 +16,7 @@ with the reason when either is missing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -29,8 +30,9 @@ import torch
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from tunableconv.io import write_image  # noqa: E402
-from tunableconv.models import ResNet, ResNetConfig, save_model  # noqa: E402
+from tunableconv.io import icon_data_uri, write_image  # noqa: E402
+from tunableconv.knobs import Calibration, KnobSpace  # noqa: E402
+from tunableconv.models import ResNet, ResNetConfig, load_model, save_model  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -122,6 +124,12 @@ def test_browser_upload_slider_changes_image(tmp_path):
     three_path = save_model(three, tmp_path / "three-knobs.safetensors", info={"task": "demo", "sampler": "simplex"},
                             knobs=[{"name": n, "description": f"the {n} objective"}
                                    for n in ("sharpness", "smoothness", "colour")])
+    # a weight warp on one knob (as tunableconv calibrate writes): the page sends weights, the server warps
+    warp = Calibration.from_dict({"slider": [0, 0.5, 1], "raw": [0, 0.25, 1]}, "test", "calibration")
+    space = KnobSpace.from_model_info(load_model(three_path)[1]).with_knob_calibration("sharpness", warp)
+    icon = icon_data_uri(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1)), size=16)
+    space = dataclasses.replace(space, knobs=[dataclasses.replace(k, icon=icon) for k in space.knobs])  # the corners' pictures
+    three_path = save_model(three, three_path, info={"task": "demo", "sampler": "simplex"}, knob_space=space)
     photo = _photo(tmp_path / "photo.png")
     app = create_app(AppConfig(models=[str(model_path), str(three_path)], include_zoo=False, max_jobs=2))
 
@@ -203,6 +211,7 @@ def test_browser_upload_slider_changes_image(tmp_path):
             # a three-knob model on the simplex: moving one knob rescales the others
             page.select_option("#model-select", "three-knobs")
             assert page.locator("#knob-strength").count() == 0 and page.locator("#knob-2").count() == 1
+            assert page.locator("#triangle-box .corner-icon").count() == 3  # the icons, from knob_space
             # its file names no task the server knows: nothing to degrade with, the original is shown
             assert page.locator("#degrade-case").is_disabled() and page.locator("#degrade-apply").is_disabled()
             page.wait_for_function("() => !document.querySelector('#image-info').textContent.includes('+ sigma')",
@@ -211,8 +220,10 @@ def test_browser_upload_slider_changes_image(tmp_path):
             assert [page.locator(f"#knob-{i}").input_value() for i in range(3)] == ["0.5", "0.25", "0.25"]
             page.eval_on_selector("#knob-1", "el => { el.value = '0.7'; el.dispatchEvent(new Event('input')); }")
             assert [page.locator(f"#knob-{i}").input_value() for i in range(3)] == ["0.2", "0.7", "0.1"]
-            page.wait_for_function("() => document.querySelector('#after').dataset.p === '0.200000,0.700000,0.100000'",
+            # sharpness's warp: c(0.2) = 0.1, so p = (0.1, 0.7, 0.1) / 0.9; the readout says both
+            page.wait_for_function("() => document.querySelector('#after').dataset.p === '0.111111,0.777778,0.111111'",
                                    timeout=60_000)
+            assert page.locator("#p-readout").inner_text() == "weights (0.200, 0.700, 0.100) → p (0.111, 0.778, 0.111)"
         finally:
             browser.close()
 

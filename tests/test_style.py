@@ -402,7 +402,8 @@ def test_restore_sweep_and_app_with_three_style_knobs(runs, data_root, tmp_path,
     with TestClient(create_app(AppConfig(models=[str(path)], include_zoo=False, preview_size=32))) as client:
         (m,) = client.get("/api/models").json()["models"]
         assert m["simplex"] and [k["name"] for k in m["knobs"]] == list(STYLES)
-        assert all(k["icon"].startswith("data:image/jpeg;base64,") for k in m["knobs"])
+        assert all(k["icon"].startswith("data:image/jpeg;base64,") for k in m["knob_space"]["knobs"])
+        assert not any("icon" in k for k in m["knobs"])  # sent once
         upload = client.post("/api/images", files={"file": ("a.png", photo.read_bytes(), "image/png")}).json()
         r = client.post("/api/restore", json={"image_id": upload["id"], "model": m["name"],
                                               "knobs": {"mosaic": 0.5, "edtaonisl": 0, "kandinsky": 0.5}})

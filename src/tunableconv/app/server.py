@@ -440,8 +440,9 @@ class ModelEntry:
             "summary": summary,
             "task": info.info.get("task"),
             "num_params": r.num_params,
-            "knobs": [{"name": k.name, "description": k.description, "calibrated": k.calibration is not None,
-                       **({"icon": k.icon} if k.icon else {})} for k in space.knobs],
+            # each knob's icon (if any) is in knob_space only: a style model's thumbnails are ~4 kB each
+            "knobs": [{"name": k.name, "description": k.description, "calibrated": k.calibration is not None}
+                      for k in space.knobs],
             "knob_space": space.to_dict(),
             "domain": space.domain,
             "sliders": [{"name": sl.name, "description": sl.description, "formula": sl.formula(),

@@ -26,6 +26,7 @@
     p: [],               // raw knob values (knobs mode)
     lastP: null,         // the p the server used for the last result
     lastPFor: null,
+    lastPWeights: null,  // the knob weights that last p answered (warped simplex models)
     channel: `page-${Math.random().toString(36).slice(2, 10)}`,
     seq: 0,
     shownSeq: 0,
@@ -360,7 +361,7 @@
     // server checked (PNG/JPEG, base64), so it cannot leave the attribute or fetch anything
     const s = TRI.icon;
     const iconAt = [[c[0][0] + 22, c[0][1] - 8], [c[1][0] - 12, c[1][1] - s - 78], [c[2][0] - s + 12, c[2][1] - s - 78]];
-    m.knobs.slice(0, 3).forEach((k, i) => {
+    m.knob_space.knobs.slice(0, 3).forEach((k, i) => {
       if (!k.icon || !/^data:image\/(png|jpeg);base64,[A-Za-z0-9+/]+={0,2}$/.test(k.icon)) return;
       const [x, y] = iconAt[i];
       parts.push(`<image class="corner-icon" x="${x}" y="${y}" width="${s}" height="${s}" ` +
@@ -422,6 +423,10 @@
           : `from ${m.main_slider} = ${fmt(state.slider)}`;
       } else {
         text = `(${state.p.map((v) => fmt(v, 3)).join(", ")})`;
+        // weight warps: say which p the weights became (once the server has answered for them)
+        if (warpedKnobs(m) && state.lastP && state.lastPWeights === state.p.join(",")) {
+          text = `weights ${text} → p (${state.lastP.map((v) => fmt(v, 3)).join(", ")})`;
+        }
       }
     }
     $("p-readout").textContent = text;
@@ -627,6 +632,7 @@
     const seq = ++state.seq;        // newer requests cancel this one on the server (204)
     const imageId = state.image.id;
     const slider = state.slider;
+    const weights = state.p.join(",");   // the weights this request sends (a warped simplex: p differs)
     const body = { image_id: imageId, model: state.model.name, region: "preview", format: "png",
                    channel: state.channel, seq, ...knobValues() };
     if (state.paint.on) Object.assign(body, await mapRequest(false));
@@ -643,6 +649,7 @@
         const p = res.headers.get("x-tunableconv-p");
         state.lastP = p ? p.split(",").map(Number) : null;
         state.lastPFor = slider;
+        state.lastPWeights = weights;
         const region = (res.headers.get("x-tunableconv-region") || "").split(",").map(Number);
         if (region.length === 4) state.region = { top: region[0], left: region[1], height: region[2], width: region[3] };
         await showAfter(blob, state.paint.on ? "map" : (p || ""));
