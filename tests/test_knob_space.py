@@ -477,6 +477,16 @@ def test_calibrate_on_each_domain(files, tmp_path, capsys):
                       "--knob", "c=0.7", "--raw")
     assert "p = (0.300, 0.000, 0.700)" in out
     _app_applies_the_weight_warps(out3, files["image"], tmp_path / "o_app_check.png", capsys)
+    from tunableconv.sweep import sweep_labels, sweep_params
+
+    r3 = Restorer.load(str(out3))  # a knob sweep on the warped simplex: its weights warped, "raw" when not
+    base = [0.0, 0.0, 1.0]
+    ps = sweep_params(r3, [0.3], knob="a", base=base)
+    raw_weights = space3.along_knob("a", 0.3, base=base).tolist()
+    assert ps[0].tolist() == pytest.approx(space3.simplex_weights(raw_weights)) and ps[0].tolist() != pytest.approx(raw_weights)
+    assert sweep_params(r3, [0.3], knob="a", base=base, calibrated=False)[0].tolist() == pytest.approx(raw_weights)
+    assert sweep_labels(r3, [0.3], knob="a") == ["a=0.30"]
+    assert sweep_labels(r3, [0.3], knob="a", calibrated=False) == ["raw a=0.30"]
     rc, _, err = _cli(capsys, "calibrate", files["simplex2"], "-o", tmp_path / "again.safetensors", *common)
     assert rc == 0 and "weight warps" not in _  # a model with a slider keeps its slider calibration only
 

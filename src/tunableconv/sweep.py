@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
@@ -176,7 +177,10 @@ def sweep_params(
         if target.kind == "slider":
             out.append(space.resolve(slider=(target.name, v), calibrated=calibrated))
         else:
-            out.append(space.along_knob(target.name, v, calibrated=calibrated, base=base))
+            p = space.along_knob(target.name, v, calibrated=calibrated, base=base)
+            if space.domain == "simplex":  # the weights through the knobs' weight warps, if any
+                p = torch.tensor(space.simplex_weights(p.tolist(), calibrated=calibrated), dtype=p.dtype)
+            out.append(p)
     return out
 
 
@@ -189,7 +193,8 @@ def sweep_labels(restorer: Restorer, values: Sequence[float], *, knob_index: int
     if target.kind == "slider":
         has_cal = space.slider(target.name).calibration is not None
     else:
-        has_cal = space.domain == "cube" and space.knobs[target.index].calibration is not None
+        cube = space.domain == "cube" and space.knobs[target.index].calibration is not None
+        has_cal = cube or (space.domain == "simplex" and any(k.calibration is not None for k in space.knobs))
     prefix = f"raw {target.name}" if (has_cal and not calibrated) else target.name
     return [f"{prefix}={float(v):.2f}" for v in values]
 
