@@ -177,9 +177,15 @@ LABELS = {
     "trunk5": "Tunable, shared trunk k=5 of 6",
     "trunk6": "Tunable, shared trunk k=6 of 6 (last two convs tunable)",
     "cresmd": "CResMD",
-    "tsnet": "TSNet",
-    "ta-tsnet": "TA+TSNet",
+    "tsnet": "TSNet (random gates, λ₁ = 0.1: collapsed)",
+    "ta-tsnet": "TA+TSNet (random gates, λ₁ = 0.1: collapsed)",
+    "tsnet-open": "TSNet (gates open, λ₁ = 0.003)",
+    "ta-tsnet-open": "TA+TSNet (gates open, λ₁ = 0.003, λ₂ = 0.1)",
+    "ta-tsnet-open-ta1": "TA+TSNet (gates open, λ₁ = 0.003, λ₂ = 1)",
 }
+#: the plane's short labels
+SHORT = {"tunable": "tunable, every block", "tsnet": "TSNet λ₁=0.1", "ta-tsnet": "TA+TSNet λ₁=0.1",
+         "tsnet-open": "TSNet λ₁=0.003", "ta-tsnet-open": "TA+TSNet λ₂=0.1", "ta-tsnet-open-ta1": "TA+TSNet λ₂=1"}
 
 
 def _f(v, digits: int = 2, sign: bool = False) -> str:
@@ -299,8 +305,7 @@ def report(args: argparse.Namespace) -> None:
             ours = n == "tunable" or n.startswith("trunk")
             ax.scatter([x], [q[n]["psnr_best"]], s=60, marker="o" if ours else "s",
                        color="tab:blue" if ours else "tab:red")
-            short = f"trunk k={n[5:]}" if n.startswith("trunk") else \
-                LABELS.get(n, n).replace(" (method 1)", "").replace("Tunable, every block", "tunable, every block")
+            short = f"trunk k={n[5:]}" if n.startswith("trunk") else SHORT.get(n, LABELS.get(n, n))
             ax.annotate(short, (x, q[n]["psnr_best"]), fontsize=8, xytext=(5, -12 if n == "trunk5" else 4),
                         textcoords="offset points")
         ax.set_xlabel(f"time for 27 effects, s ({main_setting.replace('@', ', ')} thread(s))" if main_setting
