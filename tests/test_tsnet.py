@@ -102,35 +102,44 @@ def test_statistics_update_decides_the_shared_prefix():
 
 
 
-def test_agnostic_warmup_gathers_statistics_but_shares_nothing_until_its_stage():
-    m = build(TATSNet, TATSNetConfig, ema_decay=0.0, agreement=0.75, agnostic_warmup=0.4).train()
-    stages = m.training_stages(100)
-    assert [(s.name, s.steps) for s in stages] == [("search (gathering)", 20), ("search", 30), ("fine-tune", 50)]
+def test_agnostic_warmup_gathers_statistics_but_shares_nothing_until_it_ends():
+    m = build(TATSNet, TATSNetConfig, ema_decay=0.0, agreement=0.75, agnostic_warmup_steps=2).train()
     logits = torch.ones(4, m.num_modules, 8)  # every task agrees everywhere
-    m._update_statistics(logits)
-    assert m.agree_ema.eq(1.0).all() and not any(m.shared_modules())  # gathered, not decided
-    m._last = (logits.requires_grad_(), binary_gate(logits), (8, 8))
-    assert "agnostic" not in m.regularisation()[1]  # R_TA off during the warm-up
-    stages[1].begin(m)  # the search's second stage switches the decisions on
-    assert m.is_sharing
-    m._update_statistics(logits)
-    assert all(m.shared_modules())
+    for _ in range(2):
+        m._update_statistics(logits)
+        assert m.agree_ema.eq(1.0).all() and not any(m.shared_modules())  # gathered, not decided
+        m._last = (logits.requires_grad_(), binary_gate(logits), (8, 8))
+        assert "agnostic" not in m.regularisation()[1]  # R_TA off during the warm-up
+    m._update_statistics(logits)  # the third search step decides
+    assert m.is_sharing and all(m.shared_modules()) and m.search_updates.item() == 3
     m._last = (logits, binary_gate(logits), (8, 8))
     assert m.regularisation()[1]["agnostic"] == 0.0
-    # TSNet, or no warm-up: two stages, decisions from the first step
-    assert [s.steps for s in build(TATSNet, TATSNetConfig).training_stages(100)] == [50, 50]
-    assert [s.steps for s in build(agnostic_warmup=0.4).training_stages(100)] == [50, 50]
-    with pytest.raises(ValueError, match="agnostic_warmup"):
-        build(TATSNet, TATSNetConfig, agnostic_warmup=1.0)
+    assert [s.steps for s in m.training_stages(100)] == [50, 50]  # the same stages (optimiser, schedule)
+    with pytest.raises(ValueError, match="shorter than the search"):
+        build(TATSNet, TATSNetConfig, agnostic_warmup_steps=50).training_stages(100)
+    with pytest.raises(ValueError, match="agnostic_warmup_steps"):
+        build(TATSNet, TATSNetConfig, agnostic_warmup_steps=-1)
+    assert build(TATSNet, TATSNetConfig).is_sharing  # no warm-up: decide from the first step
 
 
-def test_files_from_before_the_warmup_load_deciding():
-    m = share(scramble(build(TATSNet, TATSNetConfig, agnostic_warmup=0.5)), 2)
-    state = {k: v for k, v in m.state_dict().items() if k != "sharing"}  # an older file
-    fresh = build(TATSNet, TATSNetConfig, agnostic_warmup=0.5)
+def test_files_from_before_the_warmup_load_deciding(tmp_path):
+    m = share(scramble(build(TATSNet, TATSNetConfig, agnostic_warmup_steps=5)), 2)
+    state = {k: v for k, v in m.state_dict().items() if k not in ("sharing", "search_updates")}  # an older file
+    fresh = build(TATSNet, TATSNetConfig, agnostic_warmup_steps=5)
     assert not fresh.is_sharing
     fresh.load_state_dict(state)
     assert fresh.is_sharing and fresh.shared_modules() == m.shared_modules()
+    # a model file of then (no such tensors) opens the same way
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_model(m, tmp_path / "new.safetensors", info=m.file_info())
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if k not in ("sharing", "search_updates")}
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=meta)
+    old, _ = load_model(tmp_path / "old.safetensors")
+    assert old.is_sharing and old.shared_modules() == m.shared_modules()
+
 
 def test_agnostic_regulariser_is_the_disagreement_after_the_shared_prefix():
     m = build(TATSNet, TATSNetConfig)
@@ -273,22 +282,28 @@ def _tiny(arch: str, tmp_path: Path, steps: int = 20, **args):
 @pytest.mark.parametrize("arch,args", [("tsnet", {}),
                                        ("ta-tsnet", dict(gate_init=0.5, ema_decay=0.5, share_threshold=0.3)),
                                        ("ta-tsnet", dict(gate_init=0.5, ema_decay=0.5, share_threshold=0.3,
-                                                         agnostic_warmup=0.4))])
+                                                         agnostic_warmup_steps=4))])
 def test_20_step_search_and_fine_tune(arch, args, tmp_path):
     from tunableconv.train import Trainer
+    from tunableconv.train.checkpoint import load_checkpoint
 
     recipe = _tiny(arch, tmp_path, **args)
     run = tmp_path / "run"
-    assert Trainer(recipe, run, progress=False).fit(stop_at=10).get("stopped")  # the end of the search
+    if args.get("agnostic_warmup_steps"):  # stop inside the warm-up: the resumed run must go on counting
+        assert Trainer(recipe, run, progress=False).fit(stop_at=2).get("stopped")
+        state = load_checkpoint(run / "latest.safetensors")["model"]
+        assert state["search_updates"].item() == 2 and state["sharing"].item() == 0
+        assert Trainer(recipe, run, progress=False).fit(resume=True, stop_at=10).get("stopped")
+    else:
+        assert Trainer(recipe, run, progress=False).fit(stop_at=10).get("stopped")  # the end of the search
     searched = load_checkpoint_controllers(run / "latest.safetensors")
     summary = Trainer(recipe, run, progress=False).fit(resume=True)
     assert summary["steps"] == 20
     logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps = [rec for rec in logs if "loss" in rec]
     assert len(steps) == 20 and all(math.isfinite(rec["loss"]) and 0 < rec["loss_flops"] <= 1.5 for rec in steps)
-    warmup = 4 if args.get("agnostic_warmup") else 0  # 40% of the 10 search steps gather only
-    stages = [0] * warmup + [1 if warmup else 0] * (10 - warmup) + [2 if warmup else 1] * 10
-    assert [rec["stage"] for rec in steps] == stages
+    assert [rec["stage"] for rec in steps] == [0] * 10 + [1] * 10
+    warmup = args.get("agnostic_warmup_steps", 0)  # the first search steps gather only
     model, info = load_model(run / "model.safetensors")
     assert type(model).architecture == arch and model.is_frozen and info.space.names == ["deblur", "denoise", "dejpeg"]
     for k, v in model.controllers.state_dict().items():  # fine-tuning left the architecture alone

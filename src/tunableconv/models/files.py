@@ -298,11 +298,13 @@ def open_model_file(path: str | os.PathLike) -> tuple[ModelInfo, nn.Module]:
     if int(getattr(model, "num_params", 0)) != num_params:
         raise fail("num_params", f"is {num_params} but the architecture's arguments give {getattr(model, 'num_params', 0)}")
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
+    # state an architecture added later (``optional_state``: the model fills it in when a file lacks it)
+    optional = set(getattr(model, "optional_state", ()))
+    missing, unexpected = sorted(set(expected) - set(header) - optional), sorted(set(header) - set(expected))
     if missing or unexpected:
         raise InputError(f"{path} does not match its architecture: missing {missing[:3]}, unexpected {unexpected[:3]}")
     for name, shape in expected.items():
-        if header[name][0] != shape:
+        if name in header and header[name][0] != shape:
             raise fail(f"tensor {name}", f"has shape {list(header[name][0])} but the architecture's arguments give {list(shape)}")
 
     result = ModelInfo(architecture, arguments, num_params, knobs, info, str(path), stored, fmt)

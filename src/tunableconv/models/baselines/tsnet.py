@@ -47,11 +47,11 @@ starts from random gates that differ from task to task. A start from the dense C
 ``gate_init`` > 0 (small last-layer weights and that bias), makes every task agree on every
 channel at once, so Eq. (8) holds from the first step and TA+TSNet would share the whole
 network before the controllers learn anything (and a shared module's task logits get no
-gradient from the loss, so it never comes back). ``agnostic_warmup`` is our answer: for that
-share of the search the statistics gather (Eqs. 7-9) but no decision is taken and R_TA is
-off, so the FLOPs regulariser first makes the tasks' preferences differ where they need to;
-then the search goes on with the decisions (a new training stage, so a fresh optimiser). The
-paper says nothing of it; it is needed only with open gates.
+gradient from the loss, so it never comes back). ``agnostic_warmup_steps`` is our answer: for
+the first that many search steps the statistics gather (Eqs. 7-9) but no decision is taken
+and R_TA is off, so the FLOPs regulariser first makes the tasks' preferences differ where
+they need to; then the search goes on, deciding (the same optimiser and schedule). The paper
+says nothing of it; it is needed only with open gates.
 
 Task-agnostic search (Eqs. 7-10). We read β as "the auxiliary parameters" that "first
 gather the preference on each channel from tasks throughout training": an EMA, not a
@@ -103,7 +103,7 @@ architecture). Hyper-parameters: the text lost the paper's values; ours (config 
 γ = ``ema_decay`` 0.99, ρ = ``agreement`` 1.0 (the whole batch, as TA+TSNet), θ =
 ``share_threshold`` 0.5, λ_1 = ``flops_weight`` 0.1, λ_2 = ``agnostic_weight`` 0 for TSNet
 (the paper's "and 0") and 0.1 for TA+TSNet, T = ``effects`` 27, half the steps searching,
-``agnostic_warmup`` 0.
+``agnostic_warmup_steps`` 0.
 
 The trainer adds :meth:`TSNet.regularisation` to the loss (its generic hook for a model's
 own terms) and stores :meth:`TSNet.file_info` (the searched architecture) in the model file.
@@ -200,11 +200,12 @@ class TSNetConfig(CResMDConfig):
 
     ``task_agnostic``: search shared early layers too (TA+TSNet). ``controller_hidden``: H of
     each controller. ``gate_init``: None (default init: random gates), or the logits' starting
-value (> 0: all channels kept).
-    ``ema_decay`` γ (Eqs. 7, 9); ``agreement`` ρ/N (Eq. 8); ``share_threshold`` θ (Eq. 10);
-    ``flops_weight`` λ_1 and ``agnostic_weight`` λ_2 (Eq. 11); ``effects`` T, the number of
-    effects one image's sweep makes (Eq. 4); ``search_share``: the share of the training
-    steps spent searching (the rest fine-tunes the frozen architecture).
+    value (> 0: all channels kept). ``ema_decay`` γ (Eqs. 7, 9); ``agreement`` ρ/N (Eq. 8);
+    ``share_threshold`` θ (Eq. 10); ``flops_weight`` λ_1 and ``agnostic_weight`` λ_2 (Eq. 11);
+    ``effects`` T, the number of effects one image's sweep makes (Eq. 4); ``search_share``: the
+    share of the training steps spent searching (the rest fine-tunes the frozen architecture);
+    ``agnostic_warmup_steps``: the first search steps, during which the statistics gather but no
+    module is shared and R_TA is off (0: decide from the first step; module docstring).
     """
 
     task_agnostic: bool = False
@@ -217,7 +218,7 @@ value (> 0: all channels kept).
     agnostic_weight: float = 0.0
     effects: int = 27
     search_share: float = 0.5
-    agnostic_warmup: float = 0.0
+    agnostic_warmup_steps: int = 0
 
 
 @dataclass
@@ -265,6 +266,8 @@ class TSNet(CResMD):
 
     architecture = "tsnet"
     config_class = TSNetConfig
+    #: buffers files from before the TA+TSNet warm-up lack (filled in by ``_load_from_state_dict``)
+    optional_state = frozenset({"sharing", "search_updates"})
 
     def __init__(self, config: TSNetConfig | None = None, **kwargs) -> None:
         super().__init__(config, **kwargs)
@@ -273,7 +276,7 @@ class TSNet(CResMD):
                   ("agreement", 0 < cfg.agreement <= 1), ("share_threshold", 0 <= cfg.share_threshold < 1),
                   ("flops_weight", cfg.flops_weight >= 0), ("agnostic_weight", cfg.agnostic_weight >= 0),
                   ("effects", cfg.effects >= 1), ("search_share", 0 < cfg.search_share <= 1),
-                  ("agnostic_warmup", 0 <= cfg.agnostic_warmup < 1),
+                  ("agnostic_warmup_steps", int(cfg.agnostic_warmup_steps) == cfg.agnostic_warmup_steps >= 0),
                   ("gate_init", cfg.gate_init is None or abs(cfg.gate_init) < float("inf"))]
         for name, ok in checks:
             if not ok:
@@ -289,8 +292,10 @@ class TSNet(CResMD):
         self.register_buffer("agree_ema", torch.zeros(m))      # b̄ (Eq. 9)
         self.register_buffer("shared", torch.zeros(m))         # d (Eq. 10)
         self.register_buffer("frozen", torch.zeros(()))        # 1 after the search: the architecture is fixed
-        # 1 while the decisions d are taken (and R_TA is on): from the start, or after the warm-up
-        self.register_buffer("sharing", torch.tensor(0.0 if cfg.agnostic_warmup > 0 else 1.0))
+        # 1 while the decisions d are taken (and R_TA is on): from the start, or after the warm-up;
+        # the statistics updates so far (search steps in training mode) say when the warm-up ends
+        self.register_buffer("sharing", torch.tensor(0.0 if cfg.agnostic_warmup_steps > 0 else 1.0))
+        self.register_buffer("search_updates", torch.zeros(()))
         self._last: tuple[Tensor, Tensor, tuple[int, int]] | None = None
         # the steps of the network, each with the module whose sharing makes it shared
         self._step_module = [0] + [3 + 3 * (k // 2) - (1 - k % 2) for k in range(2 * n)] + [3 * n + 2, 3 * n + 3]
@@ -320,12 +325,13 @@ class TSNet(CResMD):
 
     @property
     def is_sharing(self) -> bool:
-        """Whether the search takes the decisions d now (False during ``agnostic_warmup``)."""
+        """Whether the search takes the decisions d now (False during ``agnostic_warmup_steps``)."""
         return bool(self.sharing > 0.5)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        # files written before ``agnostic_warmup`` existed decided from the first step
-        state_dict.setdefault(prefix + "sharing", torch.ones(()))
+        # files written before the warm-up existed decided from the first step
+        state_dict.setdefault(prefix + "sharing", self.sharing.new_ones(()))
+        state_dict.setdefault(prefix + "search_updates", self.search_updates.new_zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --- gates -----------------------------------------------------------------------------
@@ -390,6 +396,9 @@ class TSNet(CResMD):
     def _update_statistics(self, logits: Tensor) -> None:
         """Eqs. (7)-(10) on a batch's task logits ``(N, M, C)``."""
         gamma = self.config.ema_decay
+        self.search_updates.add_(1.0)
+        if not self.is_sharing and float(self.search_updates) > self.config.agnostic_warmup_steps:
+            self.sharing.fill_(1.0)  # the warm-up is over: decide from this step on
         self.preference.mul_(gamma).add_((1 - gamma) * logits.mean(dim=0))
         b = (agreement(logits, self.preference) >= self.config.agreement).to(logits.dtype)
         self.agree_ema.mul_(gamma).add_((1 - gamma) * b)
@@ -635,6 +644,9 @@ class TSNet(CResMD):
         if total_steps < 1:
             raise ValueError(f"{self.architecture} needs at least 1 training step, got {total_steps}")
         search = max(1, min(total_steps, round(total_steps * self.config.search_share)))
+        if self.config.task_agnostic and self.config.agnostic_warmup_steps >= search:
+            raise ValueError(f"agnostic_warmup_steps ({self.config.agnostic_warmup_steps}) must be shorter than the "
+                             f"search ({search} of the {total_steps} steps): nothing would ever be shared")
         p = tuple(float(v) for v in self.config.reference_p) if self.config.condition == "degradation" else None
 
         def everything(model: nn.Module) -> list[nn.Parameter]:
@@ -647,16 +659,7 @@ class TSNet(CResMD):
         def freeze(model: nn.Module) -> None:
             model.freeze_architecture()
 
-        def start_sharing(model: nn.Module) -> None:
-            model.sharing.fill_(1.0)
-
-        fine_tune = Stage("fine-tune", total_steps - search, p, backbone, freeze)
-        warmup = round(search * self.config.agnostic_warmup) if self.config.task_agnostic else 0
-        if warmup == 0:
-            return [Stage("search", search, p, everything), fine_tune]
-        # a new stage starts a fresh optimiser: the price of switching the decisions on at a step
-        return [Stage("search (gathering)", warmup, p, everything),
-                Stage("search", search - warmup, p, everything, start_sharing), fine_tune]
+        return [Stage("search", search, p, everything), Stage("fine-tune", total_steps - search, p, backbone, freeze)]
 
     def load_supernet(self, state: dict[str, Tensor]) -> None:
         """Start from a trained CResMD's state dict (``main``, ``scales``, ``global_scale``)."""
