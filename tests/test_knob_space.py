@@ -480,11 +480,13 @@ def test_calibrate_on_each_domain(files, tmp_path, capsys):
     from tunableconv.sweep import sweep_labels, sweep_params
 
     r3 = Restorer.load(str(out3))  # a knob sweep on the warped simplex: its weights warped, "raw" when not
-    base = [0.0, 0.0, 1.0]
-    ps = sweep_params(r3, [0.3], knob="a", base=base)
-    raw_weights = space3.along_knob("a", 0.3, base=base).tolist()
-    assert ps[0].tolist() == pytest.approx(space3.simplex_weights(raw_weights)) and ps[0].tolist() != pytest.approx(raw_weights)
-    assert sweep_params(r3, [0.3], knob="a", base=base, calibrated=False)[0].tolist() == pytest.approx(raw_weights)
+    base = [0.0, 0.7, 0.0]  # b at 0.7 and c at 0: sweeping a to 0.3 lands on the simplex
+    c = [k.calibration for k in space3.knobs]
+    warped = [c[0](0.3), c[1](0.7), 0.0]
+    expected = [w / sum(warped) for w in warped]  # the warps by hand
+    assert abs(expected[0] - 0.3) > 0.01  # (else the check proves nothing)
+    assert sweep_params(r3, [0.3], knob="a", base=base)[0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert sweep_params(r3, [0.3], knob="a", base=base, calibrated=False)[0].tolist() == pytest.approx([0.3, 0.7, 0.0])
     assert sweep_labels(r3, [0.3], knob="a") == ["a=0.30"]
     assert sweep_labels(r3, [0.3], knob="a", calibrated=False) == ["raw a=0.30"]
     rc, _, err = _cli(capsys, "calibrate", files["simplex2"], "-o", tmp_path / "again.safetensors", *common)

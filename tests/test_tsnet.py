@@ -101,7 +101,6 @@ def test_statistics_update_decides_the_shared_prefix():
     assert plain.agree_ema[0] == 1.0 and not any(plain.shared_modules())
 
 
-
 def test_agnostic_warmup_gathers_statistics_but_shares_nothing_until_it_ends():
     m = build(TATSNet, TATSNetConfig, ema_decay=0.0, agreement=0.75, agnostic_warmup_steps=2).train()
     logits = torch.ones(4, m.num_modules, 8)  # every task agrees everywhere

@@ -37,7 +37,7 @@ import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -340,6 +340,12 @@ class KnobSpace:
         for name, v in zip(self.names, values):
             _unit(v, name)
         return torch.tensor(values, dtype=torch.float32)
+
+    @overload
+    def simplex_weights(self, u: Tensor, *, calibrated: bool = True) -> Tensor: ...
+
+    @overload
+    def simplex_weights(self, u: Sequence[float], *, calibrated: bool = True) -> list[float]: ...
 
     def simplex_weights(self, u: Sequence[float] | Tensor, *, calibrated: bool = True) -> list[float] | Tensor:
         r"""The raw p of the user's weights u on the simplex: each weight through its knob's

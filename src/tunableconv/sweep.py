@@ -17,7 +17,8 @@ What is swept is read from the model's knob space only:
   ``calibrated=False``;
 - ``knob=NAME`` (or ``knob_index=I``): that knob over ``values``, the other knobs at
   ``base`` (a full raw p whose entry for this knob is ignored) or, without ``base``, at
-  their defaults; on the cube the values go through the knob's calibration;
+  their defaults; on the cube the values go through the knob's calibration, on the simplex
+  a point of the simplex through the knobs' weight warps (as ``restore --knob``);
 - neither: the model's first slider, else its only knob; a model with several knobs and
   no slider needs a choice.
 
@@ -154,7 +155,8 @@ def sweep_params(
         values: slider or knob values in [0, 1].
         knob_index, knob: the knob to sweep (by position or name).
         base: a full raw p giving the values of the knobs that are not swept (knob sweeps).
-        calibrated: pass the values through the slider's or (cube) knob's calibration.
+        calibrated: pass the values through the slider's or (cube) knob's calibration, or (a
+            point on the simplex) the knobs' weight warps.
         slider: the named slider to sweep.
 
     Raises:
@@ -178,8 +180,8 @@ def sweep_params(
             out.append(space.resolve(slider=(target.name, v), calibrated=calibrated))
         else:
             p = space.along_knob(target.name, v, calibrated=calibrated, base=base)
-            if space.domain == "simplex":  # the weights through the knobs' weight warps, if any
-                p = torch.tensor(space.simplex_weights(p.tolist(), calibrated=calibrated), dtype=p.dtype)
+            if space.domain == "simplex" and space.off_domain(p.tolist()) is None:
+                p = space.simplex_weights(p, calibrated=calibrated)  # weights on the simplex: through the warps, as --knob
             out.append(p)
     return out
 
@@ -522,8 +524,6 @@ def triangle_sheet(images: Sequence[Tensor | Image.Image], points: Sequence[Sequ
         if not (0 <= col <= row <= m) or (row, col) in cells:
             raise InputError(f"the points do not form a barycentric lattice of step 1/{m}")
         cells[(row, col)] = image
-    if len(cells) != (m + 1) * (m + 2) // 2:
-        raise InputError(f"a triangle of step 1/{m} has {(m + 1) * (m + 2) // 2} points, got {len(cells)}")
     font = _font(min(to_pil(im).width for im in images))
     band = _label_height(font)
     panels = {rc: label_panel(im, "/".join(_value(v) for v in _weights(rc, m)), band, font) for rc, im in cells.items()}

@@ -115,6 +115,8 @@
     if (state.paint.on) setPaint(false);
     state.model = m;
     state.p = m.default_p.slice();
+    state.lastP = null;          // the last p answered another model's request
+    state.lastPWeights = null;
     const sl = mainSlider(m);
     state.slider = sl ? sliderPositionOf(sl, state.p) : 1;
     state.raw = !sl;
