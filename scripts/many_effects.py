@@ -181,11 +181,12 @@ LABELS = {
     "ta-tsnet": "TA+TSNet (random gates, λ₁ = 0.1: collapsed)",
     "tsnet-open": "TSNet (gates open, λ₁ = 0.003)",
     "ta-tsnet-open": "TA+TSNet (gates open, λ₁ = 0.003, λ₂ = 0.1)",
-    "ta-tsnet-open-ta1": "TA+TSNet (gates open, λ₁ = 0.003, λ₂ = 1)",
+    "ta-tsnet-open-0.0005": "TA+TSNet (gates open, λ₁ = 0.0005, λ₂ = 0.1)",
 }
 #: the plane's short labels
 SHORT = {"tunable": "tunable, every block", "tsnet": "TSNet λ₁=0.1", "ta-tsnet": "TA+TSNet λ₁=0.1",
-         "tsnet-open": "TSNet λ₁=0.003", "ta-tsnet-open": "TA+TSNet λ₂=0.1", "ta-tsnet-open-ta1": "TA+TSNet λ₂=1"}
+         "tsnet-open": "TSNet λ₁=0.003", "ta-tsnet-open": "TA+TSNet λ₁=0.003",
+         "ta-tsnet-open-0.0005": "TA+TSNet λ₁=0.0005"}
 
 
 def _f(v, digits: int = 2, sign: bool = False) -> str:
