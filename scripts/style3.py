@@ -9,7 +9,9 @@ Methods, all on the same held-out photos:
   with their weights blended by p, θ(p) = Σ p_i θ_i (DNI on the simplex,
   :func:`tunableconv.models.baselines.interpolate_networks`); at a vertex it *is* that twin;
 - ``pixel-blend``: the three twins run separately and their output pixels blended by p (what
-  people do today for "50% style": three passes and an opacity mix).
+  people do today for "50% style": three passes and an opacity mix);
+- every ``--edge-model NAME=FILE``: a two-knob model whose knobs are two of the styles (e.g.
+  Dynamic-Net, ``style-dynamicnet-small``), run along its edge of the triangle only.
 
 Points: the barycentric grid of step 0.25 (15 points: the vertices, the edge midpoints, ...),
 the centre (1/3, 1/3, 1/3) and each edge at t = 0, 0.1, ..., 1.
@@ -111,7 +113,8 @@ def photos(data_root: str | None, per_set: int, size: int) -> list[tuple[str, to
 class Methods:
     """The outputs of every method at a point p: ``outputs(name, x, ps) -> (N, 3, H, W)``."""
 
-    def __init__(self, models: dict[str, str], twins: dict[str, str], raw: bool = False) -> None:
+    def __init__(self, models: dict[str, str], twins: dict[str, str], raw: bool = False,
+                 edge_models: dict[str, str] | None = None) -> None:
         from tunableconv.models.baselines import interpolate_networks
         from tunableconv.restore import Restorer
 
@@ -119,17 +122,38 @@ class Methods:
             raise SystemExit(f"--twin needs one file per style: {', '.join(STYLES)} (got {', '.join(twins) or 'none'})")
         self.raw = raw
         self.restorers = {name: Restorer.load(file) for name, file in models.items()}
-        self.files = {**models, **{f"twin-{s}": f for s, f in twins.items()}}
+        # name -> (restorer, the indices in STYLES of its two knobs, in its knob order)
+        self.edge_models: dict[str, tuple] = {}
+        for name, file in (edge_models or {}).items():
+            r = Restorer.load(file)
+            if r.space.domain != "simplex" or len(r.space.names) != 2 or not set(r.space.names) <= set(STYLES):
+                raise SystemExit(f"--edge-model {name}: needs two knobs on the simplex named after two of "
+                                 f"{', '.join(STYLES)}, got {r.space.names} ({r.space.domain})")
+            self.edge_models[name] = (r, tuple(STYLES.index(k) for k in r.space.names))
+        self.files = {**models, **(edge_models or {}), **{f"twin-{s}": f for s, f in twins.items()}}
         self.twins = [Restorer.load(twins[s]).model.eval() for s in STYLES] if twins else []
         self._blend = interpolate_networks(self.twins, [1.0, 0.0, 0.0]) if self.twins else None
         self._interpolate = interpolate_networks
 
     @property
     def names(self) -> list[str]:
-        return list(self.restorers) + (["dni", "pixel-blend"] if self.twins else [])
+        return list(self.restorers) + list(self.edge_models) + (["dni", "pixel-blend"] if self.twins else [])
+
+    def edges(self, name: str) -> list[tuple[int, int]]:
+        """The edges of the triangle ``name`` reaches: all three, or an edge model's one."""
+        if name in self.edge_models:
+            return [tuple(sorted(self.edge_models[name][1]))]
+        return list(EDGES)
+
+    def points(self, name: str) -> list[tuple[float, float, float]]:
+        """The points ``name`` is measured at: :func:`all_points`, or an edge model's edge."""
+        if name in self.edge_models:
+            (e,) = self.edges(name)
+            return [edge_point(e, t) for t in EDGE_T]
+        return all_points()
 
     def key(self, name: str) -> dict:
-        if name in self.restorers:
+        if name in self.restorers or name in self.edge_models:
             return {"model": _sha(Path(self.files[name]))}
         return {"twins": [_sha(Path(self.files[f"twin-{s}"])) for s in STYLES]}
 
@@ -140,6 +164,13 @@ class Methods:
             r = self.restorers[name]
             model = r.model.eval()
             return torch.cat([model(xb, torch.tensor(r.space.simplex_weights(p, calibrated=not self.raw),
+                                                     dtype=torch.float32)) for p in ps]).clamp(0, 1)
+        if name in self.edge_models:  # its two weights of each point (on its edge: they sum to 1)
+            r, idx = self.edge_models[name]
+            if any(abs(sum(p[i] for i in idx) - 1) > 1e-6 for p in ps):
+                raise ValueError(f"{name} reaches only the {'-'.join(STYLES[i] for i in idx)} edge")
+            model = r.model.eval()
+            return torch.cat([model(xb, torch.tensor(r.space.simplex_weights([p[i] for i in idx], calibrated=not self.raw),
                                                      dtype=torch.float32)) for p in ps]).clamp(0, 1)
         if name == "dni":
             outs = []
@@ -159,11 +190,12 @@ def _gram_vector(grams: dict, i: int) -> torch.Tensor:
 
 
 def measure_image(task, methods: Methods, name: str, x: torch.Tensor, batch: int = 6) -> dict:
-    """One photo, one method: the measures at every point and D(t) along every edge."""
-    points = all_points()
+    """One photo, one method: the measures at every point and D(t) along every edge (those the
+    method reaches)."""
+    points = methods.points(name)
     ys = methods.outputs(name, x, points)
     rows, vectors = {}, {}
-    edge_keys = {key_of(edge_point(e, t)) for e in EDGES for t in EDGE_T}
+    edge_keys = {key_of(edge_point(e, t)) for e in methods.edges(name) for t in EDGE_T}
     for start in range(0, len(points), batch):
         chunk = ys[start:start + batch]
         measures, grams = task.style_statistics(chunk, x[None].expand(len(chunk), -1, -1, -1))
@@ -173,7 +205,7 @@ def measure_image(task, methods: Methods, name: str, x: torch.Tensor, batch: int
             if k in edge_keys:
                 vectors[k] = _gram_vector(grams, i)
     edges = {}
-    for e in EDGES:
+    for e in methods.edges(name):
         g = [vectors[key_of(edge_point(e, t))] for t in EDGE_T]
         span = float(torch.linalg.vector_norm(g[-1] - g[0]))
         edges[f"{STYLES[e[0]]}-{STYLES[e[1]]}"] = [round(float(torch.linalg.vector_norm(v - g[0])) / span, 5)
@@ -188,7 +220,7 @@ def measure(args: argparse.Namespace) -> None:
     out = Path(args.out)
     (out / "measures").mkdir(parents=True, exist_ok=True)
     methods = Methods(dict(m.split("=", 1) for m in args.model), dict(t.split("=", 1) for t in args.twin or []),
-                      raw=args.raw)
+                      raw=args.raw, edge_models=dict(m.split("=", 1) for m in args.edge_model or []))
     first = next(iter(methods.restorers.values()))
     task = task_of(first.info)
     images = photos(args.data_root, args.images, args.size)
@@ -245,6 +277,8 @@ def report(args: argparse.Namespace) -> None:
         for i, s in enumerate(STYLES):
             twin = summary["dni"]["points"][_vertex(i)]
             for n in [*tunables, "dni"]:
+                if _vertex(i) not in summary[n]["points"]:  # an edge model's edge lacks this style
+                    continue
                 v = summary[n]["points"][_vertex(i)]
                 label = "single-style twin" if n == "dni" else n
                 ratio = v[f"style_{s}"] / twin[f"style_{s}"] - 1
@@ -257,6 +291,8 @@ def report(args: argparse.Namespace) -> None:
     mids.append(("centre", key_of((1 / 3, 1 / 3, 1 / 3))))
     for label, k in mids:
         for n in summary:
+            if k not in summary[n]["points"]:  # an edge model off its edge
+                continue
             v = summary[n]["points"][k]
             lines.append(f"| {label} | {n} | " + " | ".join(f"{v[f'style_{s}']:.2f}" for s in STYLES)
                          + f" | {v['content']:.2f} |")
@@ -266,7 +302,8 @@ def report(args: argparse.Namespace) -> None:
               f"≤ {EVENNESS_TARGET}.", "", "| edge | " + " | ".join(summary) + " |", "|---|" + "---|" * len(summary)]
     for e in summary[tunables[0]]["edges"]:
         lines.append(f"| {e} | " + " | ".join(f"{summary[n]['edges'][e]['error_mean']:.3f} "
-                                              f"({summary[n]['edges'][e]['error_max']:.3f})" for n in summary) + " |")
+                                              f"({summary[n]['edges'][e]['error_max']:.3f})" if e in summary[n]["edges"]
+                                              else "—" for n in summary) + " |")
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(lines))
@@ -284,6 +321,8 @@ def evenness_plot(summary: dict, path: Path) -> None:
     for ax, e in zip(axes, edges):
         ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--", label="even")
         for n, s in summary.items():
+            if e not in s["edges"]:
+                continue
             d = s["edges"][e]
             ax.plot(d["t"], d["d_mean"], marker="o", ms=3, label=f"{n} (error {d['error_mean']:.2f})")
         a, b = e.split("-")
@@ -309,14 +348,15 @@ def figures(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     methods = Methods(dict(m.split("=", 1) for m in args.model), dict(t.split("=", 1) for t in args.twin or []),
-                      raw=args.raw)
+                      raw=args.raw, edge_models=dict(m.split("=", 1) for m in args.edge_model or []))
     images = dict(photos(args.data_root, 24, args.size))
     if args.image not in images:
         raise SystemExit(f"--image must be one of {', '.join(images)}")
     x = images[args.image]
     first = next(iter(methods.restorers.values()))
     corners = [icon_image(k.icon) for k in first.space.knobs] if all(k.icon for k in first.space.knobs) else None
-    shown = [n for n in methods.names if n != "pixel-blend"][:2] if not args.methods else args.methods
+    shown = [n for n in methods.names if n != "pixel-blend" and n not in methods.edge_models][:2] \
+        if not args.methods else args.methods
     pts = lattice(4)
     sheets = []
     for n in shown:
@@ -336,6 +376,8 @@ def figures(args: argparse.Namespace) -> None:
     rows, labels = [], []
     for a, b in EDGES:
         for n in methods.names:
+            if (a, b) not in methods.edges(n):
+                continue
             rows.append(list(methods.outputs(n, x, [edge_point((a, b), t) for t in ts])))
             labels.append(f"{STYLES[a]}→{STYLES[b]}: {n}")
     grid = make_grid([[to_pil(y) for y in row] for row in rows], labels, [f"t = {t:g}" for t in ts])
@@ -352,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", required=True)
         p.add_argument("--model", action="append", required=True, metavar="NAME=FILE", help="a tunable style model")
         p.add_argument("--twin", action="append", metavar="STYLE=FILE", help="the single-style network of STYLE")
+        p.add_argument("--edge-model", action="append", metavar="NAME=FILE",
+                       help="a two-style model (e.g. Dynamic-Net), measured along its edge only")
         p.add_argument("--data-root", default=None)
         p.add_argument("--size", type=int, default=256)
         p.add_argument("--threads", type=int, default=1)

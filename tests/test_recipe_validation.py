@@ -333,7 +333,7 @@ def test_every_architecture_validates_without_building_weights(tmp_path):
 
     own_args = {"nafnet": dict(width=8, enc_blocks=[1], middle_blocks=1, dec_blocks=[1]),  # not ResNet-shaped
                 "swinir": dict(embed_dim=12, depths=[2], num_heads=[2], window_size=4),
-                "stylenet": dict(width=8, blocks=[1, 1, 1])}
+                "stylenet": dict(width=8, blocks=[1, 1, 1]), "dynamicnet-style": dict(width=8, blocks=[1, 1, 1])}
     for arch in ARCHITECTURES:
         r = tiny_recipe(tmp_path)
         r.model.arch, r.model.args = arch, own_args.get(arch, dict(channels=8, num_blocks=2))

@@ -415,6 +415,80 @@ def test_restore_sweep_and_app_with_three_style_knobs(runs, data_root, tmp_path,
         assert r.status_code == 422 and "sum to 1" in r.json()["detail"]
 
 
+# ------------------------------------------------------------------ Dynamic-Net on one edge (two styles)
+def test_dynamicnet_style_identities_stages_and_refusals():
+    from tunableconv.errors import InvalidParamsError
+    from tunableconv.models.baselines import StyleDynamicNet
+
+    torch.manual_seed(0)
+    model = StyleDynamicNet(width=4, blocks=[1, 3, 1]).eval()
+    assert sorted(model.tuning) == ["0", "1", "2"] and len(StyleDynamicNet(width=4, blocks=[1, 3, 1], tuning_every=2).tuning) == 1
+    x = torch.rand(2, 3, 21, 30)  # sizes not divisible by 4
+    with torch.no_grad():
+        main = model.main(x)
+        assert torch.equal(model(x, torch.tensor([1.0, 0.0])), main)  # alpha = 0: the main network exactly
+        assert torch.equal(model(x, torch.tensor([0.0, 1.0])), main)  # fresh tuning blocks add nothing
+        for block in model.tuning.values():
+            torch.nn.init.normal_(block.conv2.weight, std=0.2)
+        ends = model(x, torch.tensor([0.0, 1.0]))
+        assert ends.shape == x.shape and (ends - main).abs().max() > 1e-3
+        per_sample = model(x, torch.tensor([[0.0, 1.0], [0.6, 0.4]]))
+        assert torch.allclose(per_sample[1:], model(x[1:], torch.tensor([0.6, 0.4])), atol=1e-6)
+        assert torch.allclose(per_sample[:1], ends[:1], atol=1e-6)
+    main_stage, tuning_stage = model.training_stages(11)
+    assert (main_stage.name, main_stage.steps, main_stage.p) == ("main", 6, (1.0, 0.0))
+    assert (tuning_stage.name, tuning_stage.steps, tuning_stage.p) == ("tuning", 5, (0.0, 1.0))
+    trainable = {id(q) for q in tuning_stage.begin(model)}
+    assert trainable == {id(q) for q in model.tuning.parameters()} and not any(q.requires_grad for q in model.main.parameters())
+    (only,) = StyleDynamicNet(width=4, blocks=[1, 3, 1], pretrained_main=True).training_stages(11)
+    assert (only.name, only.steps) == ("tuning", 11)
+    # a plain style network's file state (keys net.*) fills the main network
+    twin = TunableStyleNet(num_params=0, width=4, blocks=[1, 3, 1])
+    model.load_main(twin.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(x, torch.tensor([1.0, 0.0])), twin(x))
+    for bad in (dict(num_params=3), dict(domain="cube"), dict(tuning_every=4), dict(blocks=[1, 0, 1])):
+        with pytest.raises(ValueError):
+            StyleDynamicNet(width=4, **{"blocks": [1, 3, 1], **bad})
+    with pytest.raises(InvalidParamsError):
+        model(x, torch.tensor([0.5, 0.5, 0.0]))
+    with pytest.raises(InvalidParamsError):
+        model(x)
+
+
+def test_dynamicnet_style_recipe_trains_tuning_blocks_on_a_twin(runs, data_root, tmp_path, capsys):
+    """The recipe on a tiny scale, its main network the 20-step Edtaonisl twin (the recipe's is the
+    Mosaic twin): 20 steps train the tuning blocks only; at p = (1, 0) the file computes the twin;
+    restore takes its two knobs."""
+    from tunableconv.cli import main
+    from tunableconv.io import read_image
+
+    assert "style-dynamicnet-small" in RECIPES
+    shipped = get_recipe("style-dynamicnet-small")
+    assert shipped.model.init == "runs/style3-fixed-mosaic-small/model.safetensors"
+    assert shipped.task.styles == ["mosaic", "kandinsky"] and shipped.train.steps == get_recipe("style3-small").train.steps
+    _, twin_path = runs["style3-fixed-edtaonisl-small"]
+    recipe = _tiny("style-dynamicnet-small", data_root)
+    recipe.model.init, recipe.task.styles = str(twin_path), ["edtaonisl", "kandinsky"]
+    summary = Trainer(recipe, tmp_path / "run", progress=False).fit()
+    assert summary["steps"] == 20
+    model, info = load_model(tmp_path / "run" / "model.safetensors")
+    twin, _ = load_model(twin_path)
+    assert info.architecture == "dynamicnet-style" and info.space.names == ["edtaonisl", "kandinsky"]
+    assert not info.space.tiling_exact
+    x = read_image(data_root / "val" / "img0.png")[None]
+    with torch.no_grad():
+        assert torch.equal(model(x, torch.tensor([1.0, 0.0])), twin(x))  # the main network stayed frozen
+        assert not torch.equal(model(x, torch.tensor([0.0, 1.0])), twin(x))  # the tuning blocks learnt
+    out = tmp_path / "half.png"
+    assert main(["restore", str(data_root / "val" / "img0.png"), str(out), "--model",
+                 str(tmp_path / "run" / "model.safetensors"), "--knob", "edtaonisl=0.5", "--knob", "kandinsky=0.5"]) == 0
+    assert read_image(out).shape == x.shape[1:]
+    recipe.model.init = str(runs["style3-small"][1])  # a tunable style network is not a main network
+    with pytest.raises(InputError, match="is a stylenet network, the recipe trains a dynamicnet-style"):
+        Trainer(recipe, tmp_path / "run2", progress=False).warm_start(recipe.model.init)
+
+
 # ------------------------------------------------------------------ DNI on the simplex and the evaluation script
 def test_interpolate_networks_is_dni_over_any_number_of_networks():
     from tunableconv.models.baselines import interpolate_networks
@@ -482,6 +556,41 @@ def test_style3_script_points_evenness_and_methods(runs, tmp_path):
     assert set(result["points"][s3.key_of(vertices[0])]) == {*(f"style_{s}" for s in STYLES), "content"}
     for curve in result["edges"].values():  # D(0) = 0 and D(1) = 1 by definition
         assert len(curve) == 11 and curve[0] == 0.0 and abs(curve[-1] - 1.0) < 1e-4
+
+    # a two-style model (Dynamic-Net, its knobs in the other order) is measured along its edge only
+    from tunableconv.knobs import Knob, KnobSpace
+    from tunableconv.models.baselines import StyleDynamicNet
+
+    torch.manual_seed(3)
+    dyn = StyleDynamicNet(**TINY)
+    for block in dyn.tuning.values():
+        torch.nn.init.normal_(block.conv2.weight, std=0.2)
+    space = KnobSpace([Knob("kandinsky"), Knob("mosaic")], "simplex", tiling_exact=False)
+    edge_file = save_model(dyn, tmp_path / "dyn.safetensors", knob_space=space, info=info.info)
+    methods = s3.Methods({"tunable": str(tunable)}, twins, edge_models={"dynamicnet": str(edge_file)})
+    assert methods.names == ["tunable", "dynamicnet", "dni", "pixel-blend"] and methods.edges("dynamicnet") == [(0, 2)]
+    ys = methods.outputs("dynamicnet", x, [(1.0, 0.0, 0.0), (0.25, 0.0, 0.75)])
+    with torch.no_grad():
+        torch.testing.assert_close(ys[1], dyn(x[None], torch.tensor([0.75, 0.25]))[0].clamp(0, 1))  # (kandinsky, mosaic)
+        torch.testing.assert_close(ys[0], dyn(x[None], torch.tensor([0.0, 1.0]))[0].clamp(0, 1))  # pure mosaic
+    with pytest.raises(ValueError, match="reaches only the kandinsky-mosaic edge"):
+        methods.outputs("dynamicnet", x, [(0.5, 0.5, 0.0)])
+    edge_result = s3.measure_image(task, methods, "dynamicnet", x)
+    assert set(edge_result["edges"]) == {"mosaic-kandinsky"} and len(edge_result["points"]) == 11
+    # the report takes a method that reaches one edge: its rows where it has them, "—" elsewhere
+    import argparse
+    import json
+
+    (tmp_path / "out" / "measures").mkdir(parents=True)
+    for name, r in (("tunable", result), ("dni", result), ("dynamicnet", edge_result)):
+        (tmp_path / "out" / "measures" / f"{name}.json").write_text(json.dumps({"images": [{"name": "a", **r}]}))
+    s3.report(argparse.Namespace(out=str(tmp_path / "out"), size=24))
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "| mosaic | dynamicnet |" in tables and "| edtaonisl | dynamicnet |" not in tables
+    assert "| mosaic+kandinsky | dynamicnet |" in tables and "| centre | dynamicnet |" not in tables
+    assert tables.count("—") == 2 and (tmp_path / "out" / "evenness.png").is_file()
+    with pytest.raises(SystemExit, match="two knobs"):
+        s3.Methods({"tunable": str(tunable)}, {}, edge_models={"bad": str(tunable)})
 
 
 def test_validate_checkpoint_script_reproduces_the_trainers_validation(runs, capsys):

@@ -50,6 +50,7 @@ Shapes: x ``(B, 3, H, W)`` -> ``(B, 3, H, W)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -160,6 +161,12 @@ class StyleNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x ``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 3, H, W)`` (unclamped); H, W are padded internally."""
+        return self.run(x, self.latent)
+
+    def run(self, x: Tensor, latent: Callable[[Tensor], Tensor]) -> Tensor:
+        """The forward with the latent residual blocks replaced by ``latent`` (``(B, c_S, h, w)``
+        -> the same shape): ``run(x, self.latent)`` is ``forward(x)`` exactly. For methods
+        that act between the latent blocks (Dynamic-Net's tuning blocks)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"StyleNet takes RGB images (B, 3, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -168,7 +175,7 @@ class StyleNet(nn.Module):
         mode = "reflect" if ph < h and pw < w else "replicate"
         z = F.pad(x, (0, pw, 0, ph), mode=mode) if ph or pw else x
         z = (z - self.mean) / self.std
-        z = self.decoder(self.latent(self.encoder(self.head(z))))
+        z = self.decoder(latent(self.encoder(self.head(z))))
         y = self.tail(z) * self.std + self.mean
         return y[..., :h, :w]
 

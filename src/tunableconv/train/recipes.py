@@ -477,6 +477,25 @@ def style3_fixed_kandinsky_small() -> Recipe:
     return style3_fixed_small("kandinsky")
 
 
+def style_dynamicnet_small() -> Recipe:
+    """Dynamic-Net (``dynamicnet-style``) on one edge of the style triangle, Mosaic to Kandinsky:
+    the Mosaic single-style twin of ``style3-small`` as the frozen main network (``model.init``;
+    train ``style3-fixed-mosaic-small`` first) and tuning blocks after each of its 5 latent
+    residual blocks, trained for Kandinsky at p = (0, 1) for as many steps as the twin had
+    (``STYLE_SMALL_STEPS``). The same data, loss weights, schedule and seed as ``style3-small``;
+    knobs ``mosaic``, ``kandinsky`` (p = (1 − α, α)). Like DNI it builds on a twin that exists
+    already; it adds the steps of a fourth network, and inference runs 5 more conv pairs at the
+    latent resolution."""
+    r = style3_small()
+    r.name = "style-dynamicnet-small"
+    r.model = ModelSection("dynamicnet-style", dict(width=16, num_scales=2, blocks=[1, 5, 1], tuning_every=1,
+                                                    pretrained_main=True),
+                           init="runs/style3-fixed-mosaic-small/model.safetensors")
+    r.task.styles = ["mosaic", "kandinsky"]
+    r.task.sampler, r.task.vertex_share, r.task.edge_share = "simplex", 0.0, 0.0  # the stages fix p
+    return r
+
+
 def style3_paper() -> Recipe:
     """``style3-small`` at the authors' scale, for GPU users: the style network 64/128/256 with
     blocks [2, 6, 2] (``stylenet-paper``, the reference implementation's ``TunableStyleNet``),
@@ -513,6 +532,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "style3-fixed-edtaonisl-small": style3_fixed_edtaonisl_small,
     "style3-fixed-kandinsky-small": style3_fixed_kandinsky_small,
     "style3-paper": style3_paper,
+    "style-dynamicnet-small": style_dynamicnet_small,
     "sr4-fixed-small": sr4_fixed_small,
     "sr4-small": sr4_small,
     "sr4-fixed-paper": sr4_fixed_paper,

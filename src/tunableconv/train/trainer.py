@@ -516,13 +516,16 @@ class Trainer:
                 self.ema = EMA(self.model, self.recipe.train.ema)
             return
         source, info = load_model(path)
-        if info.architecture != self.recipe.model.arch and not (hasattr(self.model, "load_main") and info.architecture == "resnet"):
+        # a rival's main network(s) from a plain network of its main architecture (the ResNet; the style network)
+        main_from = hasattr(self.model, "load_main") and info.architecture == getattr(self.model, "main_architecture", "resnet") \
+            and getattr(source, "num_params", 0) == 0
+        if info.architecture != self.recipe.model.arch and not main_from:
             raise InputError(f"model.init: {path} is a {info.architecture} network, the recipe trains a "
                              f"{self.recipe.model.arch}")
         state = source.state_dict()
         try:
-            if hasattr(self.model, "load_main") and info.architecture == "resnet":
-                self.model.load_main(state)  # a rival's main network(s) from the plain ResNet
+            if main_from:
+                self.model.load_main(state)
             elif getattr(source, "num_params", 0) == 0 and getattr(self.model, "num_params", 0) > 0:
                 if hasattr(self.model, "load_plain_weights"):  # a converted architecture (NAFNet, SwinIR)
                     self.model.load_plain_weights(state)

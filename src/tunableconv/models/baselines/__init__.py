@@ -16,18 +16,25 @@ Every class here follows one contract (see :class:`~._backbone.Baseline`):
 - ``architecture``, ``arguments()`` and ``receptive_field()`` for model files;
 - ``training_stages(total_steps) -> list[Stage]``: how the trainer must train it.
 
-=============  ===========================================  ===========================
-architecture   class                                        stages
-=============  ===========================================  ===========================
-``dni``        :class:`DNI` (weight interpolation)           A at (1,0); B at (0,1)
-``adafm``      :class:`AdaFM` (feature modification)         basic; AdaFM layers
-``cfsnet``     :class:`CFSNet` (coupled branches)            main; tuning + control
-``dynamicnet`` :class:`DynamicNet` (tuning blocks)           main; tuning blocks
-``cresmd``     :class:`CResMD` (conditional residuals)       one stage, p sampled (or fixed)
-``ftn``        :class:`FTN` (filter transition)              main; FTNs
-``tsnet``      :class:`TSNet` (CResMD searched per task)     search; fine-tune
-``ta-tsnet``   :class:`TATSNet` (TSNet + shared layers)      search; fine-tune
-=============  ===========================================  ===========================
+:data:`BASELINES` holds the methods of this contract. ``dynamicnet-style``
+(:class:`StyleDynamicNet`, in :data:`STYLE_BASELINES`) is Dynamic-Net on the style network
+instead of the ResNet: two styles on the simplex, its main network a
+:class:`~tunableconv.models.stylenet.StyleNet`; the same ``model(x, p)``, stages and
+``load_main``.
+
+====================  ==============================================  ===============================
+architecture          class                                           stages
+====================  ==============================================  ===============================
+``dni``               :class:`DNI` (weight interpolation)             A at (1,0); B at (0,1)
+``adafm``             :class:`AdaFM` (feature modification)           basic; AdaFM layers
+``cfsnet``            :class:`CFSNet` (coupled branches)              main; tuning + control
+``dynamicnet``        :class:`DynamicNet` (tuning blocks)             main; tuning blocks
+``dynamicnet-style``  :class:`StyleDynamicNet` (the same, style net)  main; tuning blocks
+``cresmd``            :class:`CResMD` (conditional residuals)         one stage, p sampled (or fixed)
+``ftn``               :class:`FTN` (filter transition)                main; FTNs
+``tsnet``             :class:`TSNet` (CResMD searched per task)       search; fine-tune
+``ta-tsnet``          :class:`TATSNet` (TSNet + shared layers)        search; fine-tune
+====================  ==============================================  ===============================
 
 :class:`Stage` (defined in ``_backbone`` and exported here) is the training contract;
 :func:`count_parameters` is for cost tables.
@@ -39,6 +46,7 @@ from .cfsnet import CFSNet, CFSNetConfig
 from .cresmd import CResMD, CResMDConfig
 from .dni import DNI, DNIConfig, interpolate_networks
 from .dynamicnet import DynamicNet, DynamicNetConfig
+from .dynamicnet_style import StyleDynamicNet, StyleDynamicNetConfig
 from .ftn import FTN, FTNConfig
 from .tsnet import TATSNet, TATSNetConfig, TSNet, TSNetConfig
 
@@ -54,9 +62,14 @@ BASELINES = {
     "ta-tsnet": (TATSNet, TATSNetConfig),
 }
 
+#: rivals on the style network (not the ResNet contract above), in the same form
+STYLE_BASELINES = {
+    "dynamicnet-style": (StyleDynamicNet, StyleDynamicNetConfig),
+}
+
 __all__ = [
-    "BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters", "ALPHA_SPACES", "resnet_receptive_field",
+    "BASELINES", "STYLE_BASELINES", "Baseline", "BaselineConfig", "Stage", "count_parameters", "ALPHA_SPACES", "resnet_receptive_field",
     "DNI", "DNIConfig", "interpolate_networks", "AdaFM", "AdaFMConfig", "CFSNet", "CFSNetConfig",
-    "DynamicNet", "DynamicNetConfig", "CResMD", "CResMDConfig", "FTN", "FTNConfig",
+    "DynamicNet", "DynamicNetConfig", "StyleDynamicNet", "StyleDynamicNetConfig", "CResMD", "CResMDConfig", "FTN", "FTNConfig",
     "TSNet", "TSNetConfig", "TATSNet", "TATSNetConfig",
 ]

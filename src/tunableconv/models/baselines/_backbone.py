@@ -297,6 +297,8 @@ class Baseline(nn.Module):
 
     #: the attributes holding a plain ResNet of the backbone size that :meth:`load_main` fills
     main_networks: ClassVar[tuple[str, ...]] = ("main",)
+    #: the architecture of the model file ``model.init`` may name for :meth:`load_main`
+    main_architecture: ClassVar[str] = "resnet"
 
     def load_main(self, state: dict[str, Tensor]) -> None:
         """Load a plain ResNet's state dict (the backbone size) into every main network."""
