@@ -7,7 +7,9 @@ On one ``--size`` x ``--size`` photo (default 512, the issue's), median wall tim
 - ``pixel-blend``: the three single-style networks run one after another and their outputs
   mixed by p (what "50% style" costs without a tunable network);
 - ``dni``: the three twins' weights blended by p (:func:`tunableconv.models.baselines.interpolate_networks`),
-  then one pass of the blended network.
+  then one pass of the blended network;
+- ``dynamicnet``: Dynamic-Net on one edge (``style-dynamicnet-small``: a twin plus tuning blocks
+  after its latent residual blocks) at α = 0.5, so the tuning blocks run (two styles only).
 
 Every method runs in turn, round after round (``--repeats``), after one untimed run of each (a
 warm-up), at each ``--threads``; ratios are to ``plain``, measured side by side in one process.
@@ -35,17 +37,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from tunableconv.models.baselines import interpolate_networks
 
 
-def networks(args) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
-    """The tunable network and three single-style twins (files, else the recipe's, random)."""
-    if args.tunable:
-        from tunableconv.models import load_model
+def networks(args) -> tuple[torch.nn.Module, list[torch.nn.Module], torch.nn.Module]:
+    """The tunable network, three single-style twins and Dynamic-Net (files, else the recipes', random)."""
+    from tunableconv.models import load_model
+    from tunableconv.tasks import build_task
+    from tunableconv.train import get_recipe
 
+    if args.tunable:
         tunable = load_model(args.tunable)[0]
         twins = [load_model(f)[0] for f in args.twin]
     else:
-        from tunableconv.tasks import build_task
-        from tunableconv.train import get_recipe
-
         recipe = get_recipe("style3-small")
         tunable = build_task(recipe).build_model(recipe)
         twins = []
@@ -53,7 +54,12 @@ def networks(args) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
             torch.manual_seed(seed)
             twin_recipe = get_recipe(f"style3-fixed-{style}-small")
             twins.append(build_task(twin_recipe).build_model(twin_recipe))
-    return tunable.eval(), [t.eval() for t in twins]
+    if args.dynamicnet:
+        dynamicnet = load_model(args.dynamicnet)[0]
+    else:
+        recipe = get_recipe("style-dynamicnet-small")
+        dynamicnet = build_task(recipe).build_model(recipe)
+    return tunable.eval(), [t.eval() for t in twins], dynamicnet.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--tunable", help="a trained tunable style model file (default: the recipe's, random weights)")
     ap.add_argument("--twin", nargs=3, metavar="FILE", help="with --tunable: the three single-style model files")
+    ap.add_argument("--dynamicnet", help="a trained dynamicnet-style file (default: the recipe's, random weights)")
     args = ap.parse_args(argv)
     if bool(args.tunable) != bool(args.twin):
         ap.error("--tunable and --twin go together")
-    tunable, twins = networks(args)
+    tunable, twins, dynamicnet = networks(args)
     blended = interpolate_networks(twins, [1.0, 0.0, 0.0])
     x = torch.rand(1, 3, args.size, args.size).contiguous(memory_format=torch.channels_last)
     p = torch.tensor([0.5, 0.25, 0.25])
@@ -85,10 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     def run_dni():
         return interpolate_networks(twins, w, into=blended)(x)
 
-    methods = {"tunable": run_tunable, "plain": run_plain, "pixel-blend": run_pixel_blend, "dni": run_dni}
+    half = torch.tensor([0.5, 0.5])
+
+    def run_dynamicnet():
+        return dynamicnet(x, half)
+
+    methods = {"tunable": run_tunable, "plain": run_plain, "pixel-blend": run_pixel_blend, "dni": run_dni,
+               "dynamicnet": run_dynamicnet}
     result = {"size": args.size, "p": w, "repeats": args.repeats, "flops": {}, "seconds": {}, "ratio_to_plain": {},
               "torch": torch.__version__, "params": {"tunable": sum(t.numel() for t in tunable.parameters()),
-                                                      "plain": sum(t.numel() for t in twins[0].parameters())}}
+                                                      "plain": sum(t.numel() for t in twins[0].parameters()),
+                                                      "dynamicnet": sum(t.numel() for t in dynamicnet.parameters())}}
     with torch.no_grad():
         for name, fn in methods.items():
             with FlopCounterMode(display=False) as counter:
