@@ -485,7 +485,7 @@ def test_dynamicnet_style_recipe_trains_tuning_blocks_on_a_twin(runs, data_root,
                  str(tmp_path / "run" / "model.safetensors"), "--knob", "edtaonisl=0.5", "--knob", "kandinsky=0.5"]) == 0
     assert read_image(out).shape == x.shape[1:]
     recipe.model.init = str(runs["style3-small"][1])  # a tunable style network is not a main network
-    with pytest.raises(InputError, match="is a stylenet network, the recipe trains a dynamicnet-style"):
+    with pytest.raises(InputError, match="is a stylenet network with knobs, the recipe trains a dynamicnet-style \\(or a plain stylenet"):
         Trainer(recipe, tmp_path / "run2", progress=False).warm_start(recipe.model.init)
 
 

@@ -520,8 +520,12 @@ class Trainer:
         main_from = hasattr(self.model, "load_main") and info.architecture == getattr(self.model, "main_architecture", "resnet") \
             and getattr(source, "num_params", 0) == 0
         if info.architecture != self.recipe.model.arch and not main_from:
-            raise InputError(f"model.init: {path} is a {info.architecture} network, the recipe trains a "
-                             f"{self.recipe.model.arch}")
+            what, also = f"a {info.architecture} network", ""
+            if hasattr(self.model, "load_main"):
+                main_arch = getattr(self.model, "main_architecture", "resnet")
+                what += " with knobs" if info.architecture == main_arch else ""
+                also = f" (or a plain {main_arch}, its main network)"
+            raise InputError(f"model.init: {path} is {what}, the recipe trains a {self.recipe.model.arch}{also}")
         state = source.state_dict()
         try:
             if main_from:
