@@ -198,6 +198,20 @@ def run_resnet(net: ResNet, x: Tensor, body: Callable[[Tensor], Tensor], long_sc
     return out
 
 
+def with_tuning_blocks(blocks: Iterable[nn.Module], tuning: nn.ModuleDict, alpha: Tensor) -> Callable[[Tensor], Tensor]:
+    """Dynamic-Net's body: ``blocks`` in turn, and after block j with a tuning block
+    ``tuning[str(j)]``, ``z ← z + α·T_j(z)`` (α broadcastable over the features)."""
+
+    def body(z: Tensor) -> Tensor:
+        for j, block in enumerate(blocks):
+            z = block(z)
+            if str(j) in tuning:
+                z = z + alpha * tuning[str(j)](z)
+        return z
+
+    return body
+
+
 def spatial(v: Tensor) -> Tensor:
     """A per-sample scalar ``()``/``(B,)`` -> shape broadcastable over ``(B, C, H, W)``."""
     return v.reshape(-1, 1, 1, 1) if v.dim() == 1 else v

@@ -33,6 +33,7 @@ from ._backbone import (
     run_resnet,
     spatial,
     two_stages,
+    with_tuning_blocks,
 )
 
 
@@ -79,16 +80,7 @@ class DynamicNet(Baseline):
         alpha = self.alpha(p, x)
         if all_zero(alpha):
             return self.main(x)
-        alpha = spatial(alpha)
-
-        def body(z: Tensor) -> Tensor:
-            for j, block in enumerate(self.main.body):
-                z = block(z)
-                if str(j) in self.tuning:
-                    z = z + alpha * self.tuning[str(j)](z)
-            return z
-
-        return run_resnet(self.main, x, body)
+        return run_resnet(self.main, x, with_tuning_blocks(self.main.body, self.tuning, spatial(alpha)))
 
     def receptive_field(self) -> int:
         """The ResNet's plus the two convs of every tuning block (they run in sequence with the blocks)."""

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from ...errors import InvalidParamsError
 from ...nn.params import check_params
 from ..stylenet import StyleNet, StyleNetConfig
-from ._backbone import Stage, all_zero, parameters_of, spatial, two_stages
+from ._backbone import Stage, all_zero, parameters_of, spatial, two_stages, with_tuning_blocks
 
 #: the knob space Dynamic-Net supports here: two styles on the simplex, α = p[..., 1]
 NUM_PARAMS, DOMAIN = 2, "simplex"
@@ -97,9 +97,10 @@ class StyleDynamicNet(nn.Module):
         plain = {k: getattr(cfg, k) for k in StyleNetConfig.__dataclass_fields__}
         self.main = StyleNet(StyleNetConfig(**plain))  # validates the style network's fields
         n_lat = cfg.blocks[1]
-        if not isinstance(cfg.tuning_every, int) or not 1 <= cfg.tuning_every <= max(1, n_lat) or n_lat < 1:
-            raise ValueError(f"tuning_every must be in [1, latent blocks = {n_lat}] (and there must be latent "
-                             f"blocks), got {cfg.tuning_every!r}")
+        if n_lat < 1:
+            raise ValueError("dynamicnet-style puts its tuning blocks between latent residual blocks: blocks[1] must be >= 1")
+        if not isinstance(cfg.tuning_every, int) or not 1 <= cfg.tuning_every <= n_lat:
+            raise ValueError(f"tuning_every must be in [1, latent blocks = {n_lat}], got {cfg.tuning_every!r}")
         self.config = cfg
         width = cfg.width * 2 ** cfg.num_scales
         depths = range(cfg.tuning_every - 1, n_lat, cfg.tuning_every)
@@ -142,16 +143,7 @@ class StyleDynamicNet(nn.Module):
         alpha = self.alpha(p, x)
         if all_zero(alpha):
             return self.main(x)
-        alpha = spatial(alpha)
-
-        def latent(z: Tensor) -> Tensor:
-            for j, block in enumerate(self.main.latent):
-                z = block(z)
-                if str(j) in self.tuning:
-                    z = z + alpha * self.tuning[str(j)](z)
-            return z
-
-        return self.main.run(x, latent)
+        return self.main.run(x, with_tuning_blocks(self.main.latent, self.tuning, spatial(alpha)))
 
     # -- training ------------------------------------------------------------------------------
     def load_main(self, state: dict[str, Tensor]) -> None:
