@@ -42,6 +42,15 @@ TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "deblur_denoise": Deblur
                               "restore3": Restore3Task, "style": StyleTask}
 
 
+#: the task of a recipe whose ``task`` section names none (every saved recipe names its task)
+DEFAULT_TASK = "denoise"
+
+
+def default_task_section() -> TaskSection:
+    """A fresh ``task`` section of :data:`DEFAULT_TASK` (a :class:`Recipe`'s default)."""
+    return TASKS[DEFAULT_TASK].section_class()
+
+
 def get_task(name: str) -> type[Task]:
     """The task class called ``name`` (a one-line error listing the known ones otherwise)."""
     if name not in TASKS:
@@ -61,7 +70,7 @@ def build_task(recipe: "Recipe") -> Task:
 
 
 __all__ = [
-    "TASKS", "get_task", "build_task", "case_examples", "Task", "TaskSection", "Sample", "EvalCase", "PSampling", "RunnerFacts",
+    "TASKS", "DEFAULT_TASK", "default_task_section", "get_task", "build_task", "case_examples", "Task", "TaskSection", "Sample", "EvalCase", "PSampling", "RunnerFacts",
     "CONTROLS", "conditioned_on", "runner_facts", "target_key",
     "DenoiseTask", "DenoiseTaskSection", "NOISE_KNOBS", "STRENGTH",
     "DeblurDenoiseTask", "DeblurDenoiseTaskSection", "DEBLUR_DENOISE_KNOBS",

@@ -5,8 +5,7 @@ A recipe has four sections::
     model:  architecture and its arguments
     data:   training/validation data and patching
     task:   what is learned (degradation, objectives, p sampler): a tagged union keyed by
-            ``task.name``, one dataclass per task (``tunableconv.tasks.TASKS[name].section_class``,
-            e.g. :class:`~tunableconv.tasks.DenoiseTaskSection`)
+            ``task.name``, one dataclass per task (``tunableconv.tasks.TASKS[name].section_class``)
     train:  optimisation and bookkeeping
 
 ``--set train.lr=2e-4`` overrides one field (values are parsed as YAML: numbers, lists,
@@ -38,7 +37,7 @@ import torch
 import yaml
 
 from ..errors import InputError
-from ..tasks import TASKS, DenoiseTaskSection, TaskSection, build_task
+from ..tasks import DEFAULT_TASK, TASKS, TaskSection, build_task, default_task_section
 from ..tasks.base import check_bool, check_choice, check_int, check_number, check_numbers, check_text
 
 #: the most steps of a run (``train.steps``, and every step count: warm-up, milestones, the
@@ -282,10 +281,6 @@ def _section_from_dict(cls, d: dict, where: str, what: str = ""):
 #: dataclass-valued fields of the sections: (section class, field name) -> field class
 _NESTED = {(TrainSection, "disc"): DiscOptimizerSection}
 
-#: the task of a ``task`` section that names none (every saved recipe names its task)
-DEFAULT_TASK = "denoise"
-
-
 def task_section_class(name: Any) -> type[TaskSection]:
     """The section dataclass of task ``name`` (``TASKS[name].section_class``)."""
     if not isinstance(name, str):
@@ -297,7 +292,7 @@ def task_section_class(name: Any) -> type[TaskSection]:
 
 def task_section_from_dict(d: Any) -> TaskSection:
     """The ``task`` section from a mapping: the class is chosen by its ``name`` (default
-    ``denoise``), unknown fields are errors."""
+    :data:`~tunableconv.tasks.DEFAULT_TASK`), unknown fields are errors."""
     if not isinstance(d, dict):
         raise InputError(f"recipe section 'task' must be a mapping, got {d!r}")
     name = d.get("name", DEFAULT_TASK)
@@ -309,7 +304,7 @@ class Recipe:
     name: str = "custom"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
-    task: TaskSection = field(default_factory=DenoiseTaskSection)
+    task: TaskSection = field(default_factory=default_task_section)
     train: TrainSection = field(default_factory=TrainSection)
 
     # --- serialisation -------------------------------------------------------------------
@@ -350,8 +345,7 @@ class Recipe:
         raise a one-line :class:`InputError` naming the first bad field. Returns self.
 
         The sections' ranges are in their docstrings (:class:`ModelSection`,
-        :class:`DataSection`, the task's section, e.g.
-        :class:`~tunableconv.tasks.DenoiseTaskSection`, :class:`TrainSection`,
+        :class:`DataSection`, the task's section (``TASKS[name].section_class``), :class:`TrainSection`,
         :class:`DiscOptimizerSection`). Nothing is loaded or allocated: the model is built on
         the meta device, to check its arguments and count its parameters.
         """
