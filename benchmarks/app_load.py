@@ -135,8 +135,8 @@ def _knob_bodies(model: dict, n: int) -> list[dict]:
     """n distinct knob settings for ``model`` (its /api/models entry)."""
     if model["num_params"] == 0:
         return [{} for _ in range(n)]
-    if model["has_strength"]:
-        return [{"strength": round(i / max(1, n - 1), 6)} for i in range(n)]
+    if model["main_slider"]:
+        return [{"value": round(i / max(1, n - 1), 6)} for i in range(n)]
     rng = np.random.default_rng(0)
     out = []
     for _ in range(n):
@@ -212,7 +212,7 @@ async def _scenario(base: str, args, monitor: RssMonitor, image: bytes) -> dict:
         health = (await c.get("/api/health")).json()
 
     return {
-        "model": {k: model[k] for k in ("name", "summary", "num_params", "has_strength")},
+        "model": {k: model[k] for k in ("name", "summary", "num_params", "main_slider")},
         "single": {**_percentiles(singles), "compute": _percentiles(compute)},
         "concurrent": {**_percentiles(lat1), "wall_s": wall1, "throughput_rps": len(lat1) / wall1,
                        "mismatches": mism1, "errors": err1},

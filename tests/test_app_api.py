@@ -101,6 +101,8 @@ def _decode(data: bytes) -> np.ndarray:
 
 def _expected(path: Path, image: torch.Tensor, *, tile=None, **knobs) -> np.ndarray:
     r = Restorer.load(str(path))
+    if "value" in knobs:  # the app's value without a slider name: the main slider
+        knobs["slider"] = knobs.pop("value")
     return to_uint8_array(r(image, r.params(**knobs), tile=tile))
 
 
@@ -133,13 +135,13 @@ def test_list_models(client):
     by_name = {m["name"]: m for m in body["models"]}
     assert set(by_name) == {"tiny", "three", "cal"}
     tiny = by_name["tiny"]
-    assert tiny["num_params"] == 2 and tiny["has_strength"] and tiny["simplex"]
+    assert tiny["num_params"] == 2 and tiny["main_slider"] == "strength" and tiny["simplex"]
     assert [k["name"] for k in tiny["knobs"]] == ["fidelity", "noise_preservation"]
     assert tiny["knobs"][0]["description"].startswith("weight of the distance")
-    assert tiny["strength"] == "p = (s, 1 - s)" and tiny["calibrated"] is False
+    assert tiny["sliders"][0]["formula"] == "p = (s, 1 - s)" and tiny["calibrated"] is False
     assert "/" not in (tiny["file"] or "")  # no server paths are disclosed
     three = by_name["three"]
-    assert three["num_params"] == 3 and not three["has_strength"] and three["simplex"]
+    assert three["num_params"] == 3 and three["main_slider"] is None and three["simplex"]
     assert three["default_p"] == pytest.approx([1 / 3] * 3)
     assert by_name["cal"]["calibrated"] is True
     # the degradation cases come from the file's task (denoising: its evaluation sigmas)
@@ -192,7 +194,7 @@ def test_upload_and_restore_equals_library(client, models):
     np.testing.assert_array_equal(_decode(before.content), _decode(data))
 
     image = read_image(data)
-    for knobs in ({"strength": 0.3}, {"p": [0.8, 0.2]}):
+    for knobs in ({"value": 0.3}, {"p": [0.8, 0.2]}):
         r = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", **knobs})
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "image/png"
@@ -200,7 +202,7 @@ def test_upload_and_restore_equals_library(client, models):
     assert r.headers["x-tunableconv-p"] == "0.800000,0.200000"
     assert r.headers["x-tunableconv-size"] == "64x48"
 
-    jpeg = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "strength": 0.5, "format": "jpeg"})
+    jpeg = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "value": 0.5, "format": "jpeg"})
     assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
     assert _decode(jpeg.content).shape == (48, 64, 3)
 
@@ -211,21 +213,35 @@ def test_nchw_mode_is_bit_identical_to_the_library(models):
     with TestClient(app) as c:
         image_id = _upload(c, data)["id"]
         for region, tile in (("preview", None), ("full", 64)):
-            r = c.post("/api/restore", json={"image_id": image_id, "model": "tiny", "strength": 0.6, "region": region})
+            r = c.post("/api/restore", json={"image_id": image_id, "model": "tiny", "value": 0.6, "region": region})
             np.testing.assert_array_equal(_decode(r.content),
-                                          _expected(models["tiny"], read_image(data), tile=tile, strength=0.6))
+                                          _expected(models["tiny"], read_image(data), tile=tile, slider=0.6))
 
 
 def test_knobs_change_the_result(client):
     info = _upload(client)
-    outs = [client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "strength": s}).content
+    outs = [client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "value": s}).content
             for s in (0.0, 1.0)]
     assert not np.array_equal(_decode(outs[0]), _decode(outs[1]))
 
 
+def test_strength_is_the_old_name_of_value(client):
+    """``strength`` (deprecated) runs the main slider, as ``value`` without ``slider`` does."""
+    info = _upload(client, _png(24, 16))
+    new = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "value": 0.3})
+    old = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "strength": 0.3})
+    named = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "slider": "strength", "value": 0.3})
+    assert new.status_code == old.status_code == named.status_code == 200
+    assert new.headers["x-tunableconv-p"] == old.headers["x-tunableconv-p"] == named.headers["x-tunableconv-p"] \
+        == "0.300000,0.700000"
+    assert new.content == old.content == named.content
+    fields = client.get("/openapi.json").json()["components"]["schemas"]["RestoreRequest"]["properties"]
+    assert fields["strength"].get("deprecated") is True
+
+
 def test_calibrated_and_raw_strength(client):
     info = _upload(client)
-    body = {"image_id": info["id"], "model": "cal", "strength": 0.5}
+    body = {"image_id": info["id"], "model": "cal", "value": 0.5}
     calibrated = client.post("/api/restore", json=body)
     raw = client.post("/api/restore", json={**body, "calibrated": False})
     assert calibrated.headers["x-tunableconv-p"] == "0.800000,0.200000"
@@ -250,8 +266,8 @@ def test_three_knob_model(client, models):
                                                                   "p": [0.5, 0.5]}), 422)
     assert "k0, k1, k2" in detail
     detail = _assert_json_error(
-        client.post("/api/restore", json={"image_id": info["id"], "model": "three", "strength": 0.5}), 422)
-    assert "no strength slider" in detail
+        client.post("/api/restore", json={"image_id": info["id"], "model": "three", "value": 0.5}), 422)
+    assert "model 'three' has no slider: give its knobs (k0, k1, k2)" in detail
 
 
 def test_preview_crop_and_tiled_download(client, models):
@@ -260,20 +276,20 @@ def test_preview_crop_and_tiled_download(client, models):
     assert info["preview"] == {"top": 27, "left": 52, "width": 96, "height": 96, "cropped": True}
     image = read_image(data)
 
-    preview = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "strength": 0.4})
+    preview = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "value": 0.4})
     assert preview.headers["x-tunableconv-size"] == "96x96"
     crop = image[:, 27:27 + 96, 52:52 + 96]
-    _assert_matches_library(_decode(preview.content), _expected(models["tiny"], crop, strength=0.4))
+    _assert_matches_library(_decode(preview.content), _expected(models["tiny"], crop, slider=0.4))
     before = _decode(client.get(f"/api/images/{info['id']}/image.png?region=preview").content)
     assert before.shape == (96, 96, 3)
 
-    r = client.post("/api/download", json={"image_id": info["id"], "model": "tiny", "strength": 0.4})
+    r = client.post("/api/download", json={"image_id": info["id"], "model": "tiny", "value": 0.4})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert r.headers["content-disposition"] == 'attachment; filename="big_photo-tiny-0.400000_0.600000.png"'
     out = _decode(r.content)
     assert out.shape == (150, 200, 3)
-    _assert_matches_library(out, _expected(models["tiny"], image, tile=64, strength=0.4))
-    full = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "strength": 0.4, "region": "full"})
+    _assert_matches_library(out, _expected(models["tiny"], image, tile=64, slider=0.4))
+    full = client.post("/api/restore", json={"image_id": info["id"], "model": "tiny", "value": 0.4, "region": "full"})
     np.testing.assert_array_equal(_decode(full.content), out)
 
 
@@ -309,7 +325,7 @@ def test_degrade_is_seeded(client):
     assert ia["name"] == "photo.png + sigma=25" and (ia["width"], ia["height"]) == (32, 32)
     pixels = [client.get(f"/api/images/{i['id']}/image.png").content for i in (ia, ib, ic, original)]
     assert pixels[0] == pixels[1] and pixels[0] != pixels[2] and pixels[0] != pixels[3]
-    r = client.post("/api/restore", json={"image_id": ia["id"], "model": "tiny", "strength": 1})
+    r = client.post("/api/restore", json={"image_id": ia["id"], "model": "tiny", "value": 1})
     assert r.status_code == 200
     _assert_json_error(client.post(url, json={"model": "tiny", "seed": -1}), 422)
     _assert_json_error(client.post(url, json={"levels": "25"}), 422)  # the model is required
@@ -474,10 +490,10 @@ def test_bad_sample_names(client, name):
 
 
 @pytest.mark.parametrize("body,status,needle", [
-    ({"image_id": "doesnotexist0000", "strength": 0.5}, 404, "unknown image id"),
-    ({"image_id": "../../etc/passwd", "strength": 0.5}, 404, "unknown image id"),
-    ({"model": "nosuchmodel", "strength": 0.5}, 404, "unknown model"),
-    ({"model": "/etc/passwd", "strength": 0.5}, 404, "unknown model"),
+    ({"image_id": "doesnotexist0000", "value": 0.5}, 404, "unknown image id"),
+    ({"image_id": "../../etc/passwd", "value": 0.5}, 404, "unknown image id"),
+    ({"model": "nosuchmodel", "value": 0.5}, 404, "unknown model"),
+    ({"model": "/etc/passwd", "value": 0.5}, 404, "unknown model"),
     ({"model": "tiny.safetensors"}, 404, "unknown model"),
     ({"p": [0.5]}, 422, "model 'tiny' has 2 knobs"),
     ({"p": [0.2, 0.3, 0.5]}, 422, "model 'tiny' has 2 knobs"),
@@ -486,12 +502,12 @@ def test_bad_sample_names(client, name):
     ({"p": [-0.1, 0.5]}, 422, "[0, 1]"),
     ({"p": [0.5, "x"]}, 422, "valid number"),
     ({"p": 0.5}, 422, "valid list"),
-    ({"strength": 1.01}, 422, "[0, 1]"),
-    ({"strength": -3}, 422, "[0, 1]"),
-    ({"strength": 0.5, "p": [0.5, 0.5]}, 422, "not both"),
-    ({"strength": 0.5, "region": "everything"}, 422, "region"),
-    ({"strength": 0.5, "format": "gif"}, 422, "format"),
-    ({"strength": 0.5, "unexpected": 1}, 422, "unexpected"),
+    ({"value": 1.01}, 422, "[0, 1]"),
+    ({"value": -3}, 422, "[0, 1]"),
+    ({"value": 0.5, "p": [0.5, 0.5]}, 422, "not both"),
+    ({"value": 0.5, "region": "everything"}, 422, "region"),
+    ({"value": 0.5, "format": "gif"}, 422, "format"),
+    ({"value": 0.5, "unexpected": 1}, 422, "unexpected"),
 ])
 def test_bad_restore_requests(client, body, status, needle):
     info = _upload(client, _png(16, 16))
@@ -502,9 +518,9 @@ def test_bad_restore_requests(client, body, status, needle):
 @pytest.mark.parametrize("raw", [
     b'{"image_id": "%s", "model": "tiny", "p": [NaN, 0.5]}',
     b'{"image_id": "%s", "model": "tiny", "p": [0.5, Infinity]}',
-    b'{"image_id": "%s", "model": "tiny", "strength": NaN}',
-    b'{"image_id": "%s", "model": "tiny", "strength": -Infinity}',
-    b'{"image_id": "%s", "model": "tiny", "strength": 0.5',
+    b'{"image_id": "%s", "model": "tiny", "value": NaN}',
+    b'{"image_id": "%s", "model": "tiny", "value": -Infinity}',
+    b'{"image_id": "%s", "model": "tiny", "value": 0.5',
     b'not json at all %s',
     b'[1, 2, "%s"]',
 ])
@@ -521,7 +537,7 @@ def test_errors_are_never_500(client):
     junk = [None, 0, -1, 1e308, "", "x" * 300, [], {}, [None], "../..", {"a": [1]}]
     requests = []
     for value in junk:
-        for field in ("image_id", "model", "p", "strength", "calibrated", "region", "format"):
+        for field in ("image_id", "model", "p", "value", "strength", "calibrated", "region", "format"):
             requests.append(("/api/restore", {"image_id": info["id"], "model": "tiny", field: value}))
             requests.append(("/api/download", {"image_id": info["id"], "model": "tiny", field: value}))
         for field in ("steps", "knob_index", "base", "with_input"):
@@ -566,7 +582,7 @@ def test_concurrent_requests_keep_their_own_knobs(models):
     app = create_app(_config(models, max_jobs=2))
     data = _png(64, 64, seed=11)
     image = read_image(data)
-    cases = [{"strength": 0.1}, {"p": [0.9, 0.1]}]
+    cases = [{"value": 0.1}, {"p": [0.9, 0.1]}]
     expected = [_expected(models["tiny"], image, **k) for k in cases]
     assert not np.array_equal(expected[0], expected[1])
 
@@ -616,7 +632,7 @@ def test_timeout_and_busy_are_503(models):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             image_id = (await c.post("/api/images", files={"file": ("a.png", data, "image/png")})).json()["id"]
-            body = {"image_id": image_id, "model": "tiny", "strength": 0.5}
+            body = {"image_id": image_id, "model": "tiny", "value": 0.5}
             slow, busy = await asyncio.gather(c.post("/api/restore", json=body), c.post("/api/restore", json=body))
             await asyncio.sleep(1.0)  # the slow job finishes and frees its slot
             entry.restorer = dataclasses.replace(entry.restorer, model=entry.restorer.model.model)

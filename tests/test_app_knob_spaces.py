@@ -317,5 +317,5 @@ def test_a_newer_request_cancels_the_running_one(models):
     total_layers = sum(1 for _ in entry.restorer.model.modules())
     assert len(layers_run) < 2 * total_layers  # the first pass did not run to its end
     r = Restorer.load(str(models["strength"]))
-    want = to_uint8_array(r(read_image(data), r.params(strength=0.7))).astype(int)
+    want = to_uint8_array(r(read_image(data), r.params(slider=0.7))).astype(int)
     _close(_decode(second.content), want)

@@ -121,9 +121,9 @@ ROWS = [
      "error: --p must be comma-separated numbers, got 'a,b'"),
     ("knobs", "unknown knob", "restore {img} {out}/old.png --model {model} --knob fidelty=1 "
      "--knob noise_preservation=0", "unknown knob 'fidelty'"),
-    ("knobs", "strength out of range", "restore {img} {out}/old.png --model {model} --strength 2", "--strength must be in [0, 1]"),
-    ("knobs", "knobs for a plain model", "restore {img} {out}/old.png --model {plain} --strength 0.5",
-     "this model has no knobs: drop --strength"),
+    ("knobs", "slider out of range", "restore {img} {out}/old.png --model {model} --slider 2", "--slider must be in [0, 1]"),
+    ("knobs", "knobs for a plain model", "restore {img} {out}/old.png --model {plain} --slider 0.5",
+     "this model has no knobs: drop --slider"),
     ("knobs", "unknown slider", "restore {img} {out}/old.png --model {model} --slider nope=0.5", "nope"),
     ("knobs", "sweep --base of the wrong length", "sweep {img} -o {out}/old.png --model {model} --knob fidelity "
      "--base 0.5", "--base: this model has 2 knobs"),
@@ -161,7 +161,7 @@ ROWS = [
     # -- command-line mistakes --------------------------------------------------------------
     ("options", "not a number", "sweep {img} -o {out}/old.png --steps many", "argument --steps: invalid int value: 'many'"),
     ("options", "unknown option", "restore {img} {out}/old.png --strenght 1", "unrecognized arguments: --strenght 1"),
-    ("options", "two ways of giving knobs", "restore {img} {out}/old.png --model {model} --strength 0.5 --p 1,0",
+    ("options", "two ways of giving knobs", "restore {img} {out}/old.png --model {model} --slider 0.5 --p 1,0",
      "give the knob values one way"),
     # -- recipes (training) -----------------------------------------------------------------
     ("recipe", "a section that is not a mapping", "train --recipe {F}/train_abc.yaml --out {out}/run",
@@ -405,7 +405,7 @@ def _png(w: int, h: int) -> bytes:
 
 
 APP_ROWS = [  # (class, restore request fields, status, fragment)
-    ("strength true", {"strength": True}, 422, "strength: Input should be a valid number"),
+    ("value true", {"value": True}, 422, "value: Input should be a valid number"),
     ("p as booleans", {"p": [True, False]}, 422, "Input should be a valid number"),
     ("p off the simplex", {"p": [0, 0]}, 422, "sums to 0, off the simplex"),
     ("knobs off the simplex", {"knobs": {"fidelity": 0.5, "noise_preservation": 0.9}}, 422, "sums to 1.4"),

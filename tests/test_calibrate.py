@@ -42,7 +42,7 @@ def test_fit_inverts_a_known_response():
 def test_max_points_bounds_the_work():
     images = [torch.rand(3, 8, 8)]
     raw = _restorer()
-    path = lambda s: raw.strength_to_p(s, calibrated=False)  # noqa: E731
+    path = lambda s: raw.params(slider=s, calibrated=False)  # noqa: E731
     calls = []
     counted = lambda s: calls.append(s) or path(s)  # noqa: E731
     response = measure_response(raw, images, counted, np.linspace(0, 1, 5).tolist(), max_points=7, max_step=0.0)
@@ -62,7 +62,7 @@ def test_calibration_makes_the_slider_even():
     images = [torch.rand(3, 16, 16) for _ in range(2)]
     grid = np.linspace(0, 1, 11).tolist()  # refined adaptively where the response jumps
     raw = _restorer()
-    path = lambda s: raw.strength_to_p(s, calibrated=False)  # noqa: E731 - the slider's raw path
+    path = lambda s: raw.params(slider=s, calibrated=False)  # noqa: E731 - the slider's raw path
     response = measure_response(raw, images, path, grid)  # clean inputs: outputs stay in [0, 1]
     np.testing.assert_allclose(response["d"], np.array(response["s"]) ** 3, atol=1e-4)
     assert all(np.isclose(response["s"], g).any() for g in grid)
@@ -70,10 +70,10 @@ def test_calibration_makes_the_slider_even():
     calibrated = _restorer(cal)
     values = np.linspace(0, 1, 5)
     x = images[0]
-    before = evenness([raw(x, raw.strength_to_p(float(s))) for s in values], values)["mean_error"]
-    after = evenness([calibrated(x, calibrated.strength_to_p(float(s))) for s in values], values)["mean_error"]
+    before = evenness([raw(x, raw.params(slider=float(s))) for s in values], values)["mean_error"]
+    after = evenness([calibrated(x, calibrated.params(slider=float(s))) for s in values], values)["mean_error"]
     assert before > 0.25
     assert after < 0.02
     # raw p stays available: calibrated=False ignores the map
-    torch.testing.assert_close(calibrated.strength_to_p(0.5, calibrated=False), torch.tensor([0.5, 0.5]))
-    assert calibrated.strength_to_p(0.0)[0] == 0 and calibrated.strength_to_p(1.0)[0] == 1
+    torch.testing.assert_close(calibrated.params(slider=0.5, calibrated=False), torch.tensor([0.5, 0.5]))
+    assert calibrated.params(slider=0.0)[0] == 0 and calibrated.params(slider=1.0)[0] == 1

@@ -83,7 +83,7 @@ def _assert_one_line_error(rc: int, err: str, *needles: str) -> None:
 def test_restore_file_end_to_end(files, tmp_path):
     out = tmp_path / "sub" / "out.png"
     r = subprocess.run([sys.executable, "-m", "tunableconv", "restore", str(files["image"]), str(out),
-                        "--model", str(files["model"]), "--strength", "0.7"],
+                        "--model", str(files["model"]), "--slider", "0.7"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "p = (0.700, 0.300)" in r.stdout
@@ -120,10 +120,11 @@ def test_restore_folder_keeps_names_and_converts_modes(files, tmp_path, capsys):
     assert "restored 5 image(s)" in out
 
 
-def test_strength_equals_p_and_knob_names(files, tmp_path, capsys):
+def test_slider_equals_p_and_knob_names(files, tmp_path, capsys):
     outs = {}
     for tag, opts in {
-        "strength": ["--strength", "0.7"],
+        "main": ["--slider", "0.7"],
+        "named": ["--slider", "strength=0.7"],
         "p": ["--p", "0.7,0.3"],
         "knob": ["--knob", "noise_preservation=0.3", "--knob", "fidelity=0.7"],
         "other": ["--p", "0.1,0.9"],
@@ -131,9 +132,25 @@ def test_strength_equals_p_and_knob_names(files, tmp_path, capsys):
         rc, _, err = _cli(capsys, "restore", files["big"], tmp_path / f"{tag}.png", "--model", files["model"], *opts)
         assert rc == 0, err
         outs[tag] = _pixels(tmp_path / f"{tag}.png")
-    assert np.array_equal(outs["strength"], outs["p"])
+    assert np.array_equal(outs["main"], outs["p"]) and np.array_equal(outs["named"], outs["p"])
     assert np.array_equal(outs["knob"], outs["p"])
     assert not np.array_equal(outs["other"], outs["p"])  # p matters
+
+
+def test_old_strength_option_is_the_main_slider_with_a_warning(files, tmp_path, capsys):
+    """``--strength S`` (hidden, from the days of one task) runs ``--slider S`` and says so on stderr."""
+    rc, out, err = _cli(capsys, "restore", files["big"], tmp_path / "old.png", "--model", files["model"],
+                        "--strength", "0.7")
+    assert rc == 0 and "--strength is deprecated; use --slider 0.7" in err and "slider strength=0.7" in out
+    rc, _, _ = _cli(capsys, "restore", files["big"], tmp_path / "new.png", "--model", files["model"], "--slider", "0.7")
+    assert rc == 0 and np.array_equal(_pixels(tmp_path / "old.png"), _pixels(tmp_path / "new.png"))
+    rc, _, err = _cli(capsys, "restore", files["big"], tmp_path / "both.png", "--model", files["model"],
+                      "--strength", "0.7", "--slider", "0.5")
+    _assert_one_line_error(rc, err, "give --slider once")
+    assert not (tmp_path / "both.png").exists()
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    assert "--strength" not in capsys.readouterr().out
 
 
 def test_calibrated_strength_and_raw(files, tmp_path, capsys):
@@ -143,15 +160,15 @@ def test_calibrated_strength_and_raw(files, tmp_path, capsys):
         return _pixels(tmp_path / name)
 
     # calibration maps slider 0.6 -> raw 0.3
-    assert np.array_equal(run("cal.png", "--strength", "0.6"), run("p03.png", "--p", "0.3,0.7"))
-    assert np.array_equal(run("raw.png", "--strength", "0.6", "--raw"), run("p06.png", "--p", "0.6,0.4"))
+    assert np.array_equal(run("cal.png", "--slider", "0.6"), run("p03.png", "--p", "0.3,0.7"))
+    assert np.array_equal(run("raw.png", "--slider", "0.6", "--raw"), run("p06.png", "--p", "0.6,0.4"))
     assert not np.array_equal(_pixels(tmp_path / "cal.png"), _pixels(tmp_path / "raw.png"))
 
 
 def test_plain_model(files, tmp_path, capsys):
     rc, out, err = _cli(capsys, "restore", files["image"], tmp_path / "o.png", "--model", files["plain"])
     assert rc == 0 and "no knobs" in out, err
-    rc, _, err = _cli(capsys, "restore", files["image"], tmp_path / "o2.png", "--model", files["plain"], "--strength", "0.5")
+    rc, _, err = _cli(capsys, "restore", files["image"], tmp_path / "o2.png", "--model", files["plain"], "--slider", "0.5")
     _assert_one_line_error(rc, err, "no knobs")
     assert not (tmp_path / "o2.png").exists()
 
@@ -161,14 +178,14 @@ def test_tiled_equals_untiled(files, tmp_path, capsys):
 
     r = Restorer.load(str(files["model"]))
     x = read_image(files["big"])
-    p = r.params(strength=0.6)
+    p = r.params(slider=0.6)
     full = r(x, p)
     tiled = r(x, p, tile=64, overlap=16)
     assert tiled.shape == full.shape == (3, 150, 200)
     assert (tiled - full).abs().max().item() < 1e-4
 
     for name, opts in {"full.png": [], "tiled.png": ["--tile", "64", "--overlap", "16"]}.items():
-        rc, _, err = _cli(capsys, "restore", files["big"], tmp_path / name, "--model", files["model"], "--strength", "0.6", *opts)
+        rc, _, err = _cli(capsys, "restore", files["big"], tmp_path / name, "--model", files["model"], "--slider", "0.6", *opts)
         assert rc == 0, err
     diff = np.abs(_pixels(tmp_path / "full.png") - _pixels(tmp_path / "tiled.png"))
     assert diff.max() <= 1  # 8-bit rounding at most: no seams
@@ -219,11 +236,14 @@ def test_decompression_bomb_refused(files, tmp_path, capsys):
     (["--p", "nan,0.5"], "NaN"),
     (["--p", "a,b"], "comma-separated numbers"),
     (["--p", "0.5,"], "comma-separated numbers"),
-    (["--strength", "1.5"], "[0, 1]"),
-    (["--strength", "-0.2"], "[0, 1]"),
-    (["--strength", "half"], "must be a number"),
-    (["--strength", "inf"], "finite"),
-    (["--strength", "0.5", "--p", "0.5,0.5"], "one way"),
+    (["--slider", "1.5"], "[0, 1]"),
+    (["--slider", "-0.2"], "[0, 1]"),
+    (["--slider", "strength=1.5"], "[0, 1]"),
+    (["--slider", "half"], "VALUE (the main slider) or NAME=VALUE"),
+    (["--slider", "strength=half"], "must be a number"),
+    (["--slider", "inf"], "finite"),
+    (["--slider", "sharpness=0.5"], "no slider 'sharpness'"),
+    (["--slider", "0.5", "--p", "0.5,0.5"], "one way"),
     (["--knob", "fidelty=0.5", "--knob", "noise_preservation=0.5"], "fidelity, noise_preservation"),
     (["--knob", "fidelity=0.5", "--p", "0.5,0.5"], "one way"),
     (["--knob", "fidelity=2", "--knob", "noise_preservation=0"], "[0, 1]"),

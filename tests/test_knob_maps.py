@@ -222,7 +222,7 @@ def test_half_half_map_equals_both_ends_away_from_the_seam(files):
     u[..., 24:] = 1
     pm = r.knob_map(u, (32, 48), calibrated=False)
     y = r(x, pm)
-    left, right = r(x, r.params(strength=0.0, calibrated=False)), r(x, r.params(strength=1.0, calibrated=False))
+    left, right = r(x, r.params(slider=0.0, calibrated=False)), r(x, r.params(slider=1.0, calibrated=False))
     rf = r.space.receptive_field or 8
     torch.testing.assert_close(y[..., : 24 - rf - 1], left[..., : 24 - rf - 1], atol=1e-5, rtol=0)
     torch.testing.assert_close(y[..., 24 + rf + 1 :], right[..., 24 + rf + 1 :], atol=1e-5, rtol=0)
@@ -303,6 +303,7 @@ def test_cli_knob_map_end_to_end(files, tmp_path, capsys):
     ("stretched", "differ by more than 2%"),
     ("channels", "1 channel (grey: a slider, or one knob named with --knob-map NAME=FILE) or 4 channels"),
     ("unknown", "unknown slider or knob 'sharpness'"),
+    ("slider", "give --knob-map or --slider, not both"),
     ("strength", "give --knob-map or --strength, not both"),
     ("not-image", "not an image file"),
     ("no-slider", "name the knob it sets with --knob-map NAME=FILE"),
@@ -322,8 +323,8 @@ def test_cli_bad_maps_exit_2_and_write_nothing(files, tmp_path, capsys, case, ne
         Image.fromarray(np.zeros((16, 24), dtype=np.uint8)).save(bad)
     if case == "unknown":
         spec = f"sharpness={bad}"
-    elif case == "strength":
-        extra = ["--strength", "0.5"]
+    elif case in ("slider", "strength"):
+        extra = [f"--{case}", "0.5"]
     elif case == "not-image":
         bad.write_bytes(b"not a png at all")
     elif case == "no-slider":

@@ -157,9 +157,9 @@ def test_format_1_files_load_and_give_the_same_outputs(files, tmp_path):
     x = torch.rand(3, 20, 20)
     for p in ([0.3, 0.7], [1.0, 0.0]):
         assert torch.equal(new(x, new.params(p=p)), old_r(x, old_r.params(p=p)))
-    torch.testing.assert_close(old_r.params(strength=0.5), torch.tensor([0.3, 0.7]))
-    torch.testing.assert_close(old_r.params(strength=0.5, calibrated=False), torch.tensor([0.5, 0.5]))
-    assert old_r.calibration == {"slider": [0.0, 0.5, 1.0], "raw": [0.0, 0.3, 1.0]}
+    torch.testing.assert_close(old_r.params(slider=0.5), torch.tensor([0.3, 0.7]))
+    torch.testing.assert_close(old_r.params(slider=0.5, calibrated=False), torch.tensor([0.5, 0.5]))
+    assert old_r.space.slider("strength").calibration.to_dict() == {"slider": [0.0, 0.5, 1.0], "raw": [0.0, 0.3, 1.0]}
     assert old.read_bytes() == old.read_bytes()  # reading never rewrites
 
 
@@ -350,7 +350,7 @@ def test_restore_on_each_domain(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model,opts,needle", [
-    ("simplex2", ["--strength", "0.5"], "no strength slider"),
+    ("simplex3", ["--slider", "0.5"], "no slider: give its knobs (a, b, c) with --p or --knob"),
     ("simplex2", ["--slider", "both=0.5"], "no slider 'both' (sliders: mix)"),
     ("simplex2", ["--slider", "mix"], "NAME=VALUE"),
     ("simplex2", ["--slider", "mix=2"], "[0, 1]"),
@@ -600,7 +600,8 @@ def test_app_lists_knob_spaces_and_marks_a_bad_file(client, bad_files):
     for name, space in SPACES.items():
         assert by_name[name]["error"] is None and KnobSpace.from_dict(by_name[name]["knob_space"]) == space
     assert by_name["cube2"]["domain"] == "cube" and not by_name["cube2"]["simplex"]
-    assert by_name["simplex2"]["sliders"][0]["formula"] == "p = (s, 1 - s)" and not by_name["simplex2"]["has_strength"]
+    assert by_name["simplex2"]["sliders"][0]["formula"] == "p = (s, 1 - s)" and by_name["simplex2"]["main_slider"] == "mix"
+    assert by_name["simplex3"]["main_slider"] is None
     bad_name = bad_files["channels many"].stem
     bad = by_name[bad_name]
     assert bad["available"] is False and "arguments.channels must be an integer" in bad["error"]
@@ -614,6 +615,8 @@ def test_app_lists_knob_spaces_and_marks_a_bad_file(client, bad_files):
 @pytest.mark.parametrize("model,knobs,p", [
     ("simplex2", {}, "0.500000,0.500000"),
     ("simplex2", {"slider": "mix", "value": 0.25}, "0.250000,0.750000"),
+    ("simplex2", {"value": 0.25}, "0.250000,0.750000"),  # no slider named: the main slider
+    ("simplex2", {"strength": 0.25}, "0.250000,0.750000"),  # the old name of value
     ("simplex2", {"knobs": {"sharp": 0.1, "smooth": 0.9}}, "0.100000,0.900000"),
     ("cube2", {"knobs": {"y": 0.2}}, "0.500000,0.200000"),
     ("cube2", {"slider": "both", "value": 1}, "1.000000,1.000000"),
@@ -627,9 +630,9 @@ def test_app_restore_with_any_knob_space(client, model, knobs, p):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("model,knobs,needle", [
-    ("simplex2", {"strength": 0.5}, "no strength slider"),
-    ("simplex2", {"slider": "mix"}, "both"),
-    ("simplex2", {"value": 0.5}, "both"),
+    ("simplex3", {"value": 0.5}, "has no slider: give its knobs (a, b, c)"),
+    ("simplex2", {"slider": "mix"}, "position in value"),
+    ("simplex2", {"strength": 0.5, "value": 0.5}, "not both"),
     ("simplex3", {"knobs": {"a": 0.1}}, "missing knob value(s) for b, c"),
     ("cube2", {"knobs": {"z": 0.1}}, "unknown knob 'z'"),
     ("cube2", {"knobs": {"x": True}}, "valid number"),

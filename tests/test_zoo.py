@@ -37,16 +37,16 @@ def test_shipped_models_metadata_and_shapes():
     assert tunable.info.architecture == fixed.info.architecture == "resnet"
     assert tunable.num_params == 2 and fixed.num_params == 0
     assert tunable.info.knob_names == ["fidelity", "noise_preservation"]
-    assert tunable.has_strength and tunable.info.info["beta"] == 0.9
+    assert tunable.space.has_slider("strength") and tunable.info.info["beta"] == 0.9
     same = ("channels", "num_blocks", "kernel_size")
     assert all(tunable.info.arguments[k] == fixed.info.arguments[k] for k in same)
     tr, fr = tunable.info.info["training"], fixed.info.info["training"]
     assert tr["steps"] == fr["steps"] and tunable.info.info["recipe"]["train"]["seed"] == fixed.info.info["recipe"]["train"]["seed"]
-    cal = tunable.calibration
+    cal = tunable.space.slider("strength").calibration.to_dict()
     assert cal is not None and cal["slider"][0] == 0 and cal["slider"][-1] == 1
     assert cal["raw"][0] == 0 and cal["raw"][-1] == 1 and np.all(np.diff(cal["raw"]) >= 0)
     x = torch.rand(3, 37, 53)
-    assert tunable(x, tunable.params(strength=0.3)).shape == (3, 37, 53)
+    assert tunable(x, tunable.params(slider=0.3)).shape == (3, 37, 53)
     assert fixed(x, None).shape == (3, 37, 53)
     for name, path in SHIPPED.items():
         assert path.stat().st_size < LARGEST_FILE.get(name, 5e6), name  # a few MB at most
@@ -82,7 +82,7 @@ def test_strength_trades_noise_removal_for_noise_preservation(calibrated):
         clean = photo[:, top:top + 96, left:left + 96]
         noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=g)
         target = clean + 0.9 * (noisy - clean)
-        outs = [r(noisy, r.params(strength=s, calibrated=calibrated)) for s in strengths]
+        outs = [r(noisy, r.params(slider=s, calibrated=calibrated)) for s in strengths]
         gt = [float(psnr(o, clean)) for o in outs]
         nt = [float(psnr(o, target)) for o in outs]
         assert all(a > b for a, b in zip(gt, gt[1:])), gt
@@ -102,12 +102,12 @@ def test_shipped_format_1_files_migrate_to_a_knob_space(tmp_path):
     assert space.default == [1.0, 0.0] and [s.name for s in space.sliders] == ["strength"]
     assert space.slider("strength").calibration is not None and space.scale == 1 and space.tiling_exact
     assert space.receptive_field == 2 * r.info.arguments["num_blocks"] + 3  # 3x3 convs: head, blocks, body tail, tail
-    torch.testing.assert_close(r.params(), r.params(strength=1.0))  # the default p is strength 1
+    torch.testing.assert_close(r.params(), r.params(slider=1.0))  # the default p is strength 1
     copy = Restorer.load(str(save_model(r.model, tmp_path / "d2.safetensors", knob_space=space, info=r.info.info)))
     assert copy.info.format == FORMAT_2 and copy.space == space
     x = torch.rand(3, 40, 44)
     for s in (0.0, 0.3, 1.0):
-        assert torch.equal(r(x, r.params(strength=s)), copy(x, copy.params(strength=s)))
+        assert torch.equal(r(x, r.params(slider=s)), copy(x, copy.params(slider=s)))
     assert Restorer.load("denoise-fixed").space.num_params == 0
 
 
@@ -179,17 +179,17 @@ def test_shipped_nafnet_restores_through_the_cli_and_the_app(tmp_path):
     r = Restorer.load("denoise-nafnet")
     assert r.info.architecture == "nafnet" and r.info.knob_names == ["fidelity", "noise_preservation"]
     assert all(p.dtype == torch.float32 for p in r.model.parameters())
-    assert not r.space.tiling_exact and r.has_strength
+    assert not r.space.tiling_exact and r.space.has_slider("strength")
     photo = bundled_sample_image()
     clean = photo[:, 40:136, 60:156]
     noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
-    outs = [r(noisy, r.params(strength=s)) for s in (1.0, 0.5, 0.0)]
+    outs = [r(noisy, r.params(slider=s)) for s in (1.0, 0.5, 0.0)]
     gt = [float(psnr(o, clean)) for o in outs]
     assert gt[0] > gt[1] > gt[2] and gt[0] > float(psnr(noisy.clamp(0, 1), clean)) + 5, gt
 
     src, out = tmp_path / "noisy.png", tmp_path / "out.png"
     Image.fromarray((noisy.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(src)
-    assert cli(["restore", str(src), str(out), "--model", "denoise-nafnet", "--strength", "0.7"]) == 0
+    assert cli(["restore", str(src), str(out), "--model", "denoise-nafnet", "--slider", "0.7"]) == 0
     assert Image.open(out).size == (96, 96)
 
     with _zoo_app_client() as client:
@@ -198,7 +198,7 @@ def test_shipped_nafnet_restores_through_the_cli_and_the_app(tmp_path):
         buf = io.BytesIO()
         Image.open(src).save(buf, format="PNG")
         image_id = client.post("/api/images", files={"file": ("n.png", buf.getvalue(), "image/png")}).json()["id"]
-        got = [client.post("/api/restore", json={"image_id": image_id, "model": "denoise-nafnet", "strength": s})
+        got = [client.post("/api/restore", json={"image_id": image_id, "model": "denoise-nafnet", "value": s})
                for s in (1.0, 0.0)]
         assert all(g.status_code == 200 for g in got) and got[0].content != got[1].content
 

@@ -14,8 +14,8 @@ painted, through the model's knob space (:class:`~tunableconv.knobs.KnobSpace`):
   ==============================  ===================================================
   values                          meaning
   ==============================  ===================================================
-  1 channel, no target            positions u of the model's main slider (e.g.
-                                  a ``strength`` slider), through its calibration
+  1 channel, no target            positions u of the model's main slider (its
+                                  first), through its calibration
   1 channel, target = a slider    the same along that slider
   1 channel, target = a knob      that knob's value; cube: through the knob's
                                   calibration, the other knobs at ``base``; a 2-knob

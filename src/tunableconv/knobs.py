@@ -9,7 +9,8 @@ Vocabulary (used the same way everywhere in tunableconv):
 - **slider**: a named 1-D path s ∈ [0, 1] ↦ p(s) = start + s·(end − start), e.g. the
   denoiser's ``strength``: p = (s, 1 − s). A slider may carry a **calibration**, a monotone
   piecewise-linear map u ↦ s that makes equal moves of the user's slider u change the image
-  by about equal amounts (``tunableconv calibrate``); ``--raw`` skips it.
+  by about equal amounts (``tunableconv calibrate``); ``--raw`` skips it. The **main slider**
+  is a model's first slider: the one ``--slider U`` (no name) moves and the app shows.
 - On the cube each knob may carry its own calibration (along its axis, the other knobs at
   their defaults). On the simplex a knob's calibration is a **weight warp** c_i: the user's
   weights u (summing to 1) become p_i = c_i(u_i) / Σ_j c_j(u_j), fitted so that moving along
@@ -227,6 +228,15 @@ class KnobSpace:
         """The first named slider (the one a simple UI shows), if any."""
         return self.sliders[0] if self.sliders else None
 
+    def require_main_slider(self) -> Slider:
+        """The main slider, or a one-line :class:`InvalidParamsError` saying what to give instead."""
+        if self.main_slider is not None:
+            return self.main_slider
+        if self.num_params == 0:
+            raise InvalidParamsError("this model has no knobs, so no slider")
+        raise InvalidParamsError(f"this model has no slider: give its knobs ({', '.join(self.names)}) with --p or "
+                                 "--knob NAME=VALUE")
+
     def knob_index(self, name: str | int) -> int:
         """The position of a knob given by name (or by index, checked)."""
         if isinstance(name, int) and not isinstance(name, bool):
@@ -268,10 +278,11 @@ class KnobSpace:
         p: Sequence[float] | None = None,
         *,
         knobs: Mapping[str, float] | None = None,
-        slider: tuple[str, float] | None = None,
+        slider: tuple[str | None, float] | None = None,
         calibrated: bool = True,
     ) -> Tensor:
-        """p ``(P,)`` from raw values, named knob values, or a slider (nothing: the default).
+        """p ``(P,)`` from raw values, named knob values, or a slider ``(name, u)`` (name None:
+        the main slider) (nothing: the default).
 
         Named knob values: on the cube, the knobs not named stay at their defaults and each
         named one goes through its calibration unless ``calibrated`` is False; on the simplex
@@ -329,10 +340,11 @@ class KnobSpace:
             if self.domain == "simplex" and self.off_domain(values) is None:
                 values = self.simplex_weights(values, calibrated=calibrated)
         elif slider is not None:
-            if not (isinstance(slider, (tuple, list)) and len(slider) == 2 and isinstance(slider[0], str)):
+            if not (isinstance(slider, (tuple, list)) and len(slider) == 2 and isinstance(slider[0], (str, type(None)))):
                 raise InvalidParamsError(f"a slider is given as (name, value), got {slider!r}")
             name, u = slider
-            s = self.slider(name)
+            s = self.slider(name) if name is not None else self.require_main_slider()
+            name = s.name
             _unit(u, name)
             values = s.p(float(u), calibrated)
         else:

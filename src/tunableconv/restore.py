@@ -9,8 +9,8 @@ and every way of giving the knobs goes through :meth:`KnobSpace.resolve`:
 - ``knobs``: values by knob name (``--knob fidelity=0.7``; on the cube the others stay at
   their defaults and each value goes through the knob's calibration);
 - ``slider``: ``(name, u)`` — a named 1-D path of the model (``--slider strength=0.7``),
-  through its calibration unless ``calibrated=False`` (``--raw``);
-- ``strength``: shorthand for ``slider=("strength", u)`` (the denoiser: p = (s, 1 − s));
+  or u alone for the model's main slider (its first: ``--slider 0.7``), through its
+  calibration unless ``calibrated=False`` (``--raw``);
 - nothing: the knob space's default p.
 
 p may also be a **knob map** ``(P, H, W)`` at the input image's size, one setting per pixel
@@ -75,51 +75,19 @@ class Restorer:
     def scale(self) -> int:
         return self.space.scale
 
-    @property
-    def has_strength(self) -> bool:
-        """Whether the model has a slider named ``strength`` (``--strength`` is its shorthand)."""
-        return self.space.has_slider("strength")
-
-    @property
-    def calibration(self) -> dict | None:
-        """The ``strength`` slider's calibration as ``{"slider", "raw"}`` (None: none)."""
-        if not self.has_strength:
-            return None
-        cal = self.space.slider("strength").calibration
-        return cal.to_dict() if cal is not None else None
-
-    def strength_to_p(self, s: float, calibrated: bool = True) -> Tensor:
-        """The ``strength`` slider at s in [0, 1] -> p (through its calibration unless ``calibrated`` is False)."""
-        if not self.has_strength:
-            raise InvalidParamsError(self.no_strength_message())
-        return self.space.resolve(slider=("strength", s), calibrated=calibrated)
-
-    def no_strength_message(self) -> str:
-        """Why ``--strength`` does not apply to this model, and what to give instead."""
-        if self.num_params == 0:
-            return "this model has no knobs: drop --strength"
-        sliders = ", ".join(s.name for s in self.space.sliders)
-        also = f" or a slider ({sliders}) with --slider NAME=VALUE" if sliders else ""
-        return (f"this model has no strength slider: give its knobs ({', '.join(self.space.names)}) with --p or "
-                f"--knob NAME=VALUE{also}")
-
     def params(
         self,
         p: Sequence[float] | None = None,
-        strength: float | None = None,
         calibrated: bool = True,
         *,
         knobs: Mapping[str, float] | None = None,
-        slider: tuple[str, float] | None = None,
+        slider: tuple[str | None, float] | float | None = None,
     ) -> Tensor | None:
         """The p tensor for the given knob values (see the module docstring); None for a
-        model without knobs. Raises :class:`InvalidParamsError` (one line)."""
-        if strength is not None:
-            if slider is not None:
-                raise InvalidParamsError("give --strength or --slider, not both")
-            if not self.has_strength:
-                raise InvalidParamsError(self.no_strength_message())
-            slider = ("strength", strength)
+        model without knobs. ``slider``: ``(name, u)``, or u alone for the main slider.
+        Raises :class:`InvalidParamsError` (one line)."""
+        if slider is not None and not isinstance(slider, (tuple, list)):
+            slider = (None, slider)
         p_tensor = self.space.resolve(p, knobs=knobs, slider=slider, calibrated=calibrated)
         if self.num_params == 0:
             return None

@@ -18,8 +18,8 @@ POST     /api/images/{id}/degrade        ``{"model", "levels", "seed"}`` -> new 
 GET      /api/images/{id}                image info
 GET      /api/images/{id}/image.png      the stored image (``?region=preview|full``)
 DELETE   /api/images/{id}                forget an image
-POST     /api/restore                    ``{"image_id", "model", "p" | "knobs" | "slider"+"value" |
-                                         "strength", "calibrated", ...}`` -> PNG/JPEG
+POST     /api/restore                    ``{"image_id", "model", "p" | "knobs" | ["slider"+]"value",
+                                         "calibrated", ...}`` -> PNG/JPEG (no slider: the main one)
 POST     /api/download                   the same at full resolution (tiled), as an attachment
 POST     /api/sweep                      a labelled strip along a slider or knob, or a 2-knob grid (PNG)
 =======  ==============================  ==================================================
@@ -415,7 +415,7 @@ class ModelEntry:
 
     def describe(self) -> dict[str, Any]:
         """The model for ``/api/models``: its knob space (``knob_space``, any domain) plus the
-        fields the bundled page reads (``has_strength``, ``simplex``, ``default_p``, ...)."""
+        fields the bundled page reads (``main_slider``, ``simplex``, ``default_p``, ...)."""
         if self.error is not None:
             return {"name": self.name, "source": self.source, "file": self.file, "error": self.error,
                     "available": False}
@@ -427,7 +427,6 @@ class ModelEntry:
             summary = architecture_summary(info.architecture, info.arguments)
         except Exception:  # the listing helper is optional here
             summary = info.architecture
-        strength = space.slider("strength") if r.has_strength else None
         _, cases, task_error = self.task()
         probe = self.probe()
         return {
@@ -447,12 +446,9 @@ class ModelEntry:
             "domain": space.domain,
             "sliders": [{"name": sl.name, "description": sl.description, "formula": sl.formula(),
                          "calibrated": sl.calibration is not None} for sl in space.sliders],
-            "has_strength": r.has_strength,
-            "strength": strength.formula() if strength is not None else None,
-            "calibrated": bool(strength is not None and strength.calibration is not None),
+            "calibrated": space.calibrated,
             "simplex": self.simplex,
             "default_p": self.default_p(),
-            "default_strength": 1.0 if r.has_strength else None,
             "upscale": space.scale,
             "scale": space.scale,
             "tiling_exact": space.tiling_exact,
@@ -687,27 +683,28 @@ def _check_unit(value: float, what: str) -> float:
     return float(value)
 
 
-def resolve_knobs(entry: ModelEntry, p: list[float] | None = None, strength: float | None = None,
-                  calibrated: bool = True, *, knobs: dict[str, float] | None = None, slider: str | None = None,
-                  value: float | None = None):
+def resolve_knobs(entry: ModelEntry, p: list[float] | None = None, calibrated: bool = True, *,
+                  knobs: dict[str, float] | None = None, slider: str | None = None, value: float | None = None,
+                  strength: float | None = None):
     """The p tensor of one request (None for a model without knobs), through the model's knob
-    space: raw ``p``, named ``knobs``, ``slider`` + ``value``, or ``strength`` (the slider
-    ``strength``); nothing gives the default p. 422 for bad values."""
+    space: raw ``p``, named ``knobs``, ``value`` on the slider named ``slider`` (no name: the
+    main slider); nothing gives the default p. ``strength`` is the old name of ``value``
+    without a ``slider``. 422 for bad values."""
     r = entry.restorer
-    if (slider is None) != (value is None):
-        raise _err(422, "give a slider's name in slider and its position in value, both")
-    given = [n for n, v in (("p", p), ("knobs", knobs), ("slider", slider), ("strength", strength)) if v is not None]
+    if strength is not None:
+        if value is not None or slider is not None:
+            raise _err(422, "give value (and slider) or strength, its old name, not both")
+        value = strength
+    if slider is not None and value is None:
+        raise _err(422, "give the slider's position in value")
+    given = [n for n, v in (("p", p), ("knobs", knobs), ("strength" if strength is not None else "value", value))
+             if v is not None]
     if len(given) > 1:
         raise _err(422, f"give the knobs one way: {' or '.join(given)}, not both")
     if r.num_params == 0 and given:
         raise _err(422, f"model {entry.name!r} has no knobs: leave {given[0]} out")
-    if strength is not None and not r.has_strength:
-        raise _err(422, f"model {entry.name!r} has no strength slider: give its {r.num_params} knob values in p "
-                        f"({', '.join(r.space.names)})" + (f" or a slider ({', '.join(s.name for s in r.space.sliders)})"
-                                                          if r.space.sliders else ""))
     try:
-        return r.params(p=p, strength=strength, calibrated=calibrated, knobs=knobs,
-                        slider=(slider, value) if slider is not None else None)
+        return r.params(p=p, calibrated=calibrated, knobs=knobs, slider=(slider, value) if value is not None else None)
     except InvalidParamsError as exc:
         text = str(exc)
         named = text.replace("this model", f"model {entry.name!r}", 1)
@@ -749,8 +746,10 @@ class KnobBody(_Body):
         None, max_length=64, description="knob values by name (simplex: every knob, all but one (1 minus the others), or weights "
                     "summing to 1 (the others 0); cube: the others at their defaults)")
     slider: Optional[str] = Field(None, max_length=100, description="a slider name from the model's knob space")
-    value: Optional[_Number] = Field(None, description="the slider's position in [0, 1] (with slider)")
-    strength: Optional[_Number] = Field(None, description="shorthand for slider 'strength' at this value")
+    value: Optional[_Number] = Field(None, description="a slider's position in [0, 1]: the slider named in slider, "
+                                                       "else the model's main_slider")
+    strength: Optional[_Number] = Field(None, description="deprecated: the old name of value (the main slider)",
+                                        deprecated=True)
     calibrated: bool = Field(True, description="pass slider and knob values through the model's calibrations")
 
 
@@ -1211,8 +1210,8 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
                        channel: str | None = None, seq: int | None = None):
         entry = registry.get(body.model)
         item = store.get(body.image_id)
-        p = resolve_knobs(entry, body.p, body.strength, body.calibrated, knobs=body.knobs, slider=body.slider,
-                          value=body.value)
+        p = resolve_knobs(entry, body.p, body.calibrated, knobs=body.knobs, slider=body.slider,
+                          value=body.value, strength=body.__dict__["strength"])  # no DeprecationWarning on read
         side = entry.preview_side(config.preview_size)
         top, left, h, w = item.preview_box(side) if region == "preview" else (0, 0, item.height, item.width)
         if body.knob_map is None and body.knob_map_target is not None:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--degrade", metavar="LEVELS", default=None,
                     help=f"one case of the task's levels ({case_examples()}; "
                          "default: the task's middle evaluation case)")
-    ap.add_argument("--values", "--strengths", dest="values", default="0,0.25,0.5,0.75,1",
+    ap.add_argument("--values", dest="values", default="0,0.25,0.5,0.75,1",
                     help="slider (or knob) values to show (default 0,0.25,0.5,0.75,1)")
     ap.add_argument("--knob", default=None,
                     help="the knob to sweep (default: the model's first slider, else its first knob, the others at 1)")

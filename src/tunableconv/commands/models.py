@@ -113,7 +113,7 @@ def describe_model(path: str | Path, name: str | None = None, *, card_lines: int
         "num_params": info.num_params,
         "knobs": info.knobs,
         "knob_space": space.to_dict(),
-        "strength": space.slider("strength").formula() if space.has_slider("strength") else None,
+        "main_slider": space.main_slider.name if space.main_slider is not None else None,
         "calibrated": space.calibrated,
         "task": info.info.get("task"),
         "info": info.info,

@@ -2,15 +2,15 @@
 
 Examples::
 
-    tunableconv restore noisy.png clean.png --model denoise                 # the default p: strength 1
-    tunableconv restore noisy.png clean.png --model denoise --strength 0.7
+    tunableconv restore noisy.png clean.png --model denoise                 # the default p
+    tunableconv restore noisy.png clean.png --model denoise --slider 0.7    # the main slider
     tunableconv restore noisy.png clean.png --model denoise --slider strength=0.7 --raw
     tunableconv restore noisy.png clean.png --model denoise --p 0.7,0.3
     tunableconv restore noisy.png clean.png --model denoise --knob fidelity=0.7 --knob noise_preservation=0.3
     tunableconv restore blurry.png sharp.png --model cube.safetensors --knob deblur=0.4   # other knobs at defaults
     tunableconv restore photos/ restored/ --model my_model.safetensors --tile 512
     tunableconv restore big.tif big_out.png --model denoise --tile 512 --overlap 32
-    tunableconv restore noisy.png clean.png --model denoise --knob-map mask.png  # grey: strength per pixel
+    tunableconv restore noisy.png clean.png --model denoise --knob-map mask.png  # grey: the main slider per pixel
     tunableconv restore blurry.png sharp.png --model cube.safetensors --knob-map deblur=mask.png --knob denoise=0.5
 
 Knob values (one way at a time; ``tunableconv models`` shows each model's knob space):
@@ -23,17 +23,17 @@ Knob values (one way at a time; ``tunableconv models`` shows each model's knob s
   a cube model the others stay at their defaults, and each value goes through the knob's
   calibration (``--raw``: not).
 - ``--slider NAME=VALUE``: a named slider of the model (a 1-D path through the knobs) at
-  VALUE in [0, 1], through its calibration (``--raw``: uncalibrated).
-- ``--strength S``: shorthand for ``--slider strength=S`` (the denoiser: p = (s, 1 - s)).
+  VALUE in [0, 1], through its calibration (``--raw``: uncalibrated). ``--slider VALUE``:
+  the model's main slider (its first; ``tunableconv models`` lists the sliders).
 
 On a simplex model the values given with ``--p`` or ``--knob`` must sum to 1 (to within
 1e-3): p off the simplex the model was trained on is refused, not projected.
 
-Knob maps (a different setting per pixel; instead of ``--strength`` / ``--slider``):
+Knob maps (a different setting per pixel; instead of ``--slider``):
 
 - ``--knob-map FILE``: a grey image (8 or 16 bits; an RGB file with R = G = B counts as
   grey); its grey level (black 0, white 1) is the position of
-  the model's main slider (e.g. a ``strength`` slider) at each pixel, calibrated unless
+  the model's main slider at each pixel, calibrated unless
   ``--raw``.
 - ``--knob-map NAME=FILE``: a grey image for the slider or knob NAME. On a cube model the
   other knobs come from ``--knob`` / ``--p`` or their defaults; on a two-knob simplex the
@@ -125,10 +125,29 @@ def parse_knobs(items: Sequence[str], names: Sequence[str] | None = None) -> dic
     return parse_assignments(items, "--knob")
 
 
-def parse_slider(text: str) -> tuple[str, float]:
-    """``--slider NAME=VALUE`` -> ``(name, value)``."""
+def parse_slider(text: str) -> tuple[str | None, float]:
+    """``--slider NAME=VALUE`` -> ``(name, value)``; ``--slider VALUE`` -> ``(None, value)``
+    (the model's main slider)."""
+    if "=" not in text:
+        try:
+            float(text)
+        except ValueError:
+            raise InvalidParamsError(f"--slider expects VALUE (the main slider) or NAME=VALUE, got {text!r}") from None
+        return None, parse_number(text.strip(), "--slider")
     ((name, value),) = parse_assignments([text], "--slider").items()
     return name, value
+
+
+def old_strength_option(strength: str | None, slider: str | None) -> str | None:
+    """``--strength S``, the old name of ``--slider S`` (from the days of one task): a warning
+    on stderr and the ``--slider`` text it stands for (None when not given)."""
+    if strength is None:
+        return slider
+    if slider is not None:
+        raise InvalidParamsError("give --slider once (--strength is its old name)")
+    print(f"tunableconv: warning: --strength is deprecated; use --slider {strength} (the model's main slider)",
+          file=sys.stderr)
+    return strength
 
 
 def knob_values(
@@ -140,15 +159,16 @@ def knob_values(
     slider: str | None = None,
     raw: bool = False,
 ) -> "Tensor | None":
-    """The p tensor selected by ``--p`` / ``--knob`` / ``--slider`` / ``--strength`` (the
-    shorthand of ``--slider strength=S``), or the model's default p; None for a model without
-    knobs. Everything goes through the model's knob space (:meth:`KnobSpace.resolve`).
+    """The p tensor selected by ``--p`` / ``--knob`` / ``--slider`` (``--strength``: its old
+    name), or the model's default p; None for a model without knobs. Everything goes through
+    the model's knob space (:meth:`KnobSpace.resolve`).
 
     Raises:
         InvalidParamsError: more than one way given, non-numbers, values outside [0, 1],
             wrong count or unknown knob or slider names, knobs given to a plain model.
     """
-    given = [name for name, v in (("--strength", strength), ("--p", p), ("--knob", knobs), ("--slider", slider))
+    slider = old_strength_option(strength, slider)
+    given = [name for name, v in (("--p", p), ("--knob", knobs), ("--slider", slider))
              if v is not None and v != []]
     if len(given) > 1:
         raise InvalidParamsError(f"give the knob values one way: {' or '.join(given)}, not both")
@@ -163,28 +183,24 @@ def knob_values(
         except InvalidParamsError as exc:
             raise InvalidParamsError(f"--p {p}: {exc}") from None
     if slider is not None:
-        return restorer.params(slider=parse_slider(slider), calibrated=not raw)
-    if strength is not None:
-        if not restorer.has_strength:
-            raise InvalidParamsError(restorer.no_strength_message())
-        value = parse_number(strength, "--strength")
-        if not 0.0 <= value <= 1.0:
-            raise InvalidParamsError(f"--strength must be in [0, 1], got {value:g}")
-        return restorer.params(strength=value, calibrated=not raw)
+        name, value = parse_slider(slider)
+        if name is None and not 0.0 <= value <= 1.0:
+            raise InvalidParamsError(f"--slider must be in [0, 1], got {value:g}")
+        return restorer.params(slider=(name, value), calibrated=not raw)
     return restorer.params(calibrated=not raw)
 
 
-def describe_setting(args: argparse.Namespace, p: "Tensor | None") -> str:
-    """How the knobs were given, and the p used: ``'strength 0.7, p = (0.700, 0.300)'``."""
+def describe_setting(args: argparse.Namespace, p: "Tensor | None", main_slider: str | None = None) -> str:
+    """How the knobs were given, and the p used: ``'slider strength=0.7, p = (0.700, 0.300)'``."""
     raw = " (raw)" if getattr(args, "raw", False) else ""
     if getattr(args, "knob_map", None) is not None:
         base = f", others at {describe_p(p)}" if p is not None else ""
         return f"knob map {args.knob_map}{raw}{base}"
     setting = describe_p(p)
-    if getattr(args, "strength", None) is not None:
-        return f"strength {float(args.strength):g}{raw}, {setting}"
-    if getattr(args, "slider", None) is not None:
-        return f"slider {args.slider}{raw}, {setting}"
+    slider = getattr(args, "slider", None) or getattr(args, "strength", None)
+    if slider is not None:
+        name, value = parse_slider(slider)
+        return f"slider {name or main_slider or 'main'}={value:g}{raw}, {setting}"
     if p is not None and args.p is None and not args.knob:
         return f"default, {setting}"
     return setting
@@ -226,7 +242,7 @@ def knob_map_setting(restorer: "Restorer", args: argparse.Namespace, max_pixels:
     """
     from ..knob_maps import knob_map_uses_base, read_knob_map
 
-    given = [o for o, v in (("--strength", args.strength), ("--slider", args.slider)) if v is not None]
+    given = [o for o, v in (("--slider", args.slider), ("--strength", args.strength)) if v is not None]
     if given:
         raise InvalidParamsError(f"give --knob-map or {given[0]}, not both (a knob map sets the knobs per pixel)")
     if restorer.num_params == 0:
@@ -289,23 +305,24 @@ def same_path(a: Path, b: Path) -> bool:
 # the command
 # ----------------------------------------------------------------------------------------
 def add_knob_options(ap: argparse.ArgumentParser) -> None:
-    """``--p``, ``--knob``, ``--slider``, ``--strength`` and ``--raw``."""
+    """``--p``, ``--knob``, ``--slider`` (``--strength``: its old name, hidden) and ``--raw``."""
     ap.add_argument("--p", metavar="V1,V2,...", help="raw knob values in [0, 1], one per knob")
     ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                     help="a knob value by name (repeatable; on the simplex give every knob, on the cube the others "
                          "stay at their defaults)")
-    ap.add_argument("--slider", metavar="NAME=VALUE", help="a named slider of the model at VALUE in [0, 1]")
-    ap.add_argument("--strength", metavar="S", help="shorthand for --slider strength=S (the denoiser)")
+    ap.add_argument("--slider", metavar="[NAME=]VALUE",
+                    help="a named slider of the model at VALUE in [0, 1]; without NAME, the main slider")
+    ap.add_argument("--strength", metavar="S", help=argparse.SUPPRESS)  # the old name of --slider S
     ap.add_argument("--raw", action="store_true", help="use slider and knob values (and knob maps) uncalibrated")
 
 
 def add_knob_map_option(ap: argparse.ArgumentParser) -> None:
     """``--knob-map [NAME=]FILE``."""
     ap.add_argument("--knob-map", metavar="[NAME=]FILE",
-                    help="a knob map: an image setting the knobs per pixel. Grey: the main slider (e.g. strength; "
+                    help="a knob map: an image setting the knobs per pixel. Grey: the main slider ("
                          "black 0, white 1) or, with NAME=, that slider or knob (other knobs from --knob/--p or their "
                          "defaults); one channel per knob (RGB with blue 0 for two knobs): raw values. Any resolution "
-                         "with the image's aspect ratio; calibrated unless --raw; not with --strength/--slider")
+                         "with the image's aspect ratio; calibrated unless --raw; not with --slider")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -389,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
         map_values, target, p = knob_map_setting(restorer, args, max_pixels)
     else:
         p = knob_values(restorer, strength=args.strength, p=args.p, knobs=args.knob, slider=args.slider, raw=args.raw)
-    setting = describe_setting(args, p)
+    setting = describe_setting(args, p, restorer.space.main_slider.name if restorer.space.main_slider else None)
     if tile:
         restorer.check_tiling(args.force_tiling)
 

@@ -9,8 +9,8 @@ Examples::
 
 Open the printed address in a browser: pick a model and a sample photo (or upload an image),
 optionally degrade it as the model's task does in evaluation (one of its cases, as
-``tunableconv sweep --degrade``: a demonstration on a clean photo), move the sliders (the
-strength slider of the denoiser is calibrated; tick "raw p" for the raw knobs) and compare
+``tunableconv sweep --degrade``: a demonstration on a clean photo), move the sliders (a
+calibrated slider moves evenly; tick "raw p" for the raw knobs) and compare
 before/after with the divider. "Download full resolution" runs the model on the whole image in tiles; "Sweep strip"
 shows the outputs over the slider's range. The HTTP API is documented at /docs (served
 offline) and /openapi.json.

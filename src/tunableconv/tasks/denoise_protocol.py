@@ -23,7 +23,7 @@ Conventions (recorded under ``results["conventions"]``):
   test set gets the same noise whether it is named or given as a path.
 - **Strength.** A tunable model is run at each slider value s of the grid. By default the
   slider goes through the model's stored calibration when it has one (see
-  :meth:`tunableconv.restore.Restorer.strength_to_p`); with ``raw=True`` (``--raw``)
+  :meth:`tunableconv.restore.Restorer.params`); with ``raw=True`` (``--raw``)
   p = (s, 1 − s) directly. Models without knobs are run once (no grid).
 - **Outputs** are clamped to [0, 1] and quantised to 8 bits (``round(255·x)/255``) before
   every metric: the usual convention, the values one gets after saving them as 8-bit images.
@@ -183,14 +183,16 @@ class _Runner:
         if self.tunable and r.num_params != 2:
             raise InputError(f"model {self.name!r} has {r.num_params} knobs; eval needs a denoiser with "
                              f"2 knobs, p = (s, 1 - s), or none")
-        self.calibrated = bool(self.tunable and not raw and r.has_strength and r.calibration)
+        has_strength = r.space.has_slider("strength")
+        self.calibrated = bool(self.tunable and not raw and has_strength
+                               and r.space.slider("strength").calibration is not None)
         if not self.tunable:
             self.s: list[float | None] = [None]
             self.p: list[Tensor | None] = [None]
         else:
             self.s = [1.0] if full_strength_only else list(grid)
-            if r.has_strength:
-                self.p = [r.params(strength=s, calibrated=not raw) for s in self.s]
+            if has_strength:
+                self.p = [r.params(slider=("strength", s), calibrated=not raw) for s in self.s]
             else:  # two knobs but no declared slider: the denoiser's mapping, raw
                 self.p = [r.params(p=[s, 1.0 - s]) for s in self.s]
 
