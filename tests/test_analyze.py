@@ -170,6 +170,21 @@ def test_all_runs_the_three(tiny_file, tmp_path, capsys):
                      "overhead.json", "overhead.png"]
 
 
+def test_all_defaults_to_the_shipped_two_knob_simplex_models_it_can_read():
+    """Read from the zoo's files, not a list of names: every shipped model with two knobs on a
+    simplex and tunable residual blocks (not the NAFNet denoiser, tuned through slots)."""
+    from tunableconv.commands.analyze import analysable_models
+    from tunableconv.models.files import read_metadata
+    from tunableconv.zoo import available
+
+    chosen = analysable_models()
+    assert {"denoise", "sr4"} <= set(chosen) and "denoise-nafnet" not in chosen
+    for name in chosen:
+        space = read_metadata(available()[name]).space
+        assert space.num_params == 2 and space.domain == "simplex"
+    assert not {"restore3", "style3", "deblur-denoise", "denoise-fixed"} & set(chosen)
+
+
 def test_cli_bad_input_has_no_traceback(tmp_path):
     r = _cli("kernels", "--model", "no-such-model", "--out", str(tmp_path))
     assert r.returncode == 2
@@ -189,6 +204,7 @@ def odd_models(tmp_path_factory):
     (["kernels", "--model", "no-such-model", "--out", "OUT"], "unknown model"),
     (["overhead", "--json", "MISSING.json", "--out", "OUT"], "not found"),
     (["kernels", "--model", "ODD/fixed.safetensors", "--out", "OUT"], "has no knobs to analyse"),
+    (["kernels", "--model", "denoise-nafnet", "--out", "OUT"], "(nafnet) has no TunableConv2d layers: its knobs act"),
     (["components", "--model", "ODD/three.safetensors", "--out", "OUT"], "2-knob simplex"),
     (["kernels", "--model", "TINY", "--out", "OUT", "--steps", "2"], "--steps"),
     (["kernels", "--model", "TINY"], "--out"),

@@ -11,7 +11,9 @@
   ``kernels_MODEL.png`` and ``.json``.
 - ``components``: Fig. 9, the first principal component of the RGB kernels of the first and
   last tunable convolution at each setting, as images. Writes ``components_MODEL.png`` and ``.json``.
-- ``all``: the three, for the shipped ``denoise`` and ``sr4`` models.
+- ``all``: the three, for every shipped model with two knobs on a simplex (one slider from
+  one objective to the other) whose residual blocks are :class:`~tunableconv.nn.TunableConv2d`
+  layers (:func:`analysable_models`), or the models given with ``--models``.
 
 Needs matplotlib and scikit-learn (``pip install 'tunableconv[eval]'``). See tunableconv.analysis.
 
@@ -31,7 +33,24 @@ import time
 from pathlib import Path
 
 DEFAULT_OVERHEAD_JSON = "results/overhead.json"
-ALL_MODELS = "denoise,sr4"
+
+
+def analysable_models() -> list[str]:
+    """The shipped models ``analyze all`` reads by default: two knobs on a simplex (so the
+    settings are p = (1 - s, s)) and residual blocks of tunable convolutions, read from each
+    file (a model tuned through :func:`~tunableconv.nn.make_tunable` slots, such as the
+    NAFNet denoiser, has none)."""
+    from ..analysis import residual_block_convs
+    from ..models import load_model
+    from ..models.files import read_metadata
+    from ..zoo import available
+
+    names = []
+    for name, path in available().items():
+        space = read_metadata(path).space
+        if space.num_params == 2 and space.domain == "simplex" and residual_block_convs(load_model(path)[0]):
+            names.append(name)
+    return names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,9 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     common(c)
     c.set_defaults(func=run_components)
 
-    a = what.add_parser("all", help=f"all three, for the models {ALL_MODELS}")
+    a = what.add_parser("all", help="all three, for every shipped two-knob simplex model they can read")
     a.add_argument("--json", default=DEFAULT_OVERHEAD_JSON, help=f"overhead JSON (default: {DEFAULT_OVERHEAD_JSON})")
-    a.add_argument("--models", default=ALL_MODELS, help=f"comma-separated models (default: {ALL_MODELS})")
+    a.add_argument("--models", help="comma-separated models (default: every shipped model with two knobs on a "
+                                    "simplex and tunable residual blocks; the NAFNet denoiser has none)")
     a.add_argument("--steps", type=int, default=5, help="settings along the slider (default: 5)")
     a.add_argument("--seed", type=int, default=0, help="random state of PCA and t-SNE (default: 0)")
     common(a)
@@ -128,8 +148,11 @@ def _load(model: str):
     path = resolve(model)
     net, info = load_model(path)
     name = model if Path(model).name == model and not Path(model).suffix else path.stem
-    if info.space.num_params == 0 or not tunable_convs(net):
+    if info.space.num_params == 0:
         raise InputError(f"model {model!r} is a fixed network: it has no knobs to analyse")
+    if not tunable_convs(net):
+        raise InputError(f"model {model!r} ({info.architecture}) has no TunableConv2d layers: its knobs act through "
+                         "make_tunable slots, which analyze does not read")
     return net, info, name, _provenance(path)
 
 
@@ -254,7 +277,7 @@ def run_all(args: argparse.Namespace) -> int:
     from ..errors import InputError
 
     out = _prepare(args, sklearn=True)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    models = analysable_models() if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise InputError("--models: give at least one model")
     read_overhead(args.json)  # cheap checks first
