@@ -229,6 +229,20 @@ def test_mixture_sampler_puts_the_requested_mass_on_vertices_and_edges():
     assert (counts - 1 / 3).abs().max() < 0.03  # the three styles equally often
 
 
+def test_style3_long_is_style3_small_with_three_times_the_steps_and_two_levers():
+    """The longer recipe differs from ``style3-small`` only where its docstring says."""
+    import dataclasses
+
+    small, long = get_recipe("style3-small"), get_recipe("style3-long")
+    assert long.train.steps == 3 * small.train.steps and long.train.threads == 2
+    assert long.model.args == {**small.model.args, "tunable_norms": False}
+    assert (long.task.vertex_share, long.task.edge_share) == (0.6, 0.3)
+    for section in ("data", "task", "train"):
+        a, b = dataclasses.asdict(getattr(small, section)), dataclasses.asdict(getattr(long, section))
+        changed = {k for k in a if a[k] != b[k]}
+        assert changed <= {"vertex_share", "edge_share", "steps", "threads"}, (section, changed)
+
+
 # ------------------------------------------------------------------ the task
 def _task(**task) -> StyleTask:
     r = get_recipe("style3-small")

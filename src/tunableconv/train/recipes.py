@@ -451,6 +451,23 @@ def style3_small() -> Recipe:
     )
 
 
+def style3_long() -> Recipe:
+    """``style3-small`` given the three single-style twins' *total* budget (3 x
+    ``STYLE_SMALL_STEPS`` = 6600 steps: one network for the price of the three it replaces),
+    with the two levers that each closed part of the gap to the twins at the vertices
+    (docs/style.md): instance norms with fixed affine parameters (``tunable_norms = False``)
+    and 60 % of p on the vertices (30 % on the edges, 10 % inside). The same network, data,
+    loss, schedule shape (cosine) and seed; two CPU threads (about 100 minutes on this
+    project's 2-core CPU, so over the 90-minute single-core budget of ``style3-small``)."""
+    r = style3_small()
+    r.name = "style3-long"
+    r.model.args.update(tunable_norms=False)
+    r.task.vertex_share, r.task.edge_share = 0.6, 0.3
+    r.train.steps = 3 * STYLE_SMALL_STEPS
+    r.train.threads = 2
+    return r
+
+
 def style3_fixed_small(style: str) -> Recipe:
     """The single-style twin of ``style3-small`` for ``style``: the same network plain (no knobs),
     trained on that style's objective alone, with the same data, steps, seed and weights."""
@@ -528,6 +545,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "restore3-fixed-small": restore3_fixed_small,
     "restore3-paper": restore3_paper,
     "style3-small": style3_small,
+    "style3-long": style3_long,
     "style3-fixed-mosaic-small": style3_fixed_mosaic_small,
     "style3-fixed-edtaonisl-small": style3_fixed_edtaonisl_small,
     "style3-fixed-kandinsky-small": style3_fixed_kandinsky_small,
