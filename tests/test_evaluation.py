@@ -15,6 +15,7 @@ from PIL import Image
 from tunableconv import tasks as T
 from tunableconv.cli import main
 from tunableconv.evaluation import case_seed, evaluate, grid_lines
+from tunableconv.tasks.denoise import DenoiseTask
 from tunableconv.knobs import Knob, KnobSpace
 from tunableconv.models import ResNet, ResNetConfig, save_model
 from tunableconv.tasks import EvalCase, RunnerFacts, Sample, Task, TaskSection
@@ -139,7 +140,9 @@ def test_denoiser_numbers_equal_the_denoising_protocol(tmp_path):
     # at s = 1 the blend is the clean image; at s = 0 the noise-preservation target
     assert a["model"]["psnr_blend"][-1] == a["model"]["psnr"][-1]
     assert a["model"]["psnr_blend"][0] == a["model"]["psnr_noise"][0]
-    assert case_seed(0, "imgs", 1, {"sigma": 25.0}) == noise_seed(0, "imgs", 1, 25.0)
+    assert case_seed(0, "imgs", 1, DenoiseTask.case(25.0)) == noise_seed(0, "imgs", 1, 25.0)
+    other = case_seed(0, "imgs", 1, EvalCase("x", {"sigma": 25.0}))  # no seed_key: the generic key
+    assert other != noise_seed(0, "imgs", 1, 25.0) and other == case_seed(0, "imgs", 1, EvalCase("y", {"sigma": 25.0}))
 
 
 def test_grid_lines_per_domain():

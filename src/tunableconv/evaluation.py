@@ -71,12 +71,12 @@ CONVENTIONS = {
 }
 
 
-def case_seed(seed: int, dataset: str, index: int, levels: dict[str, float]) -> int:
-    """The generator seed of image ``index`` of ``dataset`` at the case with ``levels`` (a BLAKE2b hash)."""
-    if len(levels) == 1:
-        key_levels = repr(float(next(iter(levels.values()))))  # the denoising protocol's key
-    else:
-        key_levels = "|".join(f"{k}={float(v)!r}" for k, v in sorted(levels.items()))
+def case_seed(seed: int, dataset: str, index: int, case: "EvalCase") -> int:
+    """The generator seed of image ``index`` of ``dataset`` at ``case`` (a BLAKE2b hash of the
+    seed, the dataset, the index and the case's ``seed_key``, by default its sorted levels)."""
+    key_levels = case.seed_key
+    if key_levels is None:
+        key_levels = "|".join(f"{k}={float(v)!r}" for k, v in sorted(case.levels.items()))
     key = f"tunableconv-eval|{int(seed)}|{dataset}|{int(index)}|{key_levels}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & (2**63 - 1)
 
@@ -388,7 +388,7 @@ def evaluate(
             for index in range(len(ds)):
                 clean = ds[index]["clean"]
                 for case in cases:
-                    g = torch.Generator().manual_seed(case_seed(seed, label, index, case.levels))
+                    g = torch.Generator().manual_seed(case_seed(seed, label, index, case))
                     sample = task.degrade_case(clean, case, g)
                     batched = _batched(sample)
                     for role, runner in (("model", main), ("reference", ref)):

@@ -206,6 +206,10 @@ class EvalCase:
 
     label: str
     levels: dict[str, float] = field(default_factory=dict)
+    #: the levels' part of the case's seed key in evaluation (:func:`tunableconv.evaluation.case_seed`);
+    #: None: ``name=value`` over the sorted levels. A task whose own protocol seeds its
+    #: degradations another way sets it, so both draw the same (denoising: ``repr(sigma)``).
+    seed_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,8 @@ class DenoiseTask(Task):
         """The evaluation case of noise level ``sigma`` (0–255)."""
         if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and 0 <= sigma <= 255):
             raise InputError(f"a denoising case is one noise sigma in 0..255 (8-bit units), got {sigma!r}")
-        return EvalCase(f"sigma={sigma:g}", {"sigma": float(sigma)})
+        # the seed key of the denoising protocol's noise_seed, so eval and the protocol draw the same noise
+        return EvalCase(f"sigma={sigma:g}", {"sigma": float(sigma)}, seed_key=repr(float(sigma)))
 
     def evaluation_cases(self, levels: Sequence[float] | None = None) -> list[EvalCase]:
         """One case per noise level (default σ = 15, 25, 50)."""
